@@ -1,0 +1,1 @@
+"""cryoscape's front ends: the command line and the desktop explorer."""

@@ -1,0 +1,1 @@
+"""Readers and writers for the field's file formats; every write is atomic."""
