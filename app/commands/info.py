@@ -1,0 +1,151 @@
+"""Describe what a file holds: image stack or map, .star, .cs, .txt, pickle, or a run folder.
+"""
+from __future__ import annotations
+
+
+def add_args(parser):
+    parser.add_argument("path", help="a .mrcs/.mrc, .star, .cs, .txt, .pkl file or a run folder")
+
+
+def _describe(obj) -> str:
+    import numpy as np
+    if isinstance(obj, np.ndarray):
+        return f"array {obj.dtype} {list(obj.shape)}"
+    if isinstance(obj, (tuple, list)):
+        kind = "tuple" if isinstance(obj, tuple) else "list"
+        inner = ", ".join(_describe(o) for o in obj[:4]) + (", ..." if len(obj) > 4 else "")
+        return f"{kind} of {len(obj)}: ({inner})"
+    if isinstance(obj, dict):
+        keys = list(obj)[:8]
+        return f"dict of {len(obj)}: " + ", ".join(f"{k!r}: {_describe(obj[k])}" for k in keys)
+    return f"{type(obj).__name__} {obj!r}"[:200]
+
+
+def _checkpoint(path) -> list[str]:
+    from cryoscape.core.io.pickles import load_checkpoint
+    ck = load_checkpoint(path)
+    lines = [f"torch checkpoint: {', '.join(map(str, ck)) if isinstance(ck, dict) else type(ck)}"]
+    if isinstance(ck, dict):
+        if "epoch" in ck:
+            lines.append(f"  epoch {ck['epoch']}")
+        state = ck.get("model_state_dict")
+        if isinstance(state, dict):
+            n = sum(int(v.numel()) for v in state.values() if hasattr(v, "numel"))
+            lines.append(f"  model: {len(state)} tensors, {n} parameters")
+    return lines
+
+
+def _pickle(path) -> list[str]:
+    import zipfile
+
+    import numpy as np
+    from cryoscape.core.io.pickles import load_pickles
+    if zipfile.is_zipfile(path):
+        return _checkpoint(path)
+    objs = load_pickles(path)
+    lines = [f"pickle: {len(objs)} object(s)"]
+    for i, o in enumerate(objs):
+        lines.append(f"  [{i}] {_describe(o)}")
+    o = objs[0]
+    if isinstance(o, np.ndarray) and o.ndim == 2 and o.shape[1] == 9:
+        lines.append(f"  looks like cryoDRGN CTF parameters; first: D={o[0, 0]:g} "
+                     f"apix={o[0, 1]:g} dfU={o[0, 2]:g} dfV={o[0, 3]:g} kV={o[0, 5]:g}")
+    elif isinstance(o, tuple) and len(o) == 2 and np.ndim(o[0]) == 3:
+        lines.append(f"  looks like cryoDRGN poses (rotations, translations/D) of {len(o[0])}")
+    elif isinstance(o, np.ndarray) and o.ndim == 3 and o.shape[1:] == (3, 3):
+        lines.append(f"  looks like cryoDRGN rotations of {len(o)} particles (no translations)")
+    elif len(objs) == 2 and all(np.ndim(x) == 2 for x in objs):
+        lines.append(f"  looks like cryoDRGN latents: mu and logvar, zdim {objs[0].shape[1]}")
+    elif isinstance(o, np.ndarray) and o.ndim == 1 and np.issubdtype(o.dtype, np.integer):
+        lines.append(f"  looks like an index of {len(o)} particles")
+    return lines
+
+
+def _mrc(path) -> list[str]:
+    from cryoscape.core.io.mrc import read_mrc_header
+    h = read_mrc_header(path)
+    kind = "image stack" if h.is_stack else "volume"
+    lines = [(f"MRC {kind}: shape {list(h.shape)} ({h.dtype}), {h.apix:.4g} A/px, "
+              f"origin {h.origin}")]
+    if h.is_stack and len(h.shape) == 3:
+        lines.append(f"  {h.shape[0]} images of {h.shape[2]} x {h.shape[1]} px")
+    return lines
+
+
+def _star(path) -> list[str]:
+    import numpy as np
+    from cryoscape.core.io.star import read_star, star_apix, star_box, star_image_names
+    s = read_star(path)
+    cols = list(s.particles.columns)
+    lines = [(f"RELION star (version {s.version}): {len(s)} particles, "
+              f"{0 if s.optics is None else len(s.optics)} optics group(s)")]
+    box, apix = star_box(s), star_apix(s)
+    if box is not None:
+        lines.append(f"  box {np.unique(box).tolist()} px")
+    if apix is not None:
+        lines.append(f"  pixel size {np.unique(apix.astype(float).round(5)).tolist()} A")
+    lines.append(f"  poses: {'yes' if 'rlnAngleRot' in cols else 'no'}; "
+                 f"CTF: {'yes' if 'rlnDefocusU' in cols else 'no'}")
+    if "rlnImageName" in cols:
+        stacks = star_image_names(s)[0]
+        lines.append(f"  {len(stacks)} stack(s), first: {stacks[0] if stacks else '-'}")
+    lines.append(f"  columns: {', '.join(cols)}")
+    return lines
+
+
+def _cs(path) -> list[str]:
+    import numpy as np
+    from cryoscape.core.io.cs import read_cs
+    a = read_cs(path)
+    names = a.dtype.names
+    groups = sorted({n.split("/")[0] for n in names})
+    lines = [f"cryoSPARC .cs: {len(a)} particles; field groups: {', '.join(groups)}"]
+    if "blob/shape" in names and len(a):
+        lines.append(f"  box {sorted(set(a['blob/shape'][:, 0].tolist()))} px, pixel size "
+                     f"{np.unique(a['blob/psize_A'].astype(float).round(5)).tolist()} A")
+        lines.append(f"  {len(set(a['blob/path'].tolist()))} stack(s)")
+    lines.append(f"  poses: {'yes' if any(n.endswith('/pose') for n in names) else 'no'}; "
+                 f"CTF: {'yes' if 'ctf/df1_A' in names else 'no'}")
+    return lines
+
+
+def _txt(path) -> list[str]:
+    from cryoscape.core.io.stack import open_images
+    src = open_images(path, lazy=True)
+    return [(f"list of {len(src.stacks)} stack(s): {len(src)} images of {src.D} px, "
+             f"{src.apix:.4g} A/px")]
+
+
+def _run(path) -> list[str]:
+    import importlib.util
+
+    from cryoscape.core.errors import InputFileError
+    if importlib.util.find_spec("cryoscape.core.run") is None:
+        raise InputFileError(path, "a folder; reading run folders is not available yet")
+    from cryoscape.core.run import Run
+    run = Run.open(path)
+    epochs = list(run.epochs)
+    return [f"run folder: {len(epochs)} epoch(s) {epochs[:3]}{'...' if len(epochs) > 3 else ''}",
+            f"  zdim {run.zdim}, box {run.D}, {run.apix} A/px"]
+
+
+def main(args):
+    from pathlib import Path
+
+    from cryoscape.core.errors import InputFileError
+    path = Path(args.path)
+    if path.is_dir():
+        lines = _run(path)
+    elif not path.exists():
+        raise InputFileError(path, "not found")
+    else:
+        readers = {".mrcs": _mrc, ".mrc": _mrc, ".map": _mrc, ".st": _mrc, ".star": _star,
+                   ".cs": _cs, ".pkl": _pickle, ".txt": _txt}
+        reader = readers.get(path.suffix.lower())
+        if reader is None:
+            raise InputFileError(path, "unknown kind of file (expected .mrcs, .mrc, .star, "
+                                       ".cs, .txt, .pkl or a run folder)")
+        lines = reader(path)
+    print(f"{path}")
+    print("\n".join(lines))
+    return 0
