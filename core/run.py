@@ -1,0 +1,283 @@
+"""A run directory as one object: config, checkpoints, latents, metrics, decoding, encoding.
+
+Reads cryoscape runs and cryoDRGN runs alike (the layout is shared): `config.yaml`,
+`weights.N.pkl` and `z.N.pkl` every --checkpoint epochs (1-based in cryoDRGN 4.x, 0-based in
+older versions; `epochs` lists the numbers in the file names), the final unnumbered
+`weights.pkl` and `z.pkl`, and for cryoscape runs a `cryoscape:` config section and
+`metrics.jsonl`. Input paths in the config may not exist where a run is explored; nothing here
+needs them, except `apix` which falls back to them and then to 1.0 (`apix_known` tells).
+
+    run = Run.open("RUN")            # a run directory, or a folder with one config + one weights
+    run.epochs                       # [1, 2, 3]
+    mu = run.latents()               # (N, zdim) posterior means, last epoch by default
+    vols = run.decode(mu[:5])        # (5, D, D, D) float32 [z, y, x]
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+from cryoscape.core.errors import CryoscapeError, InputFileError
+from cryoscape.core.models.cryodrgn_compat import load_config, load_model
+from cryoscape.core.models.cryodrgn_compat import model_args as _model_args
+
+_NUMBERED = re.compile(r"^(weights|z)\.(\d+)\.pkl$")
+
+
+def _numbered(folder: Path, kind: str) -> dict[int, Path]:
+    out = {}
+    for p in folder.iterdir():
+        m = _NUMBERED.match(p.name)
+        if m and m.group(1) == kind:
+            out[int(m.group(2))] = p
+    return out
+
+
+class Run:
+    """A trained run. Build with `Run.open(path)` or `Run.from_files(config, weights)`."""
+
+    def __init__(self, path: Path, config: dict, weights: dict | None, zfiles: dict | None,
+                 config_path: Path):
+        """weights/zfiles: {epoch or None (final): path}; None: scan `path` on every use, so a
+        run that is still training shows its new epochs."""
+        self.path, self.config, self.config_path = path, config, config_path
+        self._fixed = None if weights is None else (weights, zfiles or {})
+        self._models: dict = {}
+        self.device = torch.device("cpu")
+
+    def _files(self) -> tuple[dict, dict]:
+        if self._fixed is not None:
+            return self._fixed
+        weights, zfiles = _numbered(self.path, "weights"), _numbered(self.path, "z")
+        for files, name in ((weights, "weights.pkl"), (zfiles, "z.pkl")):
+            if (self.path / name).exists():
+                files[None] = self.path / name
+        return weights, zfiles
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> Run:
+        """A cryoscape or cryoDRGN run directory (or a folder holding exactly one *config.yaml
+        and one *weights*.pkl, or a weights file with config.yaml beside it).
+
+        A run still in its first epoch opens with no epochs; asking it for weights or latents
+        raises CryoscapeError until they are written.
+        """
+        path = Path(path)
+        if path.is_file():
+            return cls.from_files(path.parent / "config.yaml", path)
+        if not path.is_dir():
+            raise InputFileError(path, "no such run directory")
+        cfg_path = path / "config.yaml"
+        if not cfg_path.exists() and (path / "config.pkl").exists():
+            cfg_path = path / "config.pkl"
+        if cfg_path.exists():
+            return cls(path, load_config(cfg_path), None, None, cfg_path)
+        configs = sorted(path.glob("*config*.yaml")) + sorted(path.glob("*config*.pkl"))
+        weights = sorted(path.glob("*weights*.pkl"))
+        if len(configs) == 1 and len(weights) == 1:
+            return cls.from_files(configs[0], weights[0])
+        raise InputFileError(path, "not a run directory: no config.yaml (and not exactly one "
+                                   "*config.yaml with one *weights*.pkl)")
+
+    @classmethod
+    def from_files(cls, config: str | os.PathLike, weights: str | os.PathLike,
+                   z: str | os.PathLike | None = None) -> Run:
+        """A bare checkpoint with its config (and optionally a z file)."""
+        config, weights = Path(config), Path(weights)
+        if not weights.exists():
+            raise InputFileError(weights, "file not found")
+        zfiles = {None: Path(z)} if z is not None else {}
+        return cls(weights.parent, load_config(config), {None: weights}, zfiles, config)
+
+    # ---- description --------------------------------------------------------------------
+    @property
+    def is_cryoscape(self) -> bool:
+        return "cryoscape" in self.config
+
+    @property
+    def epochs(self) -> list[int]:
+        """Epoch numbers with a saved checkpoint, ascending (as numbered in the file names)."""
+        return sorted(k for k in self._files()[0] if k is not None)
+
+    @property
+    def lattice_D(self) -> int:
+        return int(self.config["lattice_args"]["D"])
+
+    @property
+    def D(self) -> int:
+        """Training box size in pixels."""
+        return self.lattice_D - 1
+
+    @property
+    def model_args(self) -> dict:
+        return _model_args(self.config)
+
+    @property
+    def zdim(self) -> int:
+        return int(self.model_args.get("zdim") or 0)
+
+    @property
+    def norm(self) -> tuple[float, float]:
+        n = self.config["dataset_args"].get("norm") or (0.0, 1.0)
+        return float(n[0]), float(n[1])
+
+    def _input_path(self, key: str) -> Path | None:
+        p = self.config.get("dataset_args", {}).get(key)
+        if not p:
+            return None
+        p = Path(p)
+        return p if p.is_absolute() else (self.config_path.parent / p)
+
+    @property
+    def particles_path(self) -> Path | None:
+        """The training particles as the config names them (may not exist here)."""
+        return self._input_path("particles")
+
+    @cached_property
+    def _apix(self) -> tuple[float, bool]:
+        for sect in (self.config.get("cryoscape") or {}, self.config.get("dataset_args") or {}):
+            if sect.get("apix"):
+                return float(sect["apix"]), True
+        ctf = self._input_path("ctf")
+        if ctf is not None and ctf.exists():
+            try:
+                from cryoscape.core.io.pickles import load_pickle
+                c = np.asarray(load_pickle(ctf))
+                return float(c[0, 1] * c[0, 0] / self.D), True
+            except (CryoscapeError, IndexError, ValueError):
+                pass
+        parts = self.particles_path
+        if parts is not None and parts.exists():
+            try:
+                from cryoscape.core.io.stack import open_images
+                src = open_images(parts, lazy=True,
+                                  datadir=self.config["dataset_args"].get("datadir"))
+                if src.apix and src.apix > 0:  # scaled if the run trained on a smaller box
+                    return float(src.apix) * src.D / self.D, True
+            except (CryoscapeError, OSError, ValueError):
+                pass
+        return 1.0, False
+
+    @property
+    def apix(self) -> float:
+        """Pixel size in Å of the training box (1.0 where nothing says; see `apix_known`)."""
+        return self._apix[0]
+
+    @property
+    def apix_known(self) -> bool:
+        return self._apix[1]
+
+    def metrics(self) -> list[dict]:
+        """Rows of metrics.jsonl ([] for cryoDRGN runs); a cut last line is skipped."""
+        p = self.path / "metrics.jsonl"
+        rows = []
+        if p.exists():
+            for line in p.read_text().splitlines():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+        return rows
+
+    # ---- files --------------------------------------------------------------------------
+    def _pick(self, files: dict, epoch: int | None, what: str) -> Path:
+        if epoch is None:
+            if None in files:
+                return files[None]
+            if files:
+                return files[max(k for k in files if k is not None)]
+            raise CryoscapeError(f"{self.path}: no {what} in this run")
+        if epoch not in files:
+            raise CryoscapeError(f"{self.path}: no {what} for epoch {epoch} "
+                                 f"(saved epochs: {sorted(k for k in files if k is not None)})")
+        return files[epoch]
+
+    def weights_path(self, epoch: int | None = None) -> Path:
+        """weights.N.pkl, or for None the final weights.pkl (else the last numbered one)."""
+        return self._pick(self._files()[0], epoch, "weights")
+
+    def z_path(self, epoch: int | None = None) -> Path:
+        return self._pick(self._files()[1], epoch, "latents (z*.pkl)")
+
+    # ---- model, latents -----------------------------------------------------------------
+    def model(self, epoch: int | None = None):
+        """The VAE (eval mode, on `self.device`) of an epoch (None: the final weights)."""
+        key = self.weights_path(epoch)
+        if key not in self._models:
+            self._models = {key: load_model(self.config, key)[0].to(self.device)}
+        return self._models[key]
+
+    def _z_array(self, epoch, i):
+        from cryoscape.core.io.pickles import load_pickles
+        path = self.z_path(epoch)
+        objs = load_pickles(path)
+        if len(objs) <= i:
+            raise InputFileError(path, "holds no logvar (only one pickle)")
+        return np.asarray(objs[i], dtype=np.float32)
+
+    def latents(self, epoch: int | None = None) -> np.ndarray:
+        """(N, zdim) float32 posterior means of the training images (None: last epoch)."""
+        return self._z_array(epoch, 0)
+
+    def logvar(self, epoch: int | None = None) -> np.ndarray:
+        return self._z_array(epoch, 1)
+
+    # ---- decoding, encoding -------------------------------------------------------------
+    def decode(self, z=None, D: int | None = None, epoch: int | None = None, *,
+               flip: bool = False, invert: bool = False, lowpass: float | None = None,
+               chunk: int | None = None) -> np.ndarray:
+        """Volumes (M, b, b, b) float32 [z, y, x] at latents z (M, zdim) (None for zdim 0).
+
+        D: the box (None: the training box; smaller: a low-passed preview of voxel size
+        apix * self.D / D). cryoDRGN runs decode exactly as cryoDRGN's eval_vol; cryoscape runs
+        evaluate only the sphere |k| <= 0.5. flip/invert/lowpass (Å): map options.
+        """
+        from cryoscape.core.decode import apply_map_options, decode_volumes
+        if self.zdim:
+            if z is None:
+                raise CryoscapeError("this run is heterogeneous: give latents z to decode")
+            z = torch.as_tensor(np.asarray(z, dtype=np.float32)).reshape(-1, self.zdim)
+        model = self.model(epoch)
+        vols = decode_volumes(model.decoder, z, self.D, self.norm, box=D,
+                              sphere=True if self.is_cryoscape else None, chunk=chunk).numpy()
+        return apply_map_options(vols, self.voxel_size(D), flip, invert, lowpass)
+
+    def voxel_size(self, D: int | None = None) -> float:
+        """Voxel size in Å of maps decoded at box D (None: the training box)."""
+        return self.apix * self.D / (D or self.D)
+
+    def encode(self, images, epoch: int | None = None, batch_size: int = 256,
+               **kwargs) -> np.ndarray:
+        """Posterior means (N, zdim) of new images under this run's encoder.
+
+        images: an array [N, D, D] (or ImageSource) of centred images without CTF correction,
+        preprocessed as the run's training data; or a particles path / Particles (poses and CTF
+        as for training, see `cryoscape.core.train.encode.encode_particles`, kwargs go there).
+        """
+        if not self.zdim:
+            raise CryoscapeError(f"{self.path}: a homogeneous run (zdim 0) has no encoder")
+        if isinstance(images, (str, os.PathLike)) or hasattr(images, "images"):
+            from cryoscape.core.train.encode import encode_particles
+            src = images if isinstance(images, (str, os.PathLike)) else images.path
+            return encode_particles(self.path, src, epoch=epoch, batch_size=batch_size,
+                                    **kwargs)[0]
+        from cryoscape.core.preprocess import preprocess_images, window_mask
+        ds = self.config["dataset_args"]
+        size = images.D if hasattr(images, "D") else np.shape(images)[-1]
+        if size != self.D:
+            raise CryoscapeError(f"images are {size} px; the run was trained on {self.D} px")
+        win = window_mask(self.D, ds.get("window_r", 0.85)) if ds.get("window", True) else None
+        model = self.model(epoch)
+        out = []
+        with torch.inference_mode():
+            for s in range(0, len(images), batch_size):
+                h = preprocess_images(np.asarray(images[s:s + batch_size]), win,
+                                      ds.get("invert_data", True), self.norm)
+                out.append(model.encode_images(h.to(self.device))[0].cpu())
+        return torch.cat(out).numpy().astype(np.float32)
