@@ -1,0 +1,152 @@
+"""FSC parity with cryoDRGN, resolution thresholds, per-image FSC and pose error."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from cryoscape.core.errors import CryoscapeError
+from cryoscape.core.io.mrc import read_mrc
+from cryoscape.core.metrics import fsc, fsc_auc, per_image_fsc, pose_error, resolution
+from cryoscape.core.rotations import random_rotations
+
+FLIP = np.diag([1.0, 1.0, -1.0])
+
+
+def _cryodrgn_curve(path):
+    ref = np.loadtxt(path, skiprows=1)
+    with open(path) as f:
+        assert f.readline().split() == ["pixres", "fsc"]
+    return ref[:, 0], ref[:, 1]
+
+
+@pytest.mark.parametrize("a, b, curve", [
+    ("hand/hand-bp.mrc", "cryodrgn_rundir/expected/vol_001.mrc",
+     "cryodrgn_rundir/expected/fsc_bp_vs_vol001.txt"),
+    ("cryodrgn_run/expected/vol_001.mrc", "cryodrgn_run/expected/vol_002.mrc",
+     "cryodrgn_run/expected/fsc_vol001_vs_vol002.txt"),
+])
+def test_fsc_matches_cryodrgn(fixtures_dir, a, b, curve):
+    v1, _ = read_mrc(fixtures_dir / a)
+    v2, _ = read_mrc(fixtures_dir / b)
+    ref_f, ref_c = _cryodrgn_curve(fixtures_dir / curve)
+    f, c = fsc(v1, v2)
+    assert f.shape == ref_f.shape == (32,)
+    np.testing.assert_allclose(f, ref_f, atol=1e-12)
+    np.testing.assert_allclose(c, ref_c, atol=1e-4)
+    # cryoDRGN's reported resolution: the highest frequency (> 0) with FSC >= threshold
+    for t in (0.5, 0.143):
+        want = ref_f[(ref_f > 0) & (ref_c >= t)].max()
+        assert resolution(f, c, t)["highest"] == want
+    if "bp_vs" in curve:
+        r = resolution(f, c, 0.5, apix=1.0)
+        assert r["highest"] == 0.078125 and r["highest_A"] == pytest.approx(12.8)
+
+
+def test_fsc_basic_properties(rng):
+    v = rng.normal(size=(32, 32, 32))
+    f, c = fsc(v, 3 * v)
+    assert f[1] == 1 / 32 and len(c) == 16
+    np.testing.assert_allclose(c, 1, atol=1e-12)
+    np.testing.assert_allclose(fsc(v, -v)[1][1:], -1, atol=1e-12)
+    w = v + rng.normal(size=v.shape)
+    mask = np.zeros_like(v)
+    mask[8:24, 8:24, 8:24] = 1
+    np.testing.assert_allclose(fsc(v, w, mask)[1], fsc(v * mask, w * mask)[1])
+    assert not np.allclose(fsc(v, w, mask)[1], fsc(v, w)[1])
+    with pytest.raises(CryoscapeError):
+        fsc(v, v[:16])
+
+
+def test_resolution_highest_and_first_crossing():
+    freq = np.arange(8) / 16
+    curve = np.array([1, 0.9, 0.7, 0.4, 0.6, 0.3, 0.1, 0.0])
+    r = resolution(freq, curve, 0.5, apix=2.0)
+    assert r["highest"] == 4 / 16 and r["highest_A"] == pytest.approx(8.0)  # cryoDRGN's
+    assert r["first_crossing"] == 2 / 16 and r["first_crossing_A"] == pytest.approx(16.0)
+    # linear interpolation between 0.7 at 2/16 and 0.4 at 3/16
+    assert r["first_crossing_interp"] == pytest.approx((2 + 2 / 3) / 16)
+    r = resolution(freq, curve, 0.143)
+    assert r["highest"] == r["first_crossing"] == 5 / 16
+    r = resolution(freq, np.array([1, 0.3, 0.9, 0, 0, 0, 0, 0]), 0.5)
+    assert r["first_crossing"] is None and r["highest"] == 2 / 16
+    r = resolution(freq, np.array([1, 0.2, 0.1, 0, 0, 0, 0, 0]), 0.5)
+    assert r["highest"] is None and r["highest_A"] is None
+    r = resolution(freq, np.ones(8), 0.5)
+    assert r["highest"] == r["first_crossing"] == 7 / 16
+
+
+def test_per_image_fsc(rng):
+    truth = [rng.normal(size=(16, 16, 16)) for _ in range(3)]
+    noise = [0.0, 0.5, 3.0]
+    pred = (t + s * rng.normal(size=t.shape) for t, s in zip(truth, noise))
+    out = per_image_fsc(pred, iter(truth), apix=2.0)
+    assert out["curves"].shape == (3, 8) and out["freq"][-1] == 7 / 16
+    assert out["auc"][0] == pytest.approx(fsc_auc(out["freq"], np.ones(8)))
+    assert out["auc"][0] == pytest.approx(7 / 16)
+    assert out["auc"][0] > out["auc"][1] > out["auc"][2]
+    assert out["res_px"][0] == pytest.approx(16 / 7)  # best possible: ~2 px (the paper's)
+    assert out["res_A"][0] == pytest.approx(2.0 * 16 / 7)
+    assert out["res_px"][2] > out["res_px"][1] >= out["res_px"][0]
+    assert out["mean_res_px"] == pytest.approx(out["res_px"].mean())
+    assert out["mean_auc"] == pytest.approx(out["auc"].mean())
+    far = per_image_fsc([truth[0]], [rng.normal(size=(16, 16, 16))])
+    assert far["res_px"][0] == 16.0  # no shell reaches 0.5: the coarsest, D px
+    with pytest.raises(ValueError):
+        per_image_fsc(truth[:2], truth)
+
+
+def _small_rotations(n, deg, rng):
+    from cryoscape.core.rotations import cryosparc_pose_to_matrix
+    axis = rng.normal(size=(n, 3))
+    axis /= np.linalg.norm(axis, axis=1, keepdims=True)
+    return cryosparc_pose_to_matrix(axis * np.radians(deg))
+
+
+def test_pose_error_recovers_global_rotation(rng):
+    R = random_rotations(400, rng)
+    B = random_rotations(1, rng)[0]
+    out = pose_error(R @ B, R)
+    assert out["hand"] == "same"
+    assert out["median_frob2"] < 1e-10 and out["median_angle_deg"] < 1e-3
+    np.testing.assert_allclose(out["alignment"], B, atol=1e-6)
+    assert out["other_hand_median_frob2"] > 0.5
+    # 2 degree errors about random axes, plus 25% poses that are plain wrong
+    R_est = _small_rotations(400, 2.0, rng) @ R @ B
+    R_est[:100] = random_rotations(100, rng)
+    out = pose_error(R_est, R)
+    assert out["hand"] == "same"
+    assert out["median_angle_deg"] == pytest.approx(2.0, abs=0.1)
+    frob2 = 4 * (1 - np.cos(np.radians(2.0)))  # ||R1 - R2||_F^2 for a 2 degree difference
+    assert out["median_frob2"] == pytest.approx(frob2, rel=0.1)
+    assert out["median_frob"] == pytest.approx(np.sqrt(frob2), rel=0.05)
+    np.testing.assert_allclose(out["alignment"], B, atol=0.01)
+
+
+def test_pose_error_detects_mirrored_hand(rng):
+    R = random_rotations(300, rng)
+    B = random_rotations(1, rng)[0]
+    out = pose_error(FLIP @ R @ FLIP @ B, R)
+    assert out["hand"] == "mirrored"
+    assert out["median_frob2"] < 1e-10 and out["median_angle_deg"] < 1e-3
+    assert out["other_hand_median_frob2"] > 0.5
+    # with the hand fixed by the caller, the same poses are found the same
+    assert pose_error(FLIP @ R @ FLIP @ B, FLIP @ R @ FLIP)["hand"] == "same"
+
+
+def test_pose_error_translations(rng):
+    R = random_rotations(50, rng)
+    t = rng.normal(size=(50, 2))
+    d = np.zeros((50, 2))
+    d[:, 0] = 0.5
+    d[:10, 1] = 10.0
+    out = pose_error(R, R, t + d, t)
+    assert out["median_trans_px"] == pytest.approx(0.5)
+    assert out["mean_trans_px"] > 1.0
+    with pytest.raises(CryoscapeError):
+        pose_error(R[:3], R)
+
+
+def test_fft3c_matches_core_fourier(rng):
+    from cryoscape.core.fourier import fft3_center
+    from cryoscape.core.metrics import fft3c
+    v = rng.normal(size=(8, 8, 8))
+    np.testing.assert_allclose(fft3c(v), fft3_center(v), atol=1e-9)
