@@ -1,0 +1,47 @@
+"""Decode latent points of a run into volume series on disk (MRC + ChimeraX script)."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from cryoscape.core.export import VolumeSeries, make_outdir, write_volume_series
+
+
+def decoded_apix(run, D: int | None) -> float:
+    """Voxel size of maps decoded at box D (Fourier-cropped: same extent, larger voxels)."""
+    full = int(run.D)
+    return float(run.apix) * (full / int(D) if D else 1.0)
+
+
+def decode_iter(run, z, D: int | None = None, epoch: int | None = None,
+                batch: int | None = None):
+    """Yield volumes [D, D, D] decoded at each row of z, a few per decoder call (default: up
+    to 8, fewer for big boxes, so memory stays bounded)."""
+    z = np.atleast_2d(np.asarray(z, dtype=np.float32))
+    if batch is None:
+        batch = max(1, min(8, 2**26 // int(D or run.D) ** 3))
+    for s in range(0, len(z), batch):
+        for vol in run.decode(z[s:s + batch], D=D, epoch=epoch):
+            yield np.asarray(vol, dtype=np.float32)
+
+
+def write_maps(run, z, outdir: str | os.PathLike, D: int | None = None,
+               epoch: int | None = None, prefix: str = "vol_", progress: bool = True,
+               desc: str = "decoding") -> VolumeSeries:
+    """Decode z [M, zdim] with the run's decoder and write them as a volume series with a
+    ChimeraX script; also writes the z themselves (`z_values.txt`, one row per map)."""
+    z = np.atleast_2d(np.asarray(z, dtype=np.float32))
+    outdir = make_outdir(outdir)
+    wrap = None
+    if progress:
+        from tqdm import tqdm
+
+        def wrap(it):
+            return tqdm(it, total=len(z), desc=desc, unit="map")
+    series = write_volume_series(decode_iter(run, z, D=D, epoch=epoch), outdir,
+                                 apix=decoded_apix(run, D), prefix=prefix, progress=wrap)
+    from cryoscape.core.io.atomic import atomic_open
+
+    with atomic_open(outdir / "z_values.txt", "w") as f:
+        np.savetxt(f, z, fmt="%.6g")
+    return series
