@@ -1,0 +1,544 @@
+"""The explorer's logic, between the state and the worker threads (no widgets here).
+
+`Explorer` opens runs, computes embeddings and clusters in the analysis thread, decodes volumes
+in the decode thread (a reduced-box preview first, then the full box; the nearest cached volume
+at once), meshes them in the mesh thread and announces finished meshes; it also exports
+selections, maps and trajectories. Widgets connect to its signals; tests drive it directly.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from cryoscape.app.gui.decode_cache import CacheProgress, DecodeCache
+from cryoscape.app.gui.state import ExplorerState
+from cryoscape.app.gui.volume_view import Mesh, isosurface
+from cryoscape.app.gui.workers import JobThread
+from cryoscape.core.errors import CryoscapeError
+from PyQt6.QtCore import QObject, pyqtSignal
+
+PREVIEW_D = 32
+
+
+@dataclass
+class VolumeResult:
+    """A decoded map: `source` is 'cache', 'preview' or 'exact'; `t0` when it was asked for."""
+    volume: np.ndarray
+    z: np.ndarray
+    D: int
+    source: str
+    request: int
+    t0: float
+    index: int | None = None
+
+
+@dataclass
+class MeshResult:
+    mesh: Mesh
+    volume: VolumeResult
+    which: int = 0
+
+
+@dataclass
+class _Analysis:
+    generation: int
+    kind: str
+    xy: np.ndarray | None
+    pca: tuple | None
+    kmeans: object | None
+
+
+@dataclass
+class _Done:
+    """A finished analysis job: `apply()` runs on the GUI thread."""
+    apply: object
+
+
+def load_metadata(run, n: int):
+    """(table, note): the particles' star/cs metadata in training order, or None and why not."""
+    import pandas as pd
+
+    path = getattr(run, "particles_path", None)
+    if not path:
+        return None, "metadata colouring off: the run does not record its particle file"
+    path = Path(path)
+    if not path.exists():
+        return None, f"metadata colouring off: particle file {path} not found"
+    suffix = path.suffix.lower()
+    if suffix == ".star":
+        from cryoscape.core.io.star import read_star
+        table = read_star(path).particles
+    elif suffix == ".cs":
+        from cryoscape.core.io.cs import read_cs
+        arr = read_cs(path)
+        table = pd.DataFrame({k: arr[k] for k in arr.dtype.names
+                              if arr[k].ndim == 1 and arr[k].dtype.kind in "iuf"})
+    else:
+        return None, f"metadata colouring off: {path.name} is an image stack without metadata"
+    ind = (getattr(run, "config", None) or {}).get("dataset_args", {}).get("ind")
+    if ind and Path(ind).exists():
+        from cryoscape.core.io.cryodrgn import load_index
+        table = table.iloc[load_index(ind)].reset_index(drop=True)
+    if len(table) != n:
+        return None, f"metadata colouring off: {path.name} has {len(table)} rows for {n} particles"
+    return table, ""
+
+
+def colour_columns(table) -> list[str]:
+    """Metadata columns worth colouring by: numbers, or text with few distinct values."""
+    if table is None:
+        return []
+    cols = []
+    for c in table.columns:
+        s = table[c]
+        if s.dtype.kind in "iuf" and s.nunique() > 1 or s.dtype.kind == "O" and 1 < s.nunique() <= 40:
+            cols.append(c)
+    return cols
+
+
+class Explorer(QObject):
+    """Runs the explorer's work in three threads: decode, mesh and analysis."""
+
+    mesh_ready = pyqtSignal(object)        # MeshResult
+    volume_ready = pyqtSignal(object)      # VolumeResult (every stage)
+    status = pyqtSignal(str)
+    error = pyqtSignal(str, str)           # title, message
+    analysis_busy = pyqtSignal(bool, str)  # busy, what
+    cache_progress = pyqtSignal(int, int)
+    task_done = pyqtSignal(str, object)    # name, result (exports, paths)
+
+    def __init__(self, state: ExplorerState | None = None, parent=None, cache_D: int = 24,
+                 n_clusters: int = 10):
+        super().__init__(parent)
+        self.state = state or ExplorerState(self)
+        self.cache = DecodeCache(D=cache_D)
+        self.n_clusters = n_clusters
+        self.decode_thread = JobThread("decode", self)
+        self.mesh_thread = JobThread("mesh", self)
+        self.analysis_thread = JobThread("analysis", self)
+        self.threads = [self.decode_thread, self.mesh_thread, self.analysis_thread]
+        self.decode_thread.result.connect(self._on_decoded)
+        self.mesh_thread.result.connect(self._on_meshed)
+        self.analysis_thread.result.connect(self._on_analysis)
+        self.analysis_thread.busy.connect(self._on_busy)
+        for t in self.threads:      # bound methods: delivered on the GUI thread (queued)
+            t.error.connect(self._on_error)
+            t.start()
+        self.embedding_kind = "PCA"
+        self.current: VolumeResult | None = None
+        self.current_mesh: Mesh | None = None
+        self.pinned: VolumeResult | None = None
+        self.path_volumes: list[np.ndarray] = []
+        self._request = 0
+        self._generation = 0
+        self._busy_what = ""
+        self._shown_cache = -1
+        self._timed_request = -1
+        self._closing = False
+        self.timings: dict[str, float] = {}
+        self.state.latents_changed.connect(self._analyse_latents)
+        self.state.threshold_changed.connect(lambda _: self.remesh())
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def _on_busy(self, busy: bool) -> None:
+        self.analysis_busy.emit(busy, self._busy_what)
+
+    def _on_error(self, message: str) -> None:
+        name = self.sender().objectName() if self.sender() is not None else "worker"
+        self.error.emit(f"{name.capitalize()} failed", message)
+
+    def shutdown(self) -> None:
+        self._closing = True
+        for t in self.threads:
+            t.stop()
+
+    # -- runs --------------------------------------------------------------------------------
+    def open_run(self, path, epoch: int | None = None):
+        """Open a run directory (cryoscape or cryoDRGN); errors raise CryoscapeError."""
+        from cryoscape.core.run import Run
+
+        run = Run.open(path)
+        if not run.zdim:
+            raise CryoscapeError(f"{path}: a homogeneous run (zdim 0) has no latent space to "
+                                 "explore; write its map with `cryoscape eval-vol`")
+        self.set_run(run, epoch)
+        return run
+
+    def set_run(self, run, epoch: int | None = None) -> None:
+        self.cache.plan(np.zeros((0, 1), np.float32), None)
+        self.decode_thread.clear_background()
+        self.current, self.current_mesh, self.pinned, self.path_volumes = None, None, None, []
+        self.state.set_run(run, epoch)
+        self.status.emit(f"Opened {run.path}: {self.state.n} particles, zdim {self.state.zdim}, "
+                         f"box {run.D}, {run.apix:g} Å/px, epoch {self.state.epoch}")
+        self._load_metadata()
+
+    def reload_epochs(self) -> list[int]:
+        """Re-open the current run (new epochs written by training) and return its epochs."""
+        from cryoscape.core.run import Run
+
+        self.state.run = Run.open(self.state.run.path)
+        return list(self.state.run.epochs)
+
+    def _load_metadata(self) -> None:
+        run, n = self.state.run, self.state.n
+
+        def job(emit, is_stale):
+            try:
+                table, note = load_metadata(run, n)
+            except CryoscapeError as e:
+                table, note = None, f"metadata colouring off: {e}"
+            emit(_Done(lambda: self.state.set_metadata(table, note)
+                       if self.state.run is run else None))
+        self.analysis_thread.submit_background(job)
+
+    # -- embedding, clusters, cache ----------------------------------------------------------
+    def decode_fn(self):
+        run, epoch = self.state.run, self.state.epoch
+        return lambda z, D: run.decode(np.asarray(z, np.float32), D=D, epoch=epoch)
+
+    def _analyse_latents(self) -> None:
+        self._generation += 1
+        gen, z = self._generation, self.state.z
+        kind = self.embedding_kind if z.shape[1] > 1 else "histogram"
+        k = min(self.n_clusters, len(z))
+        run, epoch = self.state.run, self.state.epoch
+
+        def job(emit, is_stale):
+            from cryoscape.core.analysis.embed import pca
+            from cryoscape.core.analysis.sampling import kmeans
+            xy, p = None, None
+            if z.shape[1] > 1:
+                res = pca(z, 2)
+                xy, p = res.coords.astype(np.float32), (res.mean, res.components)
+                if kind == "UMAP":
+                    emit(_Analysis(gen, "PCA", xy, p, None))
+                    xy, p = self._umap(z, _cache_dir(run), epoch,
+                                       lambda: gen != self._generation), None
+                    if xy is None:
+                        return
+            from threadpoolctl import threadpool_limits
+            with threadpool_limits(1):           # leave the other cores to the GUI
+                km = kmeans(z, k=k, seed=0, n_init=1)
+            emit(_Analysis(gen, kind, xy, p, km))
+        self._busy_what = "UMAP (computing in the background)" if kind == "UMAP" else \
+            "Embedding and clustering"
+        self.analysis_thread.submit_background(job)
+
+    def _umap(self, z, cache_dir, epoch, superseded):
+        """UMAP in a child process (numba holds the GIL for seconds: a thread would stall the
+        GUI); the run directory caches it. None if `superseded()` (other latents are shown
+        now) or the explorer shuts down: the child is terminated."""
+        import multiprocessing
+
+        from cryoscape.core.analysis.embed import umap_cache_key, umap_embedding
+
+        if cache_dir is not None:
+            cached = Path(cache_dir) / umap_cache_key(z, epoch, 15, 0.1, 0)
+            if cached.is_file():
+                return umap_embedding(z, cache_dir=cache_dir, epoch=epoch, progress=None)
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            res = pool.apply_async(umap_embedding, (z,), {"cache_dir": cache_dir, "epoch": epoch,
+                                                           "progress": None})
+            while not res.ready():
+                if self._closing or superseded():
+                    pool.terminate()
+                    return None
+                res.wait(0.1)
+            return res.get()
+
+    def set_embedding_kind(self, kind: str) -> None:
+        """'PCA' or 'UMAP' (computed in the analysis thread, cached in the run directory)."""
+        self.embedding_kind = kind
+        if self.state.z is not None:
+            self._analyse_latents()
+
+    def _on_analysis(self, res) -> None:
+        if isinstance(res, _Done):
+            res.apply()
+            return
+        if res.generation != self._generation:
+            return
+        if res.kind != "histogram":
+            self.state.set_embedding(res.kind, res.xy, res.pca)
+        else:
+            self.state.set_embedding("histogram", None)
+        if res.kmeans is not None:
+            self.state.set_clusters(res.kmeans.labels, res.kmeans.medoids)
+            if self.state.colour_by == "density":
+                self.set_colouring("density")
+            self._fill_cache(res.xy)
+
+    def _fill_cache(self, xy) -> None:
+        z = self.state.z
+        xy = xy if xy is not None else np.stack([z[:, 0], np.zeros(len(z))], 1)
+        self.cache.D = min(self.cache.D, self.state.run.D)
+        self.decode_thread.clear_background()
+        self.cache.plan(z, xy, self.state.centre_index)
+        box = self.state.run.D * self.state.run.apix
+
+        def mesher(vol):
+            sigma = self.state.threshold
+            return sigma, isosurface(vol, sigma, box)
+        for job in self.cache.jobs(self.decode_fn(), mesher):
+            self.decode_thread.submit_background(job)
+
+    def set_colouring(self, by: str) -> None:
+        """'k-means', 'density', 'none' or a metadata column."""
+        st = self.state
+        if by == "k-means":
+            values = st.labels
+        elif by == "density":
+            from cryoscape.core.analysis.sampling import density_2d
+            xy = st.embedding                       # None for zdim 1: nothing to colour
+            values = density_2d(xy).at(xy) if xy is not None else None
+        elif by == "none":
+            values = None
+        elif st.metadata is not None and by in st.metadata.columns:
+            values = st.metadata[by].to_numpy()
+        else:
+            raise CryoscapeError(st.metadata_note or f"no metadata column {by!r}")
+        st.set_colouring(by, values)
+
+    # -- decoding ----------------------------------------------------------------------------
+    def decode_particle(self, i: int) -> None:
+        self.decode_z(self.state.z[i], index=int(i))
+
+    def decode_z(self, z, index: int | None = None) -> int:
+        """Show the volume at z: the nearest cached one now, then the preview and full map."""
+        t0 = time.perf_counter()
+        z = np.asarray(z, np.float32).reshape(-1)
+        self.state.set_current(z, index)
+        self._request += 1
+        req = self._request
+        self._show_cached(z, req, t0)
+        D = self.state.run.D
+        sizes = [PREVIEW_D, D] if D > PREVIEW_D else [D]
+        decode = self.decode_fn()
+
+        def job(emit, is_stale):
+            for d in sizes:
+                if is_stale():
+                    return
+                vol = decode(z[None], d)[0]
+                emit(VolumeResult(np.asarray(vol, np.float32), z, d,
+                                  "exact" if d == D else "preview", req, t0, index))
+        self.decode_thread.submit(job)
+        return req
+
+    def _show_cached(self, z, req, t0) -> bool:
+        """Show the cached map nearest z: its mesh at once if cached at this threshold."""
+        hit = self.cache.nearest(z)
+        if hit is None:
+            return False
+        vol, idx, _, slot = hit
+        self._shown_cache = idx
+        res = VolumeResult(vol, self.state.z[idx], self.cache.D, "cache", req, t0, idx)
+        mesh = self.cache.mesh(slot, self.state.threshold)
+        if mesh is not None:
+            self._on_meshed(MeshResult(mesh, res))
+        else:
+            self._mesh(res, cache_slot=(slot, self.cache.generation))
+        return True
+
+    def preview_particle(self, i: int) -> None:
+        """Hover: the nearest cached surface at once, no exact decode (-1 restores current)."""
+        if i < 0:
+            if self._shown_cache >= 0 and self.current_mesh is not None:
+                self._shown_cache = -1
+                self.mesh_ready.emit(MeshResult(self.current_mesh, self.current))
+            return
+        hit = self.cache.nearest(self.state.z[i])
+        if hit is not None and hit[1] != self._shown_cache:
+            self._show_cached(self.state.z[i], self._request, time.perf_counter())
+
+    def _on_decoded(self, res) -> None:
+        if isinstance(res, CacheProgress):
+            if res.generation == self.cache.generation:
+                self.cache_progress.emit(res.done, res.total)
+            return
+        if res.request != self._request:
+            return
+        if res.source == "exact":
+            self.timings["exact"] = time.perf_counter() - res.t0
+        self.current = res
+        self._shown_cache = -1
+        self.volume_ready.emit(res)
+        self._mesh(res)
+
+    def _mesh(self, res: VolumeResult, which: int = 0, cache_slot=None) -> None:
+        sigma, box = self.state.threshold, self.state.run.D * self.state.run.apix
+
+        def job(emit, is_stale):
+            mesh = isosurface(res.volume, sigma, box)
+            if cache_slot is not None:
+                self.cache.set_mesh(cache_slot[0], sigma, mesh, cache_slot[1])
+            emit(MeshResult(mesh, res, which))
+        self.mesh_thread.submit(job)
+
+    def remesh(self) -> None:
+        """Threshold changed: mesh the current (and pinned) map again, without decoding."""
+        if self.current is not None:
+            self._mesh(self.current)
+        if self.pinned is not None:
+            pinned, sigma = self.pinned, self.state.threshold
+            box = self.state.run.D * self.state.run.apix
+            self.mesh_thread.submit_background(lambda emit, stale: emit(
+                MeshResult(isosurface(pinned.volume, sigma, box), pinned, 1)))
+
+    def _on_meshed(self, res: MeshResult) -> None:
+        if res.which == 0:
+            if res.volume.request != self._request:
+                return
+            if res.volume.source != "cache":
+                self.current_mesh = res.mesh
+            if res.volume.request != self._timed_request:
+                self._timed_request = res.volume.request
+                self.timings["first_surface"] = time.perf_counter() - res.volume.t0
+        self.mesh_ready.emit(res)
+
+    def pin_current(self) -> None:
+        """Keep the current map as the comparison surface."""
+        if self.current is not None:
+            self.pinned = self.current
+            self.remesh()
+
+    def unpin(self) -> None:
+        self.pinned = None
+        self.mesh_ready.emit(MeshResult(None, None, 1))
+
+    # -- maps --------------------------------------------------------------------------------
+    def current_map(self) -> tuple[np.ndarray, float]:
+        """(the full-box current volume, its voxel size); error if only a preview is there."""
+        cur = self.current
+        if cur is None:
+            raise CryoscapeError("no volume yet: click a point in the latent view first")
+        return cur.volume, self.state.run.apix * self.state.run.D / cur.D
+
+    def save_map(self, path) -> Path:
+        from cryoscape.core.io.mrc import write_mrc
+
+        vol, apix = self.current_map()
+        write_mrc(path, vol, apix=apix)
+        self.status.emit(f"Saved {path} ({vol.shape[0]}³, {apix:.3g} Å/px)")
+        return Path(path)
+
+    def open_in_chimerax(self, outdir) -> tuple[Path, bool]:
+        """Write the current map and a .cxc; launch ChimeraX if it is on PATH."""
+        from cryoscape.core.export import write_cxc
+
+        outdir = Path(outdir)
+        index = self.current.index if self.current is not None else None
+        name = f"particle_{index}" if index is not None else "map"
+        mrc = self.save_map(outdir / f"{name}.mrc")
+        vol, _ = self.current_map()
+        level = float(vol.mean() + self.state.threshold * vol.std())
+        cxc = write_cxc(outdir / f"{name}.cxc", [mrc], level)
+        exe = shutil.which("chimerax") or shutil.which("ChimeraX")
+        if exe:
+            subprocess.Popen([exe, str(cxc)], cwd=outdir, start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.status.emit(f"Opened {cxc} in ChimeraX")
+        else:
+            self.status.emit(f"ChimeraX not found on PATH; wrote {cxc} (open it in ChimeraX)")
+        return cxc, bool(exe)
+
+    # -- selections --------------------------------------------------------------------------
+    def export_selection(self, name: str, out, source=None) -> Path:
+        """Write a selection as an index .pkl, a filtered .star or a .cs (+ .csg)."""
+        from cryoscape.core import export
+
+        ind = self.state.selections[name]
+        out = Path(out)
+        suffix = out.suffix.lower()
+        if suffix == ".pkl":
+            return export.export_index(out, self._source_rows(ind))
+        src = Path(source or self.state.run.particles_path or "")
+        if suffix not in (".star", ".cs"):
+            raise CryoscapeError(f"{out.name}: export as .pkl, .star or .cs")
+        if src.suffix.lower() != suffix or not src.exists():
+            raise CryoscapeError(f"to write a {suffix} subset, choose the {suffix} file the run "
+                                 f"was trained on (the run's particles: {src})")
+        if suffix == ".star":
+            return export.export_star(src, self._source_rows(ind), out)
+        return export.export_cs(src, self._source_rows(ind), out)[0]
+
+    def _source_rows(self, ind) -> np.ndarray:
+        """Selection indices (training order) as rows of the run's particle file."""
+        cfg = getattr(self.state.run, "config", None) or {}
+        run_ind = cfg.get("dataset_args", {}).get("ind")
+        if run_ind and Path(run_ind).exists():
+            from cryoscape.core.io.cryodrgn import load_index
+            return load_index(run_ind)[ind]
+        return np.asarray(ind, np.int64)
+
+    # -- trajectories ------------------------------------------------------------------------
+    def compute_path(self, n: int = 10, through_data: bool = False) -> np.ndarray:
+        from cryoscape.core.analysis.trajectory import path_through
+
+        path = path_through(self.state.z, self.state.waypoints, n=n, graph=through_data)
+        self._set_path(path)
+        return path
+
+    def compute_pc_path(self, pc: int = 1, n: int = 10) -> np.ndarray:
+        from cryoscape.core.analysis.trajectory import pc_traversal
+
+        path, _ = pc_traversal(self.state.z, pc=pc, n=n)
+        self._set_path(path)
+        return path
+
+    def _set_path(self, path) -> None:
+        self.state.set_path(path)
+        self.path_volumes = []
+        path = np.asarray(path, np.float32)
+        decode, D = self.decode_fn(), min(PREVIEW_D, self.state.run.D)
+        gen = self._generation
+
+        def job(emit, is_stale):
+            vols = decode(path, D)
+            emit(_Done(lambda: self._set_path_volumes(gen, list(vols))))
+        self.analysis_thread.submit_background(job)
+
+    def _set_path_volumes(self, gen, vols) -> None:
+        if gen == self._generation:
+            self.path_volumes = vols
+            self.task_done.emit("path_volumes", len(vols))
+
+    def show_path_frame(self, k: int) -> None:
+        """Trajectory playback: frame k from the pre-decoded path (the exact map on pause)."""
+        z = self.state.path_z[k]
+        self.state.set_current(z, None)
+        self._request += 1
+        if k < len(self.path_volumes):
+            self._mesh(VolumeResult(self.path_volumes[k], z, min(PREVIEW_D, self.state.run.D),
+                                    "preview", self._request, time.perf_counter()))
+        else:
+            self._show_cached(z, self._request, time.perf_counter())
+
+    def export_path(self, outdir, D: int | None = None) -> None:
+        """Decode the path at the full box (analysis thread) and write MRC files + a .cxc."""
+        from cryoscape.core.export import write_volume_series
+
+        if self.state.path_z is None:
+            raise CryoscapeError("no trajectory: pick waypoints and compute a path first")
+        path, decode = self.state.path_z.copy(), self.decode_fn()
+        D = D or self.state.run.D
+        apix = self.state.run.apix * self.state.run.D / D
+
+        def job(emit, is_stale):
+            vols = (decode(z[None], D)[0] for z in path)
+            series = write_volume_series(vols, outdir, apix=apix, prefix="traj_")
+            emit(_Done(lambda: self.task_done.emit("export_path", series)))
+        self._busy_what = f"Writing {len(path)} maps to {outdir}"
+        self.analysis_thread.submit_background(job)
+
+
+def _cache_dir(run) -> str | None:
+    """Where UMAP results are cached: the run directory if writable."""
+    path = getattr(run, "path", None)
+    return str(path) if path and os.access(path, os.W_OK) else None

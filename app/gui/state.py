@@ -1,0 +1,156 @@
+"""The explorer's state: plain objects with Qt signals, separate from the widgets that draw them.
+
+Widgets read from `ExplorerState` and call its setters; every change is announced by a signal, so
+several views stay in step without knowing each other (napari's model/view split).
+"""
+from __future__ import annotations
+
+import numpy as np
+from PyQt6.QtCore import QObject, pyqtSignal
+from scipy.spatial import cKDTree
+
+
+class ExplorerState(QObject):
+    """What the user is looking at: a run, an epoch's latents, their 2D view and selections."""
+
+    run_changed = pyqtSignal()
+    latents_changed = pyqtSignal()
+    embedding_changed = pyqtSignal()
+    colouring_changed = pyqtSignal()
+    selections_changed = pyqtSignal()
+    current_changed = pyqtSignal()
+    threshold_changed = pyqtSignal(float)
+    path_changed = pyqtSignal()
+    metadata_changed = pyqtSignal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.run = None
+        self.epoch: int | None = None
+        self.z: np.ndarray | None = None            # (N, zdim) posterior means
+        self.embedding: np.ndarray | None = None    # (N, 2), or None for zdim 1 (histogram)
+        self.embedding_kind = "PCA"
+        self.pca: tuple[np.ndarray, np.ndarray] | None = None   # (mean, components [2, zdim])
+        self.labels: np.ndarray | None = None       # k-means cluster of each particle
+        self.centre_index: np.ndarray | None = None  # on-data particle nearest each centre
+        self.colour_by = "k-means"
+        self.colour_values: np.ndarray | None = None
+        self.metadata = None                        # pandas.DataFrame | None
+        self.metadata_note = ""                     # why metadata colouring is off
+        self.selections: dict[str, np.ndarray] = {}
+        self.current_z: np.ndarray | None = None
+        self.current_index: int | None = None
+        self.threshold = 2.0                        # isosurface level, standard deviations
+        self.waypoints: list[int] = []
+        self.path_z: np.ndarray | None = None
+        self.path_xy: np.ndarray | None = None
+        self._tree = None
+
+    # -- run and latents ---------------------------------------------------------------------
+    @property
+    def zdim(self) -> int:
+        return 0 if self.z is None else self.z.shape[1]
+
+    @property
+    def n(self) -> int:
+        return 0 if self.z is None else len(self.z)
+
+    def set_run(self, run, epoch: int | None = None) -> None:
+        """Show `run` (any object with the Run API) at `epoch` (last by default)."""
+        self.run = run
+        self.selections = {}
+        self.waypoints, self.path_z, self.path_xy = [], None, None
+        self.current_z, self.current_index = None, None
+        self.metadata, self.metadata_note = None, ""
+        self.epoch = None
+        self.run_changed.emit()
+        self.set_epoch(epoch if epoch is not None else (run.epochs[-1] if run.epochs else None))
+        self.selections_changed.emit()
+        self.path_changed.emit()
+
+    def set_epoch(self, epoch: int | None) -> None:
+        """Load that epoch's latents (the run's final latents when `epoch` is None)."""
+        self.epoch = epoch
+        z = np.asarray(self.run.latents(epoch), dtype=np.float32)
+        self.z = z.reshape(len(z), -1)
+        self._tree = None
+        self.labels, self.centre_index = None, None
+        self.embedding, self.pca, self.embedding_kind = None, None, "PCA"
+        self.latents_changed.emit()
+
+    def set_embedding(self, kind: str, xy: np.ndarray | None, pca=None) -> None:
+        self.embedding_kind, self.embedding, self.pca = kind, xy, pca
+        if self.path_z is not None:
+            self.path_xy = self.project(self.path_z)
+        self.embedding_changed.emit()
+
+    def project(self, z: np.ndarray) -> np.ndarray:
+        """2D coordinates of latent points on the current view (exact for PCA, else nearest)."""
+        z = np.atleast_2d(z)
+        if self.embedding is None:
+            return np.stack([z[:, 0], np.zeros(len(z))], 1)
+        if self.pca is not None:
+            mean, comps = self.pca
+            return (z - mean) @ comps.T
+        return self.embedding[self.nearest_particles(z)]
+
+    def nearest_particles(self, z: np.ndarray) -> np.ndarray:
+        """Index of the particle nearest in z to each row of `z`."""
+        if self._tree is None:
+            self._tree = cKDTree(self.z)
+        return self._tree.query(np.atleast_2d(z))[1]
+
+    def set_clusters(self, labels: np.ndarray, centre_index: np.ndarray) -> None:
+        self.labels, self.centre_index = labels, centre_index
+        if self.colour_by == "k-means":
+            self.set_colouring("k-means", labels)
+
+    def set_colouring(self, by: str, values: np.ndarray | None) -> None:
+        self.colour_by, self.colour_values = by, values
+        self.colouring_changed.emit()
+
+    def set_metadata(self, table, note: str = "") -> None:
+        self.metadata, self.metadata_note = table, note
+        self.metadata_changed.emit()
+
+    # -- current volume ----------------------------------------------------------------------
+    def set_current(self, z: np.ndarray, index: int | None = None) -> None:
+        self.current_z = np.asarray(z, dtype=np.float32).reshape(-1)
+        self.current_index = index
+        self.current_changed.emit()
+
+    def set_threshold(self, sigma: float) -> None:
+        if sigma != self.threshold:
+            self.threshold = float(sigma)
+            self.threshold_changed.emit(self.threshold)
+
+    # -- selections --------------------------------------------------------------------------
+    def add_selection(self, ind: np.ndarray, name: str | None = None) -> str:
+        """Store a particle subset under `name` (a fresh 'selection N' by default)."""
+        if name is None:
+            k = len(self.selections) + 1
+            while f"selection {k}" in self.selections:
+                k += 1
+            name = f"selection {k}"
+        self.selections[name] = np.unique(np.asarray(ind, dtype=np.int64))
+        self.selections_changed.emit()
+        return name
+
+    def remove_selection(self, name: str) -> None:
+        self.selections.pop(name, None)
+        self.selections_changed.emit()
+
+    def rename_selection(self, old: str, new: str) -> None:
+        if new and new != old and old in self.selections and new not in self.selections:
+            self.selections = {(new if k == old else k): v for k, v in self.selections.items()}
+            self.selections_changed.emit()
+
+    # -- trajectories ------------------------------------------------------------------------
+    def set_waypoints(self, indices: list[int]) -> None:
+        self.waypoints = [int(i) for i in indices]
+        self.path_changed.emit()
+
+    def set_path(self, path_z: np.ndarray | None) -> None:
+        self.path_z = None if path_z is None else np.asarray(path_z, dtype=np.float32)
+        self.path_xy = None if path_z is None else self.project(self.path_z)
+        self.path_changed.emit()

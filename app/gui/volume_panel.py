@@ -1,0 +1,91 @@
+"""The volume panel: the 3D view, the threshold slider (standard deviations) and map actions."""
+from __future__ import annotations
+
+from cryoscape.app.gui.volume_view import VolumeView
+from PyQt6.QtCore import Qt, pyqtSignal
+from PyQt6.QtWidgets import (
+    QCheckBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+SOURCE_TEXT = {"cache": "nearest cached map", "preview": "preview", "exact": "exact"}
+
+
+class VolumePanel(QWidget):
+    """VolumeView plus controls. Emits `threshold_changed(sigma)` and button signals."""
+
+    threshold_changed = pyqtSignal(float)
+    save_requested = pyqtSignal()
+    chimerax_requested = pyqtSignal()
+    pin_requested = pyqtSignal(bool)
+    side_by_side_changed = pyqtSignal(bool)
+
+    def __init__(self, parent=None, sigma: float = 2.0):
+        super().__init__(parent)
+        self.view = VolumeView(self)
+        self.info = QLabel("Click a point in the latent view to see its volume.")
+        self.info.setObjectName("volumeInfo")
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(-20, 100)                 # tenths of a standard deviation
+        self.slider.setValue(round(sigma * 10))
+        self.slider.setToolTip("Isosurface level in standard deviations above the map's mean")
+        self.level = QLabel()
+        self.slider.valueChanged.connect(self._slider_moved)
+        self._slider_moved(self.slider.value())
+        self.shown = None                              # VolumeResult of the surface on show
+
+        self.save_button = QPushButton("Save map…")
+        self.chimerax_button = QPushButton("Open in ChimeraX")
+        self.reset_button = QPushButton("Reset view")
+        self.pin_button = QPushButton("Pin to compare")
+        self.pin_button.setCheckable(True)
+        self.pin_button.setToolTip("Keep this map as an orange surface to compare with the next")
+        self.side_box = QCheckBox("Side by side")
+        self.save_button.clicked.connect(self.save_requested)
+        self.chimerax_button.clicked.connect(self.chimerax_requested)
+        self.reset_button.clicked.connect(self.view.reset_camera)
+        self.pin_button.toggled.connect(self.pin_requested)
+        self.side_box.toggled.connect(self.view.set_side_by_side)
+
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Threshold"))
+        row.addWidget(self.slider, 1)
+        row.addWidget(self.level)
+        buttons = QHBoxLayout()
+        for w in (self.save_button, self.chimerax_button, self.reset_button, self.pin_button,
+                  self.side_box):
+            buttons.addWidget(w)
+        buttons.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.view, 1)
+        layout.addWidget(self.info)
+        layout.addLayout(row)
+        layout.addLayout(buttons)
+
+    @property
+    def sigma(self) -> float:
+        return self.slider.value() / 10
+
+    def set_sigma(self, sigma: float) -> None:
+        self.slider.setValue(round(sigma * 10))
+
+    def _slider_moved(self, v: int) -> None:
+        self.level.setText(f"{v / 10:+.1f} σ")
+        self.threshold_changed.emit(v / 10)
+
+    def show_mesh(self, res) -> None:
+        """A MeshResult from the explorer: upload it and describe where it came from."""
+        self.view.set_mesh(res.mesh, res.which)
+        if res.which or res.volume is None:
+            return
+        v = self.shown = res.volume
+        what = f"particle {v.index}" if v.index is not None else "z = [" + ", ".join(
+            f"{x:.2f}" for x in v.z[:4]) + (", …]" if len(v.z) > 4 else "]")
+        self.info.setText(f"{what} · {SOURCE_TEXT[v.source]} {v.D}³ · "
+                          f"{len(res.mesh.vertices)} vertices")

@@ -1,0 +1,132 @@
+"""The 3D view: isosurface meshes in a vispy SceneCanvas, and the marching cubes that make them.
+
+`isosurface` runs in a worker thread (never vispy's `Isosurface` visual, which meshes on the GUI
+thread); `VolumeView` only uploads finished meshes. Coordinates are in Å, centred on the box, so
+a reduced-box preview and the full map overlap exactly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import vispy
+
+vispy.use("pyqt6")
+from PyQt6.QtWidgets import QVBoxLayout, QWidget
+from vispy import scene
+
+SURFACE = (0.55, 0.75, 0.95, 1.0)
+PINNED = (0.98, 0.70, 0.30, 0.45)
+
+
+@dataclass
+class Mesh:
+    """A triangle mesh in Å: `vertices` [V, 3] (x, y, z), `faces` [F, 3], at `level`."""
+    vertices: np.ndarray
+    faces: np.ndarray
+    level: float
+    box_A: float
+
+
+def isosurface(volume: np.ndarray, sigma: float, box_A: float) -> Mesh:
+    """Marching cubes at mean + sigma * std of `volume` [z, y, x], scaled to a box of `box_A` Å.
+
+    A level outside the map's range gives an empty mesh.
+    """
+    from skimage.measure import marching_cubes
+
+    vol = np.asarray(volume, dtype=np.float32)
+    level = float(vol.mean() + sigma * vol.std())
+    d = vol.shape[0]
+    if not vol.min() < level < vol.max():
+        return Mesh(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint32), level, box_A)
+    verts, faces, _, _ = marching_cubes(vol, level, allow_degenerate=False)
+    verts = (verts[:, ::-1] - d / 2) * (box_A / d)      # [z, y, x] -> (x, y, z) in Å
+    return Mesh(verts.astype(np.float32), faces.astype(np.uint32), level, box_A)
+
+
+class VolumeView(QWidget):
+    """A vispy canvas with the current surface and an optional pinned one (to compare)."""
+
+    def __init__(self, parent=None, size=(480, 480)):
+        super().__init__(parent)
+        self.canvas = scene.SceneCanvas(keys=None, bgcolor="#10161d", size=size, show=False)
+        self.view = self.canvas.central_widget.add_view()
+        self.view.camera = scene.TurntableCamera(fov=30, elevation=20, azimuth=30)
+        self.meshes = [scene.visuals.Mesh(shading="smooth", color=SURFACE, parent=self.view.scene),
+                       scene.visuals.Mesh(shading="smooth", color=PINNED, parent=self.view.scene)]
+        self.meshes[1].set_gl_state("translucent", depth_test=True, cull_face=False)
+        for m in self.meshes:
+            self._blank(m)
+        self.data: list[Mesh | None] = [None, None]
+        self.side_by_side = False
+        self._box = 64.0
+        self._headlight()
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.canvas.native)
+
+    def _headlight(self) -> None:
+        """Light from the camera, whichever way the user turns the object."""
+        light = (0, 1, 0, 0)
+        for m in self.meshes:
+            m.shading_filter.light_dir = light[:3]
+        initial = self.view.camera.transform.imap(light)
+
+        def follow(event=None):
+            d = self.view.camera.transform.map(initial)[:3]
+            for m in self.meshes:
+                m.shading_filter.light_dir = d
+        self.view.scene.transform.changed.connect(follow)
+
+    @property
+    def n_vertices(self) -> int:
+        return 0 if self.data[0] is None else len(self.data[0].vertices)
+
+    def set_mesh(self, mesh: Mesh | None, which: int = 0) -> None:
+        """Show `mesh` as the current (0) or pinned (1) surface; None hides it."""
+        first = all(m is None for m in self.data)
+        self.data[which] = mesh
+        visual = self.meshes[which]
+        if mesh is None or len(mesh.faces) == 0:
+            self._blank(visual)
+        else:
+            verts = mesh.vertices
+            if which == 1 and self.side_by_side:
+                verts = verts + np.array([mesh.box_A, 0, 0], np.float32)
+            visual.set_data(vertices=verts, faces=mesh.faces)
+            visual.visible = True
+            if first or abs(mesh.box_A - self._box) > 1e-3:
+                self._box = mesh.box_A
+                self.reset_camera()
+        self.canvas.update()
+
+    @staticmethod
+    def _blank(visual) -> None:
+        visual.set_data(vertices=np.eye(3, dtype=np.float32), faces=np.array([[0, 1, 2]], np.uint32))
+        visual.visible = False
+
+    def set_side_by_side(self, on: bool) -> None:
+        self.side_by_side = on
+        self.set_mesh(self.data[1], 1)
+        self.reset_camera()
+
+    def reset_camera(self) -> None:
+        h = self._box / 2
+        xr = (-h, 3 * h) if self.side_by_side and self.data[1] is not None else (-h, h)
+        cam = self.view.camera
+        cam.center = ((xr[0] + xr[1]) / 2, 0, 0)
+        cam.elevation, cam.azimuth = 20, 30
+        cam.scale_factor = (xr[1] - xr[0]) * 1.1
+        self.canvas.update()
+
+    def zoom(self, factor: float) -> None:
+        self.view.camera.scale_factor *= factor
+        self.canvas.update()
+
+    def render(self) -> np.ndarray:
+        """The canvas as an RGBA image [h, w, 4] (offscreen-capable)."""
+        return self.canvas.render(alpha=False)
+
+    def close_canvas(self) -> None:
+        self.canvas.close()

@@ -1,0 +1,207 @@
+"""Threads that keep slow work off the GUI thread.
+
+`JobThread` runs jobs one at a time: a foreground slot where only the latest request counts
+(a click supersedes the one before it: request coalescing) and a background queue that runs
+while the foreground is idle (the decode cache). `TrainingWatcher` starts training as a child
+process (`python -m cryoscape.app.cli train ...`) and reports new epochs and metrics by watching
+the run directory.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from cryoscape.core.errors import CryoscapeError
+from PyQt6.QtCore import QThread, pyqtSignal
+
+
+class JobThread(QThread):
+    """One worker thread with a latest-wins foreground slot and a FIFO background queue.
+
+    A job is a callable `job(emit, is_stale)`: `emit(obj)` sends `obj` through `result` (a job
+    may emit several results, e.g. a preview then the full map); `is_stale()` turns true when a
+    newer foreground job has arrived, so a long job can give up early.
+    """
+
+    result = pyqtSignal(object)
+    error = pyqtSignal(str)
+    busy = pyqtSignal(bool)
+
+    def __init__(self, name: str, parent=None):
+        super().__init__(parent)
+        self.setObjectName(name)
+        self._cond = threading.Condition()
+        self._pending = None
+        self._background: collections.deque = collections.deque()
+        self._generation = 0
+        self._stopping = False
+
+    def submit(self, job) -> None:
+        """Run `job` next, replacing any foreground job that has not started yet."""
+        with self._cond:
+            self._pending = job
+            self._generation += 1
+            self._cond.notify()
+
+    def submit_background(self, job) -> None:
+        with self._cond:
+            self._background.append(job)
+            self._cond.notify()
+
+    def clear_background(self) -> None:
+        with self._cond:
+            self._background.clear()
+
+    def pending(self) -> bool:
+        with self._cond:
+            return self._pending is not None or bool(self._background)
+
+    def stop(self) -> None:
+        """Drop queued jobs, let the running one finish and end the thread (waits for it: a
+        QThread destroyed while running would abort the process)."""
+        with self._cond:
+            self._stopping = True
+            self._pending = None
+            self._background.clear()
+            self._generation += 1
+            self._cond.notify()
+        self.wait()
+
+    def run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping and self._pending is None and not self._background:
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                if self._pending is not None:
+                    job, self._pending = self._pending, None
+                    generation = self._generation
+                    is_stale = lambda g=generation: self._generation != g or self._stopping
+                else:
+                    job = self._background.popleft()
+                    is_stale = lambda: self._pending is not None or self._stopping
+            self.busy.emit(True)
+            try:
+                job(self.result.emit, is_stale)
+            except Exception as e:  # noqa: BLE001 (reported to the user; the thread serves on)
+                msg = str(e) or type(e).__name__
+                if not isinstance(e, (CryoscapeError, OSError)):
+                    traceback.print_exc()
+                self.error.emit(msg)
+            self.busy.emit(False)
+
+
+class TrainingWatcher(QThread):
+    """Runs `cryoscape train` in a child process and watches its run directory.
+
+    Signals: `epoch(N)` when epoch N's files are complete, `metrics(list[dict])` with every row
+    of `metrics.jsonl` when it changes, `log(str)` for the child's output,
+    `finished_training(returncode, tail)`.
+    """
+
+    epoch = pyqtSignal(int)
+    metrics = pyqtSignal(list)
+    log = pyqtSignal(str)
+    finished_training = pyqtSignal(int, str)
+
+    def __init__(self, train_args: list[str], rundir: str | os.PathLike, poll_s: float = 0.2,
+                 parent=None):
+        super().__init__(parent)
+        self.setObjectName("training-watcher")
+        self.rundir = Path(rundir)
+        self.command = [sys.executable, "-m", "cryoscape.app.cli", "train", *train_args,
+                        "-o", str(self.rundir)]
+        self.poll_s = poll_s
+        self.process: subprocess.Popen | None = None
+        self._stop_requested = threading.Event()
+        self._seen_epochs: set[int] = set()
+        self._metrics_stamp = None
+        self._tail: collections.deque = collections.deque(maxlen=40)
+
+    # -- controls (GUI thread) ---------------------------------------------------------------
+    def pause_after_epoch(self) -> None:
+        """Ask training to stop cleanly after the current epoch (the PAUSE file)."""
+        self.rundir.mkdir(parents=True, exist_ok=True)
+        (self.rundir / "PAUSE").touch()
+
+    def stop_training(self) -> None:
+        """SIGTERM: the child stops after the current batch and writes a checkpoint."""
+        self._stop_requested.set()
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+    def kill(self, timeout_s: float = 20.0) -> None:
+        """Stop the child (SIGTERM, then SIGKILL after `timeout_s`) and end this thread."""
+        self.stop_training()
+        self.wait(int(timeout_s * 1000))
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.wait()
+
+    # -- thread ------------------------------------------------------------------------------
+    def run(self) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env.pop("QT_QPA_PLATFORM", None)
+        self.process = subprocess.Popen(
+            self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        os.set_blocking(self.process.stdout.fileno(), False)
+        buf = b""
+        while True:
+            done = self.process.poll() is not None
+            buf = self._read_output(buf)
+            self._scan()
+            if done:
+                break
+            time.sleep(self.poll_s)
+        self._read_output(buf + b"\n")
+        self._scan()
+        self.process.stdout.close()
+        self.finished_training.emit(self.process.returncode, "\n".join(self._tail))
+
+    def _read_output(self, buf: bytes) -> bytes:
+        try:
+            chunk = self.process.stdout.read() or b""
+        except (BlockingIOError, ValueError):
+            chunk = b""
+        buf += chunk
+        *lines, buf = buf.replace(b"\r", b"\n").split(b"\n")
+        for line in lines:
+            text = line.decode(errors="replace").rstrip()
+            if text:
+                self._tail.append(text)
+                self.log.emit(text)
+        return buf
+
+    def _scan(self) -> None:
+        """New epochs (weights.N.pkl: training writes it after z.N.pkl) and metrics rows."""
+        metrics_file = self.rundir / "metrics.jsonl"
+        try:
+            stamp = metrics_file.stat().st_mtime_ns
+        except OSError:
+            stamp = None
+        if stamp is not None and stamp != self._metrics_stamp:
+            self._metrics_stamp = stamp
+            rows = []
+            for line in metrics_file.read_text().splitlines():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+            self.metrics.emit(rows)
+        if self.rundir.is_dir():
+            stems = (p.name[8:-4] for p in self.rundir.glob("weights.*.pkl"))
+            new = {int(s) for s in stems if s.isdigit()} - self._seen_epochs
+            if new:                                  # several at once: show the latest
+                self._seen_epochs |= new
+                self.epoch.emit(max(new))

@@ -1,0 +1,76 @@
+"""The scripted GUI commands as a user runs them: `cryoscape gui RUN --screenshot`,
+`cryoscape gui RUN --movie`, `cryoscape movie` (each in its own process, under Xvfb)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+
+def _cryoscape(*args, timeout=120):
+    r = subprocess.run([sys.executable, "-m", "cryoscape.app.cli", *map(str, args)],
+                       check=False, capture_output=True, text=True, timeout=timeout)
+    return r
+
+
+def test_gui_screenshot_command(cryodrgn_run, tmp_path):
+    out = tmp_path / "fig.png"
+    r = _cryoscape("gui", cryodrgn_run, "--screenshot", out, "--particle", 99,
+                   "--threshold", 1.5)
+    assert r.returncode == 0, r.stderr
+    import imageio.v3 as iio
+    img = iio.imread(out)
+    assert img.shape[0] > 500 and img.shape[1] > 800 and img[..., :3].std() > 10
+
+
+def test_gui_bad_particle_is_one_line_error(cryodrgn_run, tmp_path):
+    r = _cryoscape("gui", cryodrgn_run, "--screenshot", tmp_path / "x.png", "--particle", 1000)
+    assert r.returncode == 1
+    assert "particles 0..99" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".mp4"])
+def test_movie_command(cryodrgn_run, tmp_path, suffix):
+    out = tmp_path / f"path{suffix}"
+    r = _cryoscape("movie", cryodrgn_run, "--path", 0, 99, "-n", 4, "--size", 160, "-o", out)
+    assert r.returncode == 0, r.stderr
+    import imageio.v3 as iio
+    frames = iio.imread(out, index=None) if suffix == ".gif" else np.stack(
+        list(iio.imiter(out, plugin="pyav") if _has_pyav() else _ffmpeg_frames(out)))
+    assert len(frames) == 4 and frames.shape[1:3] == (160, 160)
+    assert frames[0][..., :3].std() > 5
+
+
+def test_gui_movie_option(cryodrgn_run, tmp_path):
+    out = tmp_path / "path.gif"
+    r = _cryoscape("gui", cryodrgn_run, "--movie", out, "--path", 0, 50, 99, "-n", 3)
+    assert r.returncode == 0, r.stderr
+    import imageio.v3 as iio
+    assert len(iio.imread(out, index=None)) == 3
+
+
+def _has_pyav() -> bool:
+    try:
+        import av  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def _ffmpeg_frames(path):
+    import imageio.v2 as imageio
+    with imageio.get_reader(path, format="FFMPEG") as r:
+        return [np.asarray(f) for f in r]
+
+
+def test_demo_shows_first_epoch(tmp_path):
+    r = _cryoscape("demo", "-o", tmp_path, "-n", 200, "--epochs", 2,
+                   "--exit-after-first-epoch", timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "first epoch's latents on screen after" in r.stdout
+    assert (tmp_path / "data" / "particles.mrcs").exists()
+    runs = list(tmp_path.glob("run-*"))
+    assert len(runs) == 1 and (runs[0] / "weights.1.pkl").exists()

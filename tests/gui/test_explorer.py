@@ -1,0 +1,218 @@
+"""The explorer on synthetic runs (analytic decoder): scatter, click-to-decode, threshold,
+selections, trajectories, histogram for zdim 1, cache, pinning, errors and settings."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PyQt6.QtCore import QPoint, Qt
+
+from tests.gui.conftest import SyntheticRun, wait_surface
+
+
+def _open(qtbot, window, run):
+    window.explorer.set_run(run)
+    qtbot.waitUntil(lambda: window.state.labels is not None, timeout=20000)
+
+
+def test_scatter_holds_every_particle_and_colours(qtbot, window, synthetic_run):
+    _open(qtbot, window, synthetic_run)
+    assert window.latent.n_points == 300 and window.latent.n_drawn == 300
+    assert len(window.latent.scatter.data) == 300
+    pca = window.state.embedding
+    z = synthetic_run.latents()
+    zc = z - z.mean(0)
+    _, _, vt = np.linalg.svd(zc, full_matrices=False)
+    assert np.allclose(np.abs(pca), np.abs(zc @ vt[:2].T), atol=1e-4)   # PCA of the latents
+    labels = window.state.labels
+    assert labels.shape == (300,) and len(np.unique(labels)) == 10
+    brushes = {b.color().name() for b in window.latent.scatter.data["brush"]}
+    assert len(brushes) == 10                                          # one colour per cluster
+    window.colour_box.setCurrentText("density")
+    assert window.state.colour_by == "density" and window.state.colour_values.shape == (300,)
+    # the epoch slider shows the other epoch's latents
+    window.epoch_slider.setValue(0)
+    qtbot.waitUntil(lambda: window.state.epoch == 1 and window.state.labels is not None)
+    assert np.allclose(window.state.z, synthetic_run.latents(1))
+
+
+def test_click_decodes_and_threshold_remeshes(qtbot, window, synthetic_run):
+    _open(qtbot, window, synthetic_run)
+    lv = window.latent
+    i = int(np.argmax(window.state.embedding[:, 0]))      # an outlying, isolated point
+    qtbot.mouseClick(lv.plot.viewport(), Qt.MouseButton.LeftButton, pos=lv.pixel_of(i))
+    wait_surface(qtbot, window, "exact")
+    assert window.state.current_index == i
+    assert np.allclose(window.state.current_z, synthetic_run.latents()[i])
+    n1 = window.volume.view.n_vertices
+    assert n1 > 100
+    level1 = window.volume.view.data[0].level
+    window.volume.set_sigma(4.0)
+    qtbot.waitUntil(lambda: window.volume.view.data[0].level != level1, timeout=10000)
+    n2 = window.volume.view.n_vertices
+    assert n2 != n1 and window.volume.view.data[0].level > level1
+    assert window.volume.shown.source == "exact"          # re-meshed, not decoded again
+
+
+def test_cache_shows_nearest_surface_at_once(qtbot, window, synthetic_run):
+    _open(qtbot, window, synthetic_run)
+    ex = window.explorer
+    qtbot.waitUntil(lambda: ex.cache.n_ready == len(ex.cache.index) > 10, timeout=30000)
+    assert set(window.state.centre_index) <= set(ex.cache.index)       # k-means centres
+    qtbot.waitUntil(lambda: len(ex.cache.meshes) == len(ex.cache.index), timeout=30000)
+    shown = []
+    ex.mesh_ready.connect(lambda r: shown.append(r.volume.source))
+    ex.decode_particle(5)
+    assert shown and shown[0] == "cache"                  # synchronously, before any decode
+    assert ex.timings["first_surface"] < 0.1
+    wait_surface(qtbot, window, "exact")
+    ex.preview_particle(7)                                # hover: nearest cached surface
+    assert window.volume.shown.source == "cache"
+    ex.preview_particle(-1)                               # leaving the points restores it
+    assert window.volume.shown.source == "exact"
+
+
+def test_lasso_and_rectangle_make_named_selections(qtbot, window, synthetic_run, tmp_path):
+    _open(qtbot, window, synthetic_run)
+    lv = window.latent
+    window.latent.set_mode("lasso")
+    xy = window.state.embedding
+    poly = np.array([[0, 0], [5, 0], [5, 5], [0, 5]], float)
+    lv.select_polygon(poly)
+    expected = np.flatnonzero((xy[:, 0] > 0) & (xy[:, 1] > 0))
+    assert list(window.state.selections) == ["selection 1"]
+    assert np.array_equal(window.state.selections["selection 1"], expected)
+    # a real mouse drag in rectangle mode
+    window.latent.set_mode("rect")
+    vp = lv.plot.viewport()
+    a, b = lv.pixel_of(int(np.argmin(xy[:, 0]))), lv.pixel_of(int(np.argmax(xy[:, 0])))
+    p0, p1 = QPoint(int(a.x()) - 5, 5), QPoint(int(b.x()) + 5, vp.height() - 5)
+    qtbot.mousePress(vp, Qt.MouseButton.LeftButton, pos=p0)
+    for t in np.linspace(0, 1, 8):
+        qtbot.mouseMove(vp, QPoint(int(p0.x() + t * (p1.x() - p0.x())),
+                                   int(p0.y() + t * (p1.y() - p0.y()))))
+        qtbot.wait(20)
+    qtbot.mouseRelease(vp, Qt.MouseButton.LeftButton, pos=p1)
+    qtbot.waitUntil(lambda: "selection 2" in window.state.selections, timeout=5000)
+    assert len(window.state.selections["selection 2"]) == 300
+    window.state.rename_selection("selection 1", "upper right")
+    assert "upper right" in window.state.selections
+    path = window.explorer.export_selection("upper right", tmp_path / "sel.pkl")
+    from cryoscape.core.io.cryodrgn import load_index
+    assert np.array_equal(load_index(path), expected)
+
+
+def test_trajectory_exports_maps_and_cxc(qtbot, window, synthetic_run, tmp_path):
+    _open(qtbot, window, synthetic_run)
+    z = synthetic_run.latents()
+    i, j = int(np.argmin(z[:, 0])), int(np.argmax(z[:, 0]))
+    window.trajectory.set_waypoints([i, j])
+    window.trajectory.n.setValue(6)
+    window.trajectory._compute()
+    assert window.state.path_z.shape == (6, 2)
+    assert np.allclose(window.state.path_z[0], z[i]) and np.allclose(window.state.path_z[-1], z[j])
+    assert window.latent.path.xData is not None and len(window.latent.path.xData) == 6
+    qtbot.waitUntil(lambda: len(window.explorer.path_volumes) == 6, timeout=20000)
+    window.trajectory.scrubber.setValue(3)
+    wait_surface(qtbot, window, "preview")
+    done = []
+    window.explorer.task_done.connect(lambda name, res: done.append(res))
+    window.explorer.export_path(tmp_path / "traj")
+    qtbot.waitUntil(lambda: bool(done), timeout=30000)
+    maps = sorted((tmp_path / "traj").glob("traj_*.mrc"))
+    assert len(maps) == 6
+    cxc = (tmp_path / "traj" / "chimerax.cxc").read_text()
+    for m in maps:
+        assert m.name in cxc
+    from cryoscape.core.io.mrc import read_mrc
+    v0, apix = read_mrc(maps[0])
+    v5, _ = read_mrc(maps[5])
+    assert v0.shape == (32, 32, 32) and apix == pytest.approx(2.0)
+    assert np.abs(v0 - v5).max() > 0.1                       # the maps change along the path
+
+
+def test_trajectory_movie_gif(qtbot, window, synthetic_run, tmp_path):
+    _open(qtbot, window, synthetic_run)
+    window.state.set_waypoints([0, 1])
+    window.explorer.compute_path(n=4)
+    out = window.export_movie(tmp_path / "path.gif")
+    import imageio.v3 as iio
+    frames = iio.imread(out, index=None)
+    view = window.volume.view.canvas.size
+    assert frames.shape[0] == 4 and frames.shape[1:3] == (view[1], view[0])
+    assert frames[0].std() > 5                               # a surface, not a blank frame
+
+
+def test_zdim1_shows_histogram(qtbot, window, tmp_path):
+    run = SyntheticRun(tmp_path / "z1", n=400, zdim=1)
+    _open(qtbot, window, run)
+    lv = window.latent
+    assert lv.histogram and lv.hist.isVisible() and not lv.scatter.isVisible()
+    counts = lv.hist.yData
+    assert counts.sum() == 400
+    assert not window.embedding_box.isEnabled()
+    i = int(np.argmax(run.latents()[:, 0]))
+    qtbot.mouseClick(lv.plot.viewport(), Qt.MouseButton.LeftButton, pos=lv.pixel_of(i))
+    wait_surface(qtbot, window, "exact")
+    assert window.state.current_index == i
+    assert lv.marker.isVisible()
+    ind = lv.select_polygon(np.array([[0.0, 0], [10, 0], [10, 1]]))
+    assert np.array_equal(ind, np.flatnonzero(run.latents()[:, 0] >= 0))
+
+
+def test_pin_and_side_by_side(qtbot, window, synthetic_run):
+    _open(qtbot, window, synthetic_run)
+    ex = window.explorer
+    ex.decode_particle(0)
+    wait_surface(qtbot, window)
+    window.volume.pin_button.setChecked(True)
+    qtbot.waitUntil(lambda: window.volume.view.data[1] is not None, timeout=10000)
+    window.volume.side_box.setChecked(True)
+    pinned = window.volume.view.meshes[1].mesh_data.get_vertices()
+    assert pinned[:, 0].min() > -1e-3 + window.volume.view.data[1].vertices[:, 0].min()
+    window.volume.pin_button.setChecked(False)
+    qtbot.waitUntil(lambda: window.volume.view.data[1] is None, timeout=5000)
+
+
+def test_bad_run_gives_error_dialog_and_recent_files(qtbot, window, tmp_path):
+    pytest.importorskip("cryoscape.core.run")
+    bad = tmp_path / "not_a_run"
+    bad.mkdir()
+    window.open_run(bad)
+    assert window.errors and str(bad) in window.errors[-1]
+    assert window.state.run is None
+    assert window.settings.value("recent", [], type=list) == []
+
+
+def test_docks_are_remembered(qtbot, tmp_path, qapp, no_leaks):
+    from cryoscape.app.gui.main_window import MainWindow
+    from PyQt6.QtCore import QSettings
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    w = MainWindow(settings=settings)
+    w.show()
+    w.docks["Training"].hide()
+    w.close()
+    w2 = MainWindow(settings=settings)
+    w2.show()
+    assert not w2.docks["Training"].isVisible() and w2.docks["Volume"].isVisible()
+    w2.close()
+
+
+def test_colour_by_metadata_column(qtbot, window, tmp_path):
+    from cryoscape.core.io.star import make_star, write_star
+    from cryoscape.core.rotations import random_rotations
+
+    n = 300
+    star = tmp_path / "particles.star"
+    write_star(star, make_star([f"{i + 1:06d}@p.mrcs" for i in range(n)],
+                               rotations=random_rotations(n, np.random.default_rng(0)),
+                               apix=2.0, D=32))
+    run = SyntheticRun(tmp_path / "meta", n=n, particles_path=star)
+    _open(qtbot, window, run)
+    qtbot.waitUntil(lambda: window.state.metadata is not None, timeout=10000)
+    items = [window.colour_box.itemText(k) for k in range(window.colour_box.count())]
+    assert "rlnAngleRot" in items and not window.colour_note.isVisible()
+    window.colour_box.setCurrentText("rlnAngleRot")
+    values = window.state.colour_values
+    assert window.state.colour_by == "rlnAngleRot" and len(values) == n
+    assert np.allclose(values, window.state.metadata["rlnAngleRot"])
+    assert len({b.color().name() for b in window.latent.scatter.data["brush"]}) > 20
