@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from cryoscape.core.analysis import convergence, sampling, selection
 
-pytest_plugins = ["tests.train_fixtures"]
 pytestmark = pytest.mark.slow  # trains the shared tiny run when run alone
 
 

@@ -1,0 +1,36 @@
+"""Encode new particle images with a trained run: their latent posterior means as z.npy.
+
+Images are preprocessed as the run's training images were (same box, normalisation); their
+translations (from --poses or the .star/.cs) centre them and their CTF phase-flips them.
+"""
+from __future__ import annotations
+
+
+def add_args(parser):
+    parser.add_argument("run", help="run directory (cryoscape or cryoDRGN)")
+    parser.add_argument("particles", help="particle stack (.mrcs/.txt/.star/.cs)")
+    parser.add_argument("-o", "--output", required=True, help="output .npy of [N, zdim] means")
+    parser.add_argument("--poses", help="cryoDRGN pose .pkl (for the translations)")
+    parser.add_argument("--ctf", help="cryoDRGN CTF .pkl")
+    parser.add_argument("--ind", help="index .pkl of the particles to encode")
+    parser.add_argument("--datadir", help="folder of the stacks a .star/.cs refers to")
+    parser.add_argument("--epoch", type=int, help="weights of this epoch (default: final)")
+    parser.add_argument("--logvar", help="also write the log-variances to this .npy")
+    parser.add_argument("-b", "--batch-size", type=int, default=256, help="(default: 256)")
+    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+
+
+def main(args):
+    import numpy as np
+    from cryoscape.core.io.atomic import atomic_open
+    from cryoscape.core.train.encode import encode_particles
+
+    mu, logvar = encode_particles(args.run, args.particles, poses=args.poses, ctf=args.ctf,
+                                  ind=args.ind, datadir=args.datadir, epoch=args.epoch,
+                                  batch_size=args.batch_size, device=args.device)
+    for path, arr in ((args.output, mu), (args.logvar, logvar)):
+        if path:
+            with atomic_open(path, "wb") as f:
+                np.save(f, arr)
+    print(f"cryoscape encode: {len(mu)} images -> {args.output} (zdim {mu.shape[1]})")
+    return 0

@@ -1,0 +1,119 @@
+"""Train a cryoDRGN model with known poses: a VAE (heterogeneous) or, with --zdim 0, a decoder.
+
+PARTICLES is a .mrcs/.mrc stack, a .txt list of stacks, a RELION .star or a cryoSPARC .cs file;
+poses and CTF come from the .star/.cs unless --poses/--ctf give cryoDRGN pickles. The run
+directory reads like a cryoDRGN one (config.yaml, weights.N.pkl, z.N.pkl) plus checkpoint.pt,
+metrics.jsonl and status.json. Create RUN/PAUSE to stop after the current epoch; SIGTERM or
+Ctrl-C stops after the current batch with a checkpoint; --resume continues exactly.
+"""
+from __future__ import annotations
+
+
+def add_args(parser):
+    parser.add_argument("particles", nargs="?", help="particle stack (.mrcs/.txt/.star/.cs); "
+                        "not needed with --resume")
+    parser.add_argument("-o", "--outdir", required=True, metavar="RUN", help="run directory")
+    parser.add_argument("--poses", help="cryoDRGN pose .pkl (default: from the .star/.cs)")
+    parser.add_argument("--ctf", help="cryoDRGN CTF .pkl (default: from the .star/.cs)")
+    parser.add_argument("--zdim", type=int, help="latent dimension; 0 = homogeneous "
+                        "(default: 8)")
+    parser.add_argument("-n", "--num-epochs", type=int, help="epochs (default: 20)")
+    parser.add_argument("-b", "--batch-size", type=int, help="minibatch size (default: 8)")
+    parser.add_argument("--lr", type=float, help="Adam learning rate (default: 1e-4)")
+    parser.add_argument("--wd", type=float, help="Adam weight decay (default: 0)")
+    parser.add_argument("--beta", type=float, help="KL weight (default: 1/zdim, as cryoDRGN)")
+    parser.add_argument("--preset", choices=("cryodrgn", "paper"),
+                        help="architecture defaults: cryoDRGN 4.3.1's (3x1024, gaussian, "
+                        "fourier; the default) or the paper's (10x128, geom_lowf, hartley)")
+    g = parser.add_argument_group("model")
+    g.add_argument("--enc-dim", type=int, help="encoder hidden width (default: 1024)")
+    g.add_argument("--enc-layers", type=int, help="encoder hidden layers (default: 3)")
+    g.add_argument("--dec-dim", type=int, help="decoder hidden width (default: 1024)")
+    g.add_argument("--dec-layers", type=int, help="decoder hidden layers (default: 3)")
+    g.add_argument("--encode-mode", choices=("resid", "mlp"), help="encoder MLP kind "
+                   "(default: resid)")
+    g.add_argument("--enc-mask", type=int, help="encoder input radius in pixels "
+                   "(default: D/2; -1 = whole image)")
+    g.add_argument("--pe-type", choices=("geom_ft", "geom_full", "geom_lowf", "geom_nohighf",
+                                         "linear_lowf", "gaussian", "none"),
+                   help="positional encoding (default: gaussian)")
+    g.add_argument("--pe-dim", type=int, help="frequencies in the encoding (default: D/2)")
+    g.add_argument("--feat-sigma", type=float, help="scale of Gaussian features (default: 0.5)")
+    g.add_argument("--domain", choices=("fourier", "hartley"),
+                   help="decoder domain (default: fourier)")
+    g.add_argument("--activation", choices=("relu", "leaky_relu"), help="(default: relu)")
+    g = parser.add_argument_group("data")
+    g.add_argument("--ind", help="index .pkl of the particles to use")
+    g.add_argument("--datadir", help="folder of the stacks a .star/.cs refers to")
+    g.add_argument("--lazy", action="store_true", default=None,
+                   help="read images per batch (bounded memory) instead of all at once")
+    g.add_argument("--uninvert-data", dest="invert_data", action="store_false", default=None,
+                   help="do not invert the contrast (for data that is already dark-on-light)")
+    g.add_argument("--no-window", dest="window", action="store_false", default=None,
+                   help="no real-space window")
+    g.add_argument("--window-r", type=float, help="window radius (default: 0.85)")
+    g.add_argument("--norm", type=float, nargs=2, metavar=("SHIFT", "SCALE"),
+                   help="data normalisation (default: 0 and the std of the data)")
+    g = parser.add_argument_group("run")
+    g.add_argument("--seed", type=int, help="random seed (default: 0)")
+    g.add_argument("--checkpoint-minutes", type=float,
+                   help="also checkpoint inside an epoch this often (default: 10)")
+    g.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    g.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    g.add_argument("--no-amp", dest="amp", action="store_false", default=None,
+                   help="no bf16 mixed precision on the GPU")
+    g.add_argument("--compile", action="store_true", default=None,
+                   help="torch.compile the model (GPU only)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the run in RUN from its last checkpoint (-n may raise the "
+                        "number of epochs)")
+    g.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar")
+
+
+FIELDS = ("poses", "ctf", "zdim", "num_epochs", "batch_size", "lr", "wd", "beta", "enc_dim",
+          "enc_layers", "dec_dim", "dec_layers", "encode_mode", "enc_mask", "pe_type", "pe_dim",
+          "feat_sigma", "domain", "activation", "ind", "datadir", "lazy", "invert_data",
+          "window", "window_r", "norm", "seed", "checkpoint_minutes", "threads", "device",
+          "amp", "compile")
+
+
+def command_line(args) -> list[str]:
+    """The command as parsed (canonical spelling of every option given), for provenance."""
+    out = ["cryoscape", "train", args.particles]
+    for k in ("preset", *FIELDS):
+        v = getattr(args, k)
+        flag = "--" + k.replace("_", "-")
+        if v is None:
+            continue
+        if isinstance(v, bool):
+            out.append({"invert_data": "--uninvert-data", "window": "--no-window",
+                        "amp": "--no-amp"}.get(k, flag))
+        else:
+            out += [flag, *map(str, v if isinstance(v, (list, tuple)) else [v])]
+    return out + ["-o", args.outdir]
+
+
+def main(args):
+    from cryoscape.core.errors import CryoscapeError
+    from cryoscape.core.train import TrainConfig, train
+
+    values = {k: getattr(args, k) for k in FIELDS}
+    if args.resume:
+        overrides = {k: v for k, v in values.items() if v is not None}
+        if args.particles:
+            overrides["particles"] = args.particles
+        cfg = TrainConfig.from_dict({"particles": "", **overrides}).abspaths()
+        overrides.update({k: getattr(cfg, k) for k in ("particles", "poses", "ctf", "ind",
+                                                       "datadir") if k in overrides})
+        result = train(None, args.outdir, resume=True, progress=args.progress,
+                       overrides=overrides)
+    else:
+        if not args.particles:
+            raise CryoscapeError("give PARTICLES (or --resume to continue a run)")
+        cfg = TrainConfig.with_preset(args.preset or "cryodrgn", particles=args.particles,
+                                      command_line=command_line(args), **values)
+        result = train(cfg.abspaths(), args.outdir, progress=args.progress)
+    print(f"cryoscape train: {result['state']} at epoch {result['epoch']}"
+          + (f", batch {result['batch']}" if result["batch"] else "") + f" ({args.outdir})")
+    return 0

@@ -1,0 +1,120 @@
+"""Training settings: one dataclass, cryoDRGN 4.3.1's `train_vae` defaults, and presets.
+
+`TrainConfig.model_args()`, `.dataset_args()` and `.lattice_args()` give the sections of
+config.yaml under cryoDRGN's key names, so a cryoscape run directory reads like a cryoDRGN one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+
+from cryoscape.core.errors import CryoscapeError
+
+PRESETS = {
+    # cryoDRGN 4.3.1 train_vae defaults (3x1024 residual MLPs, Gaussian features, Fourier domain).
+    "cryodrgn": dict(enc_layers=3, enc_dim=1024, dec_layers=3, dec_dim=1024, pe_type="gaussian",
+                     feat_sigma=0.5, domain="fourier", lr=1e-4, batch_size=8),
+    # The paper (ICLR 2020, section 3 and appendix A): 10x128 MLPs, geometric positional
+    # encoding without the top frequencies, Hartley-domain decoder.
+    "paper": dict(enc_layers=10, enc_dim=128, dec_layers=10, dec_dim=128, pe_type="geom_lowf",
+                  feat_sigma=0.5, domain="hartley", lr=1e-4, batch_size=8),
+}
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; defaults are cryoDRGN 4.3.1's `train_vae` ones."""
+
+    particles: str
+    poses: str | None = None
+    ctf: str | None = None
+    ind: str | None = None
+    datadir: str | None = None
+    lazy: bool = False
+    zdim: int = 8
+    num_epochs: int = 20
+    batch_size: int = 8
+    lr: float = 1e-4
+    wd: float = 0.0
+    beta: float | None = None          # KL weight; None = 1/zdim as cryoDRGN
+    enc_layers: int = 3
+    enc_dim: int = 1024
+    dec_layers: int = 3
+    dec_dim: int = 1024
+    encode_mode: str = "resid"
+    enc_mask: int | None = None        # encoder input radius in pixels; None = D//2
+    pe_type: str = "gaussian"
+    pe_dim: int | None = None
+    feat_sigma: float = 0.5
+    domain: str = "fourier"
+    activation: str = "relu"
+    invert_data: bool = True
+    window: bool = True
+    window_r: float = 0.85
+    norm: tuple[float, float] | None = None
+    seed: int = 0
+    checkpoint_minutes: float = 10.0
+    threads: int | None = None
+    device: str | None = None          # None: cuda if available, else cpu
+    amp: bool = True                   # bf16 autocast, GPU only
+    compile: bool = False              # torch.compile, GPU only
+    max_loss_ratio: float = 1e3        # a batch loss this many times the running mean diverges
+    preset: str | None = None
+    command_line: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.zdim < 0:
+            raise CryoscapeError(f"--zdim must be >= 0, not {self.zdim}")
+        if self.num_epochs < 1 or self.batch_size < 1:
+            raise CryoscapeError("--num-epochs and --batch-size must be >= 1")
+        if self.domain not in ("fourier", "hartley"):
+            raise CryoscapeError(f"--domain must be fourier or hartley, not {self.domain!r}")
+        if self.norm is not None:
+            self.norm = (float(self.norm[0]), float(self.norm[1]))
+
+    @classmethod
+    def with_preset(cls, preset: str | None, **kwargs) -> TrainConfig:
+        """A config from a preset's values, overridden by `kwargs` (None values ignored)."""
+        values = dict(PRESETS[preset]) if preset else {}
+        values.update({k: v for k, v in kwargs.items() if v is not None})
+        return cls(preset=preset, **values)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["norm"] = list(self.norm) if self.norm is not None else None
+        return d
+
+    @property
+    def kl_weight(self) -> float:
+        return self.beta if self.beta is not None else (1.0 / self.zdim if self.zdim else 0.0)
+
+    def abspaths(self) -> TrainConfig:
+        """A copy with the input paths made absolute (as cryoDRGN records them)."""
+        def ab(p):
+            return os.path.abspath(p) if p else p
+        return dataclasses.replace(self, particles=ab(self.particles), poses=ab(self.poses),
+                                   ctf=ab(self.ctf), ind=ab(self.ind), datadir=ab(self.datadir))
+
+    def model_args(self, D: int) -> dict:
+        """cryoDRGN's model_args for an image box D (enc_mask defaults to D//2)."""
+        return dict(qlayers=self.enc_layers, qdim=self.enc_dim, players=self.dec_layers,
+                    pdim=self.dec_dim, zdim=self.zdim, encode_mode=self.encode_mode,
+                    enc_mask=self.enc_mask if self.enc_mask is not None else D // 2,
+                    pe_type=self.pe_type, feat_sigma=self.feat_sigma, pe_dim=self.pe_dim,
+                    domain=self.domain, activation=self.activation)
+
+    def lattice_args(self, D: int) -> dict:
+        """cryoDRGN's symmetric lattice: D+1 points per axis, extent 0.5, DC ignored."""
+        return dict(D=D + 1, extent=0.5, ignore_DC=True)
+
+    def dataset_args(self, norm: tuple[float, float]) -> dict:
+        return dict(particles=self.particles, norm=[float(norm[0]), float(norm[1])],
+                    invert_data=self.invert_data, ind=self.ind, keepreal=False,
+                    window=self.window, window_r=self.window_r, datadir=self.datadir,
+                    ctf=self.ctf, poses=self.poses, do_pose_sgd=False)

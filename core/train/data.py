@@ -1,0 +1,86 @@
+"""Training data: particles, poses and CTF loaded once; images preprocessed to the stored
+lattice points, in memory or per batch (`lazy`); batch order reproducible from seed and epoch.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from cryoscape.core import preprocess
+from cryoscape.core.io.particles import load_particles
+from cryoscape.core.train.forward import SliceLattice, center_hartley
+
+NORM_IMAGES = 1000   # images used to estimate the normalisation, as cryoDRGN
+CHUNK = 1024         # images preprocessed at a time when loading into memory
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The shuffled image order of a (0-based) epoch: a function of seed and epoch only."""
+    s = int(np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(s))
+
+
+class TrainData:
+    """Images, rotations, shifts and CTF of a training set, batched by index.
+
+    `batch(idx)` returns (y [B, kept lattice points], rot [B, 3, 3], ctf [B, 9] | None) on the
+    device: y is windowed, inverted, Hartley-transformed on the (D+1)^2 lattice, normalised
+    and centred (translations undone).
+    """
+
+    def __init__(self, particles: str, *, poses=None, ctf=None, ind=None, datadir=None,
+                 lazy=False, invert=True, window=True, window_r=0.85, norm=None,
+                 enc_radius=None, need_poses=True, device="cpu", progress=False):
+        # images stay memory-mapped: in memory only the preprocessed lattice points are kept
+        p = load_particles(particles, poses=poses, ctf=ctf, ind=ind, datadir=datadir, lazy=True,
+                           need_poses=need_poses)
+        self.particles, self.images = p, p.images
+        self.N, self.D, self.apix, self.lazy = len(p.images), p.D, p.apix, lazy
+        self.device = torch.device(device)
+        self.invert, self.window_r = invert, (window_r if window else None)
+        self.lattice = SliceLattice(self.D, enc_radius, self.device)
+        self._window = (preprocess.window_mask(self.D, window_r) if window else None)
+        self.rot = (torch.as_tensor(np.asarray(p.rotations), dtype=torch.float32)
+                    if p.rotations is not None else None)
+        self.shifts = (torch.as_tensor(np.asarray(p.shifts), dtype=torch.float32)
+                       if p.shifts is not None else None)
+        self.ctf = torch.as_tensor(np.asarray(p.ctf), dtype=torch.float32) if p.ctf is not None \
+            else None
+        self.norm = tuple(norm) if norm is not None else self._estimate_norm()
+        self.y = None if lazy else self._prepare_all(progress)
+
+    def _prepare_all(self, progress: bool) -> torch.Tensor:
+        y = torch.empty(self.N, len(self.lattice.keep), device=self.device)
+        starts = range(0, self.N, CHUNK)
+        if progress:
+            from tqdm import tqdm
+            starts = tqdm(starts, desc="preprocessing", unit="chunk", leave=False)
+        for i in starts:
+            j = min(i + CHUNK, self.N)
+            y[i:j] = self._prepare(np.arange(i, j)).to(self.device)
+        return y
+
+    def _estimate_norm(self) -> tuple[float, float]:
+        n = min(NORM_IMAGES, self.N)
+        idx = np.arange(0, self.N, self.N // n)    # as cryoDRGN: every (N // n)-th image
+        return preprocess.estimate_norm(self.images[idx], invert=self.invert)
+
+    def _prepare(self, idx: np.ndarray) -> torch.Tensor:
+        raw = torch.as_tensor(np.asarray(self.images[idx]), dtype=torch.float32)
+        h = preprocess.preprocess_images(raw, window=self._window, invert=self.invert,
+                                         norm=self.norm).reshape(len(idx), -1)
+        if self.shifts is not None:
+            h = center_hartley(h, self.lattice.full_coords.cpu(), self.shifts[idx])
+        return h[:, self.lattice.keep.cpu()]
+
+    def batch(self, idx: torch.Tensor):
+        """(y, rot, ctf) of the images `idx` (a 1-D LongTensor), on the device."""
+        if self.y is not None:
+            y = self.y[idx.to(self.device)]
+        else:
+            order = torch.argsort(idx)   # read the stack in file order, then restore the order
+            y = torch.empty(len(idx), len(self.lattice.keep))
+            y[order] = self._prepare(idx[order].numpy())
+            y = y.to(self.device)
+        rot = self.rot[idx].to(self.device) if self.rot is not None else None
+        ctf = self.ctf[idx].to(self.device) if self.ctf is not None else None
+        return y, rot, ctf

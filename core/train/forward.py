@@ -1,0 +1,101 @@
+"""The image formation model on cryoDRGN's symmetric (D+1)^2 lattice, and the loss.
+
+An image's Hartley transform X is compared, inside a circle of radius 0.5 cycles/px (the DC
+term left out, as cryoDRGN), with the oriented central slice of the decoded volume,
+V(coords @ R, z), times the CTF. Translations are undone on the data: moving the content of a
+Hartley image by s gives H'(k) = cos(2 pi k.s) H(k) + sin(2 pi k.s) H(-k), and on the symmetric
+lattice H(-k) is the flattened image reversed. The encoder sees the centred image inside its
+own circle, phase-flipped by the sign of the CTF.
+"""
+from __future__ import annotations
+
+import torch
+from cryoscape.core.ctf import compute_ctf
+from cryoscape.core.lattice import coords_2d
+
+
+class SliceLattice:
+    """Coordinates and masks of one box size D on the (D+1)^2 symmetric lattice.
+
+    `keep` indexes the flattened lattice points stored per image (loss circle plus encoder
+    circle); `loss_sel` and `enc_sel` index into those kept points.
+    """
+
+    def __init__(self, D: int, enc_radius: int | None = None, device="cpu"):
+        self.D = D
+        n = D + 1
+        coords = coords_2d(D, symmetric=True)
+        r2 = coords[:, :2].pow(2).sum(1)
+        dc = (n * n) // 2
+
+        def circle(radius_px: int | None) -> torch.Tensor:
+            if radius_px is not None and radius_px <= 0:  # the whole lattice, DC included
+                return torch.ones(n * n, dtype=torch.bool)
+            r = 0.5 * (D // 2 if radius_px is None else radius_px) / (D // 2)
+            m = r2 <= r * r
+            m[dc] = False
+            return m
+
+        loss_mask, enc_mask = circle(None), circle(D // 2 if enc_radius is None else enc_radius)
+        keep_mask = loss_mask | enc_mask
+        self.keep = keep_mask.nonzero().squeeze(1).to(device)
+        pos = torch.full((n * n,), -1, dtype=torch.long)
+        pos[self.keep.cpu()] = torch.arange(len(self.keep))
+        self.loss_sel = pos[loss_mask].to(device)
+        self.enc_sel = pos[enc_mask].to(device)
+        self.full_coords = coords.to(device)
+        self.coords = coords[loss_mask].to(device)      # [m, 3] cycles/px, z = 0
+        self.enc_freqs = coords[enc_mask, :2].to(device)
+        self.n_loss, self.n_enc = int(loss_mask.sum()), int(enc_mask.sum())
+
+
+def center_hartley(y: torch.Tensor, freqs: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """Undo content shifts [B, 2] px of symmetric-lattice Hartley images y [B, (D+1)^2]."""
+    theta = (2 * torch.pi) * (freqs[:, :2] @ (-shifts).T).T     # [B, n]
+    return torch.cos(theta) * y + torch.sin(theta) * y.flip(-1)
+
+
+def ctf_values(params: torch.Tensor, freqs: torch.Tensor, D: int) -> torch.Tensor:
+    """CTF [B, n] at lattice frequencies `freqs` [n, 2] (cycles/px) from cryoDRGN rows [B, 9].
+
+    The pixel size is rescaled to the training box D (a downsampled stack keeps its physics).
+    """
+    apix = params[:, 1:2] * params[:, 0:1] / D
+    f = freqs[None] / apix[:, :, None]
+    p = [params[:, i:i + 1] for i in range(2, 9)]
+    return compute_ctf(f, *p)
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(q(z|X) || N(0, I)) summed over z, averaged over the batch."""
+    return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)).mean()
+
+
+def run_batch(model, lat: SliceLattice, y: torch.Tensor, rot: torch.Tensor,
+              ctf: torch.Tensor | None, beta: float, noise: torch.Generator | None):
+    """Loss of one batch: (loss, mse, kl). y [B, kept points], rot [B, 3, 3], ctf [B, 9]|None.
+
+    The loss circle is centrosymmetric in order (point n-1-i = -point i), so a Fourier-domain
+    decoder evaluates only half of it (`symmetric=True`).
+
+    `noise` draws the reparameterisation samples (None: use the posterior mean).
+    """
+    c = ctf_values(ctf, lat.coords[:, :2], lat.D) if ctf is not None else None
+    z = None
+    kl = y.new_zeros(())
+    if model.zdim:
+        x = y[:, lat.enc_sel]
+        if ctf is not None:
+            x = x * torch.sign(ctf_values(ctf, lat.enc_freqs, lat.D))
+        mu, logvar = model.encode(x)
+        kl = kl_divergence(mu.float(), logvar.float())
+        z = mu
+        if noise is not None:
+            eps = torch.randn(mu.shape, generator=noise, device=mu.device, dtype=mu.dtype)
+            z = mu + eps * torch.exp(0.5 * logvar)
+    pred = model.decode(lat.coords @ rot, z, symmetric=True).float()
+    if c is not None:
+        pred = pred * c
+    mse = torch.nn.functional.mse_loss(pred, y[:, lat.loss_sel])
+    loss = mse + beta * kl / lat.n_loss
+    return loss, mse, kl

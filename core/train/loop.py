@@ -1,0 +1,328 @@
+"""The training loop: minibatches, Adam, checkpoints, resume, pause/stop, divergence.
+
+`train(cfg, outdir)` trains a decoder (zdim 0, as cryoDRGN train_nn) or a VAE (as cryoDRGN
+train_vae) with known poses. After every epoch it writes weights.N.pkl, z.N.pkl (posterior
+mean and log-variance of every image, computed in a pass in eval mode after the epoch, as
+cryoDRGN), a metrics.jsonl row and checkpoint.pt; checkpoint.pt is also written every
+`checkpoint_minutes` inside an epoch and when SIGTERM/SIGINT stops the run after the current
+batch. `RUN/PAUSE` stops the run after the current epoch. `resume=True` continues from
+checkpoint.pt exactly: the epoch's batch order is a function of seed and epoch, and the
+generator states travel in the checkpoint.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from cryoscape.core.errors import CryoscapeError
+from cryoscape.core.io.atomic import atomic_path
+from cryoscape.core.models import build_model
+from cryoscape.core.train import checkpoint as ckpt
+from cryoscape.core.train.config import TrainConfig
+from cryoscape.core.train.data import TrainData, epoch_order
+from cryoscape.core.train.forward import ctf_values, run_batch
+from cryoscape.core.train.rundir import RunDir, file_record
+
+STATUS_SECONDS = 2.0   # status.json is refreshed at most this often
+RESUME_OVERRIDES = {"num_epochs", "threads", "checkpoint_minutes", "device", "lazy", "amp",
+                    "compile", "particles", "poses", "ctf", "ind", "datadir"}
+
+
+class TrainingDiverged(CryoscapeError):
+    """The loss became NaN/inf or exploded; the last good checkpoint is kept."""
+
+
+def set_threads(threads: int | None) -> int:
+    """torch CPU threads: `threads`, or all cores available to this process."""
+    if not threads:
+        threads = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                   else os.cpu_count() or 1)
+    torch.set_num_threads(max(1, threads))
+    return torch.get_num_threads()
+
+
+def pick_device(name: str | None) -> torch.device:
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """Within the block, SIGTERM/SIGINT set the returned event instead of killing."""
+    event = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield event
+        return
+    old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    for s in old:
+        signal.signal(s, lambda *_: event.set())
+    try:
+        yield event
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def inputs_of(cfg: TrainConfig) -> list[dict]:
+    return [dict(role=role, **file_record(p)) for role, p in
+            (("particles", cfg.particles), ("poses", cfg.poses), ("ctf", cfg.ctf),
+             ("ind", cfg.ind)) if p and Path(p).is_file()]
+
+
+def load_data(cfg: TrainConfig, device, norm=None, progress=False) -> TrainData:
+    return TrainData(cfg.particles, poses=cfg.poses, ctf=cfg.ctf, ind=cfg.ind,
+                     datadir=cfg.datadir, lazy=cfg.lazy, invert=cfg.invert_data,
+                     window=cfg.window, window_r=cfg.window_r, norm=norm or cfg.norm,
+                     enc_radius=cfg.enc_mask, device=device, progress=progress)
+
+
+@torch.no_grad()
+def encode_all(model, data: TrainData, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior means and log-variances of every image, in order, in eval mode."""
+    was_training = model.training
+    model.eval()
+    lat = data.lattice
+    mus, logvars = [], []
+    for i in range(0, data.N, batch_size):
+        y, _, ctf = data.batch(torch.arange(i, min(i + batch_size, data.N)))
+        x = y[:, lat.enc_sel]
+        if ctf is not None:
+            x = x * torch.sign(ctf_values(ctf, lat.enc_freqs, lat.D))
+        mu, logvar = model.encode(x)
+        mus.append(mu.float().cpu().numpy())
+        logvars.append(logvar.float().cpu().numpy())
+    model.train(was_training)
+    return np.concatenate(mus), np.concatenate(logvars)
+
+
+class Trainer:
+    """One run: data, model, optimiser and the resume state; `fit()` runs the epochs."""
+
+    def __init__(self, cfg: TrainConfig | None, outdir, resume=False, callback=None,
+                 progress=True, overrides=None):
+        self.rd = RunDir(outdir)
+        self.callback, self.progress = callback, progress
+        if resume:
+            cfg = self._resume_config(overrides or {})
+        elif self.rd.checkpoint.exists() or self.rd.weights(1).exists():
+            raise CryoscapeError(f"{outdir} already holds a run: continue it with --resume "
+                                 "or choose another output folder")
+        self.cfg = cfg
+        self.threads = set_threads(cfg.threads)
+        self.device = pick_device(cfg.device)
+        state = ckpt.load(self.rd.checkpoint) if resume else None
+        norm = self.rd.read_config()["dataset_args"]["norm"] if resume else None
+        self.data = load_data(cfg, self.device, norm, progress)
+        D = self.data.D
+        torch.manual_seed(cfg.seed)
+        self.model_args = cfg.model_args(D)
+        self.model = build_model(self.model_args, D + 1, self.data.lattice.n_enc).to(self.device)
+        self.optim = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.wd)
+        self.noise = torch.Generator(self.device).manual_seed(cfg.seed + 1)
+        self.epoch, self.batch_i, self.elapsed, self.epoch_elapsed = 0, 0, 0.0, 0.0
+        self.sums = torch.zeros(4, dtype=torch.float64)   # loss, mse, kl, images
+        self.loss_mean = math.nan
+        if state is not None:
+            self._restore(state)
+        else:
+            self.rd.path.mkdir(parents=True, exist_ok=True)
+            conf = self.rd.write_config(cfg, D, self.data.apix, self.data.norm, inputs_of(cfg),
+                                        self.data.ctf is not None, self.data.shifts is not None)
+            self.rd.write_metrics([])
+            self.rd.append_log(f"cryoscape {conf['version']}: {' '.join(cfg.command_line)}")
+            self.rd.append_log(f"{self.data.N} images of {D} px, norm {self.data.norm}, "
+                               f"{sum(p.numel() for p in self.model.parameters())} parameters, "
+                               f"{self.threads} threads on {self.device}")
+            self._save_resume_point()     # from now on --resume works, even after a kill
+        self.use_amp = cfg.amp and self.device.type == "cuda"
+        self.step_model = torch.compile(self.model) if cfg.compile and \
+            self.device.type == "cuda" else self.model
+
+    def _resume_config(self, overrides: dict) -> TrainConfig:
+        if not self.rd.checkpoint.exists():
+            raise CryoscapeError(f"{self.rd.path}: nothing to resume (no checkpoint.pt)")
+        saved = TrainConfig.from_dict(self.rd.read_config()["cryoscape"]["train_args"])
+        bad = set(overrides) - RESUME_OVERRIDES
+        if bad:
+            raise CryoscapeError(f"--resume cannot change {', '.join(sorted(bad))}; "
+                                 f"it may change {', '.join(sorted(RESUME_OVERRIDES))}")
+        for name, value in overrides.items():
+            if value is not None:
+                setattr(saved, name, value)
+        return saved
+
+    def _restore(self, s: dict) -> None:
+        self.model.load_state_dict(s["model_state_dict"])
+        self.optim.load_state_dict(s["optimizer_state_dict"])
+        torch.set_rng_state(s["rng_torch"])
+        self.noise.set_state(s["rng_noise"])
+        self.epoch, self.batch_i = int(s["epoch"]), int(s["batch"])
+        self.sums = s["sums"].clone()
+        self.elapsed, self.epoch_elapsed = s["elapsed"], s["epoch_elapsed"]
+        self.loss_mean = s["loss_mean"]
+        self.rd.remove_partial_files()
+        self.rd.write_metrics([r for r in self.rd.read_metrics() if r["epoch"] <= self.epoch])
+        self.rd.append_log(f"resumed at epoch {self.epoch + 1}, batch {self.batch_i}")
+
+    def _save_resume_point(self) -> None:
+        ckpt.save(self.rd.checkpoint, ckpt.resume_dict(
+            self.model, self.optim, epoch=self.epoch, batch=self.batch_i, noise=self.noise,
+            sums=self.sums, elapsed=self.elapsed, epoch_elapsed=self.epoch_elapsed,
+            loss_mean=self.loss_mean))
+
+    def _status(self, state: str, **info) -> None:
+        self.rd.write_status(state, epoch=self.epoch, batch=self.batch_i,
+                             num_epochs=self.cfg.num_epochs, **info)
+
+    def _check(self, loss: float) -> None:
+        cfg = self.cfg
+        bad = not math.isfinite(loss)
+        if not bad and math.isfinite(self.loss_mean) and loss > cfg.max_loss_ratio * self.loss_mean:
+            bad = True
+        if not bad:
+            self.loss_mean = loss if not math.isfinite(self.loss_mean) else \
+                0.95 * self.loss_mean + 0.05 * loss
+            return
+        where = f"epoch {self.epoch + 1}, batch {self.batch_i + 1}"
+        kept = "none yet" if not self.rd.checkpoint.exists() else str(self.rd.checkpoint)
+        what = (f"is {loss}" if not math.isfinite(loss) else
+                f"jumped to {loss:.4g} (running mean {self.loss_mean:.4g})")
+        msg = (f"training stopped: the loss {what} at {where}; the last good checkpoint is "
+               f"kept ({kept}). Lower --lr or check the inputs, then continue with --resume.")
+        self._status("failed", message=msg)
+        self.rd.append_log(msg)
+        raise TrainingDiverged(msg)
+
+    def _step(self, idx: torch.Tensor) -> tuple[float, float, float]:
+        y, rot, ctf = self.data.batch(idx)
+        self.optim.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.use_amp):
+            loss, mse, kl = run_batch(self.step_model, self.data.lattice, y, rot, ctf,
+                                      self.cfg.kl_weight, self.noise)
+        value = loss.detach().item()
+        self._check(value)
+        loss.backward()
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        if not all(bool(torch.isfinite(g).all()) for g in grads):
+            self._check(math.nan)
+        self.optim.step()
+        return value, mse.detach().item(), kl.detach().item()
+
+    def _end_epoch(self) -> dict:
+        e = self.epoch + 1
+        if self.model.zdim:
+            mu, logvar = encode_all(self.model, self.data)
+            ckpt.save_latents(self.rd.z(e), mu, logvar)
+        ckpt.save(self.rd.weights(e),
+                  ckpt.weights_dict(self.model, self.optim, e, self.model_args))
+        s = self.sums
+        n = max(float(s[3]), 1.0)
+        row = dict(epoch=e, step=e * math.ceil(self.data.N / self.cfg.batch_size),
+                   loss=float(s[0]) / n, mse=float(s[1]) / n, kl=float(s[2]) / n,
+                   beta=self.cfg.kl_weight, time=self.epoch_elapsed,
+                   images_per_s=self.data.N / max(self.epoch_elapsed, 1e-9),
+                   elapsed=self.elapsed)
+        self.rd.write_metrics(self.rd.read_metrics() + [row])
+        self.rd.append_log(f"epoch {e}: loss {row['loss']:.6g} mse {row['mse']:.6g} "
+                           f"kl {row['kl']:.4g} in {row['time']:.1f} s "
+                           f"({row['images_per_s']:.0f} images/s)")
+        self.epoch, self.batch_i, self.epoch_elapsed = e, 0, 0.0
+        self.sums = torch.zeros(4, dtype=torch.float64)
+        self._save_resume_point()
+        return row
+
+    def _finish(self) -> None:
+        """Final unnumbered weights.pkl and z.pkl, as cryoDRGN leaves them."""
+        e = self.epoch
+        ckpt.save(self.rd.weights(),
+                  ckpt.weights_dict(self.model, self.optim, e, self.model_args))
+        if self.model.zdim:       # the last epoch's latents, from the same weights
+            with atomic_path(self.rd.z()) as tmp:
+                shutil.copyfile(self.rd.z(e), tmp)
+
+    def fit(self) -> dict:
+        """Train to `num_epochs`; returns dict(state=done|paused|stopped, epoch, batch)."""
+        cfg, N, B = self.cfg, self.data.N, self.cfg.batch_size
+        nb = math.ceil(N / B)
+        if self.rd.pause.exists():
+            self.rd.pause.unlink()
+        self.model.train()
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+            bar = tqdm(total=(cfg.num_epochs - self.epoch) * N - self.batch_i * B,
+                       unit="img", dynamic_ncols=True, smoothing=0.1)
+        last_ckpt = last_status = time.monotonic()
+        result = "done"
+        self._status("running")
+        try:
+            with stop_on_signals() as stop:
+                while self.epoch < cfg.num_epochs:
+                    order = epoch_order(N, cfg.seed, self.epoch)
+                    while self.batch_i < nb:
+                        t0 = time.perf_counter()
+                        idx = order[self.batch_i * B:(self.batch_i + 1) * B]
+                        loss, mse, kl = self._step(idx)
+                        dt = time.perf_counter() - t0
+                        self.sums += torch.tensor([loss * len(idx), mse * len(idx),
+                                                   kl * len(idx), len(idx)], dtype=torch.float64)
+                        self.batch_i += 1
+                        self.elapsed += dt
+                        self.epoch_elapsed += dt
+                        if bar is not None:
+                            bar.update(len(idx))
+                            bar.set_postfix_str(f"epoch {self.epoch + 1}/{cfg.num_epochs} "
+                                                f"loss {loss:.4g}", refresh=False)
+                        if self.callback is not None:
+                            self.callback("batch", self)
+                        now = time.monotonic()
+                        if stop.is_set() or (self.batch_i < nb and
+                                             now - last_ckpt >= 60 * cfg.checkpoint_minutes):
+                            self._save_resume_point()
+                            last_ckpt = now
+                            if stop.is_set():
+                                result = "stopped"
+                                break
+                        if now - last_status >= STATUS_SECONDS:
+                            self._status("running", loss=loss,
+                                         images_per_s=len(idx) / max(dt, 1e-9))
+                            last_status = now
+                    if result == "stopped":
+                        break
+                    self._end_epoch()
+                    last_ckpt = time.monotonic()
+                    if self.callback is not None:
+                        self.callback("epoch", self)
+                    if self.rd.pause.exists() and self.epoch < cfg.num_epochs:
+                        self.rd.pause.unlink()
+                        result = "paused"
+                        break
+        finally:
+            if bar is not None:
+                bar.close()
+        if result == "done":
+            self._finish()
+        self._status(result)
+        self.rd.append_log(f"{result} at epoch {self.epoch}, batch {self.batch_i}")
+        return dict(state=result, epoch=self.epoch, batch=self.batch_i)
+
+
+def train(cfg: TrainConfig | None, outdir, *, resume: bool = False, callback=None,
+          progress: bool = True, overrides: dict | None = None) -> dict:
+    """Train a new run in `outdir` from `cfg`, or with `resume` continue the run there (its
+    saved settings, changed only by `overrides`: epochs, threads, device, moved input paths).
+
+    `callback(event, trainer)` is called after every batch ("batch") and epoch ("epoch").
+    Returns dict(state, epoch, batch); raises TrainingDiverged on a NaN or exploding loss.
+    """
+    return Trainer(cfg, outdir, resume=resume, callback=callback, progress=progress,
+                   overrides=overrides).fit()

@@ -1,0 +1,342 @@
+"""Training engine: forward model, accuracy (hand, two states), exact resume, stops."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from cryoscape.core.fourier import ht2_center
+from cryoscape.core.io.cryodrgn import save_index
+from cryoscape.core.io.mrc import read_mrc
+from cryoscape.core.io.pickles import load_pickles
+from cryoscape.core.metrics import fsc
+from cryoscape.core.train import TrainConfig, TrainingDiverged, train
+from cryoscape.core.train.checkpoint import load as load_ckpt
+from cryoscape.core.train.data import epoch_order
+from cryoscape.core.train.forward import SliceLattice, center_hartley, ctf_values
+
+
+
+def _sym(h: torch.Tensor) -> torch.Tensor:
+    """Hartley images [B, D, D] on the (D+1)^2 lattice (last row/column wrap around)."""
+    h = torch.cat([h, h[:, :1]], 1)
+    return torch.cat([h, h[:, :, :1]], 2)
+
+
+# --- forward model ---------------------------------------------------------------------------
+
+def test_center_hartley_undoes_shifts(fixtures_dir):
+    hand = fixtures_dir / "hand"
+    imgs, _ = read_mrc(hand / "hand.mrcs")
+    moved, _ = read_mrc(hand / "hand_shifted.mrcs")
+    shifts = torch.from_numpy(np.load(hand / "hand_shifted_px.npy")).float()
+    D = imgs.shape[-1]
+    lat = SliceLattice(D)
+    ref = _sym(ht2_center(torch.from_numpy(imgs))).reshape(len(imgs), -1)
+    got = center_hartley(_sym(ht2_center(torch.from_numpy(moved))).reshape(len(imgs), -1),
+                         lat.full_coords, shifts)
+    inner = lat.full_coords[:, :2].norm(dim=1) < 0.45
+    err = (got - ref)[:, inner].norm() / ref[:, inner].norm()
+    wrong = center_hartley(_sym(ht2_center(torch.from_numpy(moved))).reshape(len(imgs), -1),
+                           lat.full_coords, -shifts)
+    assert err < 1e-4
+    assert (wrong - ref)[:, inner].norm() / ref[:, inner].norm() > 0.5
+
+
+def test_lattice_masks_match_cryodrgn():
+    lat = SliceLattice(64)
+    assert lat.n_loss == lat.n_enc == 3208          # cryoDRGN's encoder input at D=64
+    assert SliceLattice(64, enc_radius=-1).n_enc == 65 * 65
+    from cryoscape.core.models import encoder_mask
+    for r in (5, 20, 31):
+        assert SliceLattice(64, enc_radius=r).n_enc == int(encoder_mask(65, r).sum())
+    assert not (lat.coords == 0).all(1).any()       # DC left out
+    assert lat.coords[:, :2].norm(dim=1).max() <= 0.5 + 1e-6
+
+
+def test_norm_matches_cryodrgn_config(fixtures_dir):
+    from cryoscape.core.train.data import TrainData
+    hand = fixtures_dir / "hand"
+    data = TrainData(str(hand / "hand.mrcs"), poses=str(hand / "hand_rot.pkl"))
+    conf = yaml.safe_load((fixtures_dir / "cryodrgn_rundir" / "run" / "config.yaml").read_text())
+    assert data.norm[0] == 0.0
+    assert data.norm[1] == pytest.approx(conf["dataset_args"]["norm"][1], rel=1e-5)
+    assert data.y.shape == (100, 3208) and data.shifts is None and data.ctf is None
+
+
+def test_ctf_on_lattice_matches_ctf_images():
+    from cryoscape.core.ctf import ctf_images
+    p = torch.tensor([[64, 2.0, 15000, 14000, 30, 300, 2.7, 0.1, 0],
+                      [128, 1.0, 25000, 25500, 100, 200, 2.0, 0.07, 10]], dtype=torch.float32)
+    lat = SliceLattice(64, enc_radius=-1)
+    got = ctf_values(p, lat.full_coords[:, :2], 64).reshape(2, 65, 65)[:, :64, :64]
+    assert torch.allclose(got, ctf_images(p, D=64), atol=1e-5)
+
+
+def test_epoch_order_depends_on_seed_and_epoch_only():
+    a = epoch_order(100, 3, 5)
+    assert torch.equal(a, epoch_order(100, 3, 5))
+    assert torch.equal(a.sort().values, torch.arange(100))
+    assert not torch.equal(a, epoch_order(100, 3, 6)) and not torch.equal(a, epoch_order(100, 4, 5))
+
+
+# --- accuracy --------------------------------------------------------------------------------
+
+def _decode(run, z=None):
+    from cryoscape.core.run import Run
+    r = Run.open(run)
+    return r.decode(None if z is None else np.asarray(z, np.float32))
+
+
+@pytest.mark.slow
+def test_homogeneous_hand_reaches_fsc(fixtures_dir, tmp_path):
+    hand = fixtures_dir / "hand"
+    cfg = TrainConfig(particles=str(hand / "hand.mrcs"), poses=str(hand / "hand_rot.pkl"),
+                      zdim=0, num_epochs=25, batch_size=4, lr=3e-3, dec_layers=3, dec_dim=64,
+                      pe_type="gaussian", domain="fourier", seed=0, threads=1)
+    train(cfg, tmp_path / "run", progress=False)
+    vol = _decode(tmp_path / "run")[0]
+    bp, _ = read_mrc(hand / "hand-bp.mrc")
+    D = bp.shape[-1]
+    good = fsc(vol, bp)[1][D // 4]
+    mirrored = fsc(np.ascontiguousarray(vol[::-1]), bp)[1][D // 4]
+    assert good >= 0.8, good
+    assert mirrored < 0.5, mirrored
+
+
+@pytest.mark.slow
+def test_heterogeneous_run_separates_two_states(tiny_run):
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
+    mu = load_pickles(tiny_run.run / "z.pkl")[0]
+    assert mu.shape == (len(tiny_run.state), 1) and mu.dtype == np.float32
+    labels = KMeans(2, n_init=5, random_state=0).fit_predict(mu)
+    ari = adjusted_rand_score(tiny_run.state, labels)
+    assert ari >= 0.9, ari
+    D = tiny_run.D
+    for k in (0, 1):
+        z = np.median(mu[tiny_run.state == k], axis=0, keepdims=True)
+        vol = _decode(tiny_run.run, z)[0]
+        curve = fsc(vol, tiny_run.volumes[k])[1]
+        other = fsc(vol, tiny_run.volumes[1 - k])[1]
+        assert curve[D // 4] >= 0.5, (k, curve)
+        assert curve[D // 4] > other[D // 4]
+
+
+def test_tiny_run_directory(tiny_run):
+    rd = tiny_run.run
+    conf = yaml.safe_load((rd / "config.yaml").read_text())
+    assert conf["lattice_args"] == dict(D=tiny_run.D + 1, extent=0.5, ignore_DC=True)
+    assert conf["model_args"]["zdim"] == 1 and conf["model_args"]["enc_mask"] == tiny_run.D // 2
+    assert conf["dataset_args"]["norm"][0] == 0.0 and conf["dataset_args"]["norm"][1] > 0
+    prov = conf["cryoscape"]
+    assert prov["seed"] == 1 and prov["train_args"]["zdim"] == 1
+    (star,) = [i for i in prov["inputs"] if i["role"] == "particles"]
+    import hashlib
+    data = (tiny_run.data / "particles.star").read_bytes()
+    assert star["sha256"] == hashlib.sha256(data).hexdigest() and star["size"] == len(data)
+    rows = [json.loads(line) for line in (rd / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == list(range(1, tiny_run.epochs + 1))
+    assert rows[-1]["mse"] < rows[0]["mse"] and all(r["images_per_s"] > 0 for r in rows)
+    for e in (1, tiny_run.epochs):
+        w = load_ckpt(rd / f"weights.{e}.pkl")
+        assert w["epoch"] == e and "model_state_dict" in w and "optimizer_state_dict" in w
+        mu, logvar = load_pickles(rd / f"z.{e}.pkl")
+        assert mu.shape == logvar.shape == (600, 1)
+    assert json.loads((rd / "status.json").read_text())["state"] == "done"
+    assert not list(rd.glob("*.part"))
+
+
+def test_encode_reproduces_training_latents(tiny_run, tmp_path):
+    from cryoscape.app.cli import main
+    out = tmp_path / "z.npy"
+    assert main(["encode", str(tiny_run.run), str(tiny_run.data / "particles.star"),
+                 "-o", str(out)]) == 0
+    z = np.load(out)
+    mu = load_pickles(tiny_run.run / "z.pkl")[0]
+    np.testing.assert_allclose(z, mu, atol=1e-4)
+
+
+def test_encode_matches_cryodrgn_eval_z(fixtures_dir):
+    """Preprocessing and encoder input as cryoDRGN: its own run's latents, reproduced."""
+    from cryoscape.core.train.encode import encode_particles
+    run = fixtures_dir / "cryodrgn_rundir" / "run"
+    mu, logvar = encode_particles(run, fixtures_dir / "hand" / "hand.mrcs", epoch=3)
+    np.testing.assert_allclose(mu, np.load(fixtures_dir / "cryodrgn_rundir" / "expected" /
+                                           "z_mu.npy"), atol=1e-5)
+    np.testing.assert_allclose(logvar, load_pickles(run / "z.3.pkl")[1], atol=1e-5)
+
+
+def test_cli_trains_from_star_with_preset(tiny_data, tmp_path):
+    from cryoscape.app.cli import main
+    from cryoscape.core.run import Run
+    rd = tmp_path / "run"
+    assert main(["train", str(tiny_data / "particles.star"), "--zdim", "2", "-n", "1",
+                 "--preset", "paper", "--enc-layers", "1", "--dec-layers", "1", "--enc-dim",
+                 "16", "--dec-dim", "16", "-b", "32", "--threads", "1", "--no-progress",
+                 "-o", str(rd)]) == 0
+    conf = yaml.safe_load((rd / "config.yaml").read_text())
+    ma = conf["model_args"]
+    assert (ma["qlayers"], ma["qdim"], ma["players"], ma["pdim"], ma["zdim"]) == (1, 16, 1, 16, 2)
+    assert (ma["pe_type"], ma["domain"]) == ("geom_lowf", "hartley")      # the paper preset
+    assert conf["cryoscape"]["command_line"][:2] == ["cryoscape", "train"]
+    assert conf["cryoscape"]["apix"] == pytest.approx(8.0)
+    run = Run.open(rd)
+    assert run.epochs == [1] and run.zdim == 2 and run.apix == pytest.approx(8.0)
+    assert run.latents().shape == (600, 2) and run.metrics()[0]["epoch"] == 1
+
+
+# --- resume, stops ---------------------------------------------------------------------------
+
+@pytest.fixture
+def small(tiny_data, tiny_settings, tmp_path):
+    """Settings for quick runs: 96 images of the tiny data (with CTF), 3 epochs of 6 batches."""
+    ind = tmp_path / "ind.pkl"
+    save_index(ind, np.arange(96))
+
+    def make(**kw):
+        values = dict(ind=str(ind), num_epochs=3, enc_dim=16, dec_dim=16, enc_layers=1,
+                      dec_layers=1, threads=1)
+        values.update(kw)
+        return tiny_settings(str(tiny_data / "particles.mrcs"),
+                             poses=str(tiny_data / "poses.pkl"), ctf=str(tiny_data / "ctf.pkl"),
+                             **values)
+    return make
+
+
+class Killed(Exception):
+    pass
+
+
+def _same_weights(a, b):
+    wa, wb = load_ckpt(a)["model_state_dict"], load_ckpt(b)["model_state_dict"]
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_resume_after_kill_mid_epoch_is_exact(small, tmp_path):
+    train(small(), tmp_path / "ref", progress=False)
+
+    def kill(event, trainer):
+        if event == "batch" and trainer.epoch == 1 and trainer.batch_i == 4:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(small(checkpoint_minutes=0), tmp_path / "run", callback=kill, progress=False)
+    state = load_ckpt(tmp_path / "run" / "checkpoint.pt")
+    assert (state["epoch"], state["batch"]) == (1, 3)          # mid-epoch 2
+    assert not (tmp_path / "run" / "weights.2.pkl").exists()
+    assert train(None, tmp_path / "run", resume=True, progress=False)["state"] == "done"
+    assert _same_weights(tmp_path / "ref" / "weights.pkl", tmp_path / "run" / "weights.pkl")
+    for e in (2, 3):
+        assert _same_weights(tmp_path / "ref" / f"weights.{e}.pkl",
+                             tmp_path / "run" / f"weights.{e}.pkl")
+    np.testing.assert_array_equal(load_pickles(tmp_path / "ref" / "z.pkl")[0],
+                                  load_pickles(tmp_path / "run" / "z.pkl")[0])
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    ref = [json.loads(x) for x in (tmp_path / "ref" / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r["loss"]) for r in rows] == [(r["epoch"], r["loss"]) for r in ref]
+
+
+@pytest.mark.slow
+def test_sigkill_of_a_training_process_then_resume_is_exact(small, tmp_path):
+    import subprocess
+    import sys
+    import time
+    cfg = small(num_epochs=8, checkpoint_minutes=0)     # a checkpoint after every batch
+    train(cfg, tmp_path / "ref", progress=False)
+    rd = tmp_path / "run"
+    code = ("import json, sys; from cryoscape.core.train import TrainConfig, train; "
+            "train(TrainConfig.from_dict(json.loads(sys.argv[1])), sys.argv[2], progress=False)")
+    child = subprocess.Popen([sys.executable, "-c", code, json.dumps(cfg.to_dict()), str(rd)])
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and child.poll() is None:
+            if (rd / "checkpoint.pt").exists():
+                s = load_ckpt(rd / "checkpoint.pt")
+                if s["epoch"] >= 1 and s["batch"] > 0:
+                    break
+            time.sleep(0.005)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait()
+    state = load_ckpt(rd / "checkpoint.pt")
+    assert child.returncode == -signal.SIGKILL and state["epoch"] < 8
+    assert train(None, rd, resume=True, progress=False)["state"] == "done"
+    assert _same_weights(tmp_path / "ref" / "weights.pkl", rd / "weights.pkl")
+    assert not list(rd.glob(".*.part"))
+
+
+def test_sigterm_stops_after_batch_and_resumes_exactly(small, tmp_path):
+    train(small(num_epochs=2), tmp_path / "ref", progress=False)
+
+    def term(event, trainer):
+        if event == "batch" and trainer.epoch == 0 and trainer.batch_i == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    res = train(small(num_epochs=2), tmp_path / "run", callback=term, progress=False)
+    assert res == dict(state="stopped", epoch=0, batch=2)
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["state"] == "stopped"
+    assert train(None, tmp_path / "run", resume=True, progress=False)["state"] == "done"
+    assert _same_weights(tmp_path / "ref" / "weights.pkl", tmp_path / "run" / "weights.pkl")
+
+
+@pytest.mark.parametrize("poison", ["nan", "explode"])
+def test_nan_or_diverging_loss_stops_and_keeps_last_good_checkpoint(small, tmp_path, poison):
+    def hit(event, trainer):
+        if event == "batch" and trainer.epoch == 1 and trainer.batch_i == 2:
+            with torch.no_grad():
+                for p in trainer.model.parameters():
+                    if poison == "nan":
+                        p.fill_(math.nan)
+                    else:
+                        p.mul_(10.0)
+
+    with pytest.raises(TrainingDiverged, match=f"{'nan' if poison == 'nan' else 'jumped'}"
+                                               ".*epoch 2, batch 3.*checkpoint"):
+        # a homogeneous model for the jump: scaled encoder weights would overflow exp(logvar)
+        train(small(zdim=1 if poison == "nan" else 0), tmp_path / "run", callback=hit,
+              progress=False)
+    rd = tmp_path / "run"
+    state = load_ckpt(rd / "checkpoint.pt")
+    assert (state["epoch"], state["batch"]) == (1, 0)
+    assert all(torch.isfinite(v).all() for v in state["model_state_dict"].values())
+    assert (rd / "weights.1.pkl").exists() and not (rd / "weights.2.pkl").exists()
+    assert json.loads((rd / "status.json").read_text())["state"] == "failed"
+
+
+def test_pause_file_stops_after_epoch_and_cli_resumes(small, tmp_path):
+    from cryoscape.app.cli import main
+
+    def pause(event, trainer):
+        if event == "batch" and trainer.epoch == 0 and trainer.batch_i == 1:
+            (trainer.rd.path / "PAUSE").touch()
+
+    rd = tmp_path / "run"
+    assert train(small(), rd, callback=pause, progress=False) == dict(state="paused", epoch=1,
+                                                                      batch=0)
+    assert (rd / "weights.1.pkl").exists() and not (rd / "weights.2.pkl").exists()
+    assert not (rd / "PAUSE").exists()
+    assert main(["train", "-o", str(rd), "--resume", "-n", "4", "--no-progress"]) == 0
+    assert load_ckpt(rd / "weights.pkl")["epoch"] == 4
+    assert [json.loads(x)["epoch"] for x in (rd / "metrics.jsonl").read_text().splitlines()] \
+        == [1, 2, 3, 4]
+
+
+def test_lazy_loading_trains_identically(small, tmp_path):
+    train(small(num_epochs=1), tmp_path / "mem", progress=False)
+    train(small(num_epochs=1, lazy=True), tmp_path / "lazy", progress=False)
+    assert _same_weights(tmp_path / "mem" / "weights.pkl", tmp_path / "lazy" / "weights.pkl")
+
+
+def test_refuses_to_overwrite_a_run_and_resume_needs_one(small, tmp_path):
+    from cryoscape.core.errors import CryoscapeError
+    train(small(num_epochs=1), tmp_path / "run", progress=False)
+    with pytest.raises(CryoscapeError, match="already holds a run"):
+        train(small(num_epochs=1), tmp_path / "run", progress=False)
+    with pytest.raises(CryoscapeError, match="nothing to resume"):
+        train(None, tmp_path / "empty", resume=True, progress=False)
