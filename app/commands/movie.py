@@ -35,6 +35,9 @@ def main(args):
     if not args.out.lower().endswith((".gif", ".mp4")):
         raise CryoscapeError(f"{args.out}: the movie is written as .gif or .mp4")
     run = Run.open(args.run)
+    if not run.zdim:
+        raise CryoscapeError(f"{args.run}: a homogeneous run (zdim 0) has no latent space to "
+                             "traverse (write its map with `cryoscape eval-vol`)")
     z = run.latents(args.epoch)
     if args.pc is not None:
         path, _ = pc_traversal(z, pc=args.pc, n=args.frames)

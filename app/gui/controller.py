@@ -7,9 +7,9 @@ selections, maps and trajectories. Widgets connect to its signals; tests drive i
 """
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,10 +80,10 @@ def load_metadata(run, n: int):
                               if arr[k].ndim == 1 and arr[k].dtype.kind in "iuf"})
     else:
         return None, f"metadata colouring off: {path.name} is an image stack without metadata"
-    ind = (getattr(run, "config", None) or {}).get("dataset_args", {}).get("ind")
-    if ind and Path(ind).exists():
-        from cryoscape.core.io.cryodrgn import load_index
-        table = table.iloc[load_index(ind)].reset_index(drop=True)
+    from cryoscape.core.analysis.runfiles import particle_index
+    ind = particle_index(run)
+    if ind is not None:
+        table = table.iloc[ind].reset_index(drop=True)
     if len(table) != n:
         return None, f"metadata colouring off: {path.name} has {len(table)} rows for {n} particles"
     return table, ""
@@ -102,7 +102,11 @@ def colour_columns(table) -> list[str]:
 
 
 class Explorer(QObject):
-    """Runs the explorer's work in three threads: decode, mesh and analysis."""
+    """Runs the explorer's work in three threads: decode, mesh and analysis.
+
+    Clusters are `core.analysis.sampling.kmeans` with its defaults (k 20 as `cryoscape
+    analyze/select --k`), so the explorer and the CLI show the same clusters.
+    """
 
     mesh_ready = pyqtSignal(object)        # MeshResult
     volume_ready = pyqtSignal(object)      # VolumeResult (every stage)
@@ -113,7 +117,7 @@ class Explorer(QObject):
     task_done = pyqtSignal(str, object)    # name, result (exports, paths)
 
     def __init__(self, state: ExplorerState | None = None, parent=None, cache_D: int = 24,
-                 n_clusters: int = 10):
+                 n_clusters: int = 20):
         super().__init__(parent)
         self.state = state or ExplorerState(self)
         self.cache = DecodeCache(D=cache_D)
@@ -163,9 +167,6 @@ class Explorer(QObject):
         from cryoscape.core.run import Run
 
         run = Run.open(path)
-        if not run.zdim:
-            raise CryoscapeError(f"{path}: a homogeneous run (zdim 0) has no latent space to "
-                                 "explore; write its map with `cryoscape eval-vol`")
         self.set_run(run, epoch)
         return run
 
@@ -174,9 +175,12 @@ class Explorer(QObject):
         self.decode_thread.clear_background()
         self.current, self.current_mesh, self.pinned, self.path_volumes = None, None, None, []
         self.state.set_run(run, epoch)
-        self.status.emit(f"Opened {run.path}: {self.state.n} particles, zdim {self.state.zdim}, "
-                         f"box {run.D}, {run.apix:g} Å/px, epoch {self.state.epoch}")
-        self._load_metadata()
+        what = "homogeneous (decoder only, one map)" if self.state.homogeneous else \
+            f"{self.state.n} particles, zdim {self.state.zdim}"
+        self.status.emit(f"Opened {run.path}: {what}, box {run.D}, {run.apix:g} Å/px, "
+                         f"epoch {self.state.epoch}")
+        if not self.state.homogeneous:
+            self._load_metadata()
 
     def reload_epochs(self) -> list[int]:
         """Re-open the current run (new epochs written by training) and return its epochs."""
@@ -200,10 +204,14 @@ class Explorer(QObject):
     # -- embedding, clusters, cache ----------------------------------------------------------
     def decode_fn(self):
         run, epoch = self.state.run, self.state.epoch
-        return lambda z, D: run.decode(np.asarray(z, np.float32), D=D, epoch=epoch)
+        return lambda z, D: run.decode(None if z is None else np.asarray(z, np.float32), D=D,
+                                       epoch=epoch)
 
     def _analyse_latents(self) -> None:
         self._generation += 1
+        if self.state.homogeneous:              # no latents: show the run's one map
+            self.decode_z(None)
+            return
         gen, z = self._generation, self.state.z
         kind = self.embedding_kind if z.shape[1] > 1 else "histogram"
         k = min(self.n_clusters, len(z))
@@ -218,13 +226,13 @@ class Explorer(QObject):
                 xy, p = res.coords.astype(np.float32), (res.mean, res.components)
                 if kind == "UMAP":
                     emit(_Analysis(gen, "PCA", xy, p, None))
-                    xy, p = self._umap(z, _cache_dir(run), epoch,
+                    xy, p = self._umap(z, umap_cache_dir(run), epoch,
                                        lambda: gen != self._generation), None
                     if xy is None:
                         return
             from threadpoolctl import threadpool_limits
             with threadpool_limits(1):           # leave the other cores to the GUI
-                km = kmeans(z, k=k, seed=0, n_init=1)
+                km = kmeans(z, k=k)
             emit(_Analysis(gen, kind, xy, p, km))
         self._busy_what = "UMAP (computing in the background)" if kind == "UMAP" else \
             "Embedding and clustering"
@@ -232,16 +240,14 @@ class Explorer(QObject):
 
     def _umap(self, z, cache_dir, epoch, superseded):
         """UMAP in a child process (numba holds the GIL for seconds: a thread would stall the
-        GUI); the run directory caches it. None if `superseded()` (other latents are shown
-        now) or the explorer shuts down: the child is terminated."""
+        GUI), cached where `cryoscape analyze/select` cache it. None if `superseded()` (other
+        latents are shown now) or the explorer shuts down: the child is terminated."""
         import multiprocessing
 
-        from cryoscape.core.analysis.embed import umap_cache_key, umap_embedding
+        from cryoscape.core.analysis.embed import umap_cache_path, umap_embedding
 
-        if cache_dir is not None:
-            cached = Path(cache_dir) / umap_cache_key(z, epoch, 15, 0.1, 0)
-            if cached.is_file():
-                return umap_embedding(z, cache_dir=cache_dir, epoch=epoch, progress=None)
+        if umap_cache_path(z, cache_dir, epoch).is_file():
+            return umap_embedding(z, cache_dir=cache_dir, epoch=epoch, progress=None)
         with multiprocessing.get_context("spawn").Pool(1) as pool:
             res = pool.apply_async(umap_embedding, (z,), {"cache_dir": cache_dir, "epoch": epoch,
                                                            "progress": None})
@@ -253,7 +259,7 @@ class Explorer(QObject):
             return res.get()
 
     def set_embedding_kind(self, kind: str) -> None:
-        """'PCA' or 'UMAP' (computed in the analysis thread, cached in the run directory)."""
+        """'PCA' or 'UMAP' (computed in the analysis thread, cached in RUN/analysis_cache)."""
         self.embedding_kind = kind
         if self.state.z is not None:
             self._analyse_latents()
@@ -310,13 +316,16 @@ class Explorer(QObject):
         self.decode_z(self.state.z[i], index=int(i))
 
     def decode_z(self, z, index: int | None = None) -> int:
-        """Show the volume at z: the nearest cached one now, then the preview and full map."""
+        """Show the volume at z: the nearest cached one now, then the preview and full map.
+        z None: the map of a homogeneous run."""
         t0 = time.perf_counter()
-        z = np.asarray(z, np.float32).reshape(-1)
+        homogeneous = z is None
+        z = np.asarray([] if homogeneous else z, np.float32).reshape(-1)
         self.state.set_current(z, index)
         self._request += 1
         req = self._request
-        self._show_cached(z, req, t0)
+        if not homogeneous:
+            self._show_cached(z, req, t0)
         D = self.state.run.D
         sizes = [PREVIEW_D, D] if D > PREVIEW_D else [D]
         decode = self.decode_fn()
@@ -325,7 +334,7 @@ class Explorer(QObject):
             for d in sizes:
                 if is_stale():
                     return
-                vol = decode(z[None], d)[0]
+                vol = decode(None if homogeneous else z[None], d)[0]
                 emit(VolumeResult(np.asarray(vol, np.float32), z, d,
                                   "exact" if d == D else "preview", req, t0, index))
         self.decode_thread.submit(job)
@@ -470,25 +479,28 @@ class Explorer(QObject):
 
     def _source_rows(self, ind) -> np.ndarray:
         """Selection indices (training order) as rows of the run's particle file."""
-        cfg = getattr(self.state.run, "config", None) or {}
-        run_ind = cfg.get("dataset_args", {}).get("ind")
-        if run_ind and Path(run_ind).exists():
-            from cryoscape.core.io.cryodrgn import load_index
-            return load_index(run_ind)[ind]
-        return np.asarray(ind, np.int64)
+        from cryoscape.core.analysis.runfiles import to_particle_indices
+
+        return to_particle_indices(self.state.run, ind)
 
     # -- trajectories ------------------------------------------------------------------------
+    def _latents(self) -> np.ndarray:
+        if self.state.z is None:
+            raise CryoscapeError("a homogeneous run (zdim 0) has no latent space: no "
+                                 "trajectories" if self.state.homogeneous else "open a run first")
+        return self.state.z
+
     def compute_path(self, n: int = 10, through_data: bool = False) -> np.ndarray:
         from cryoscape.core.analysis.trajectory import path_through
 
-        path = path_through(self.state.z, self.state.waypoints, n=n, graph=through_data)
+        path = path_through(self._latents(), self.state.waypoints, n=n, graph=through_data)
         self._set_path(path)
         return path
 
     def compute_pc_path(self, pc: int = 1, n: int = 10) -> np.ndarray:
         from cryoscape.core.analysis.trajectory import pc_traversal
 
-        path, _ = pc_traversal(self.state.z, pc=pc, n=n)
+        path, _ = pc_traversal(self._latents(), pc=pc, n=n)
         self._set_path(path)
         return path
 
@@ -538,7 +550,12 @@ class Explorer(QObject):
         self.analysis_thread.submit_background(job)
 
 
-def _cache_dir(run) -> str | None:
-    """Where UMAP results are cached: the run directory if writable."""
-    path = getattr(run, "path", None)
-    return str(path) if path and os.access(path, os.W_OK) else None
+def umap_cache_dir(run) -> Path:
+    """The UMAP cache `cryoscape analyze/select` use (RUN/analysis_cache), or a folder in the
+    temporary directory when the run directory is not writable."""
+    from cryoscape.core.analysis.report import umap_cache_dir as run_cache_dir
+
+    fallback = Path(tempfile.gettempdir()) / "cryoscape_analysis_cache"
+    d = run_cache_dir(run, fallback)
+    d.mkdir(parents=True, exist_ok=True)
+    return d

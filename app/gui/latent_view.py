@@ -1,5 +1,6 @@
 """The latent scatter (pyqtgraph): points coloured by cluster, metadata or density; a histogram
-for zdim 1; hover, click, lasso and rectangle selection, and the trajectory drawn on top.
+for zdim 1; a note instead for runs without latents; hover, click, lasso and rectangle
+selection, and the trajectory drawn on top. Axes show values as they are (no SI prefix).
 
 Large embeddings stay interactive by drawing a fixed random subset of at most `max_drawn`
 points; hover and clicks pick among the drawn points, selections take every particle.
@@ -10,7 +11,7 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6.QtCore import QPoint, QPointF, Qt, pyqtSignal
 from PyQt6.QtGui import QAction, QActionGroup
-from PyQt6.QtWidgets import QGraphicsItem, QToolBar, QVBoxLayout, QWidget
+from PyQt6.QtWidgets import QGraphicsItem, QLabel, QToolBar, QVBoxLayout, QWidget
 from scipy.spatial import cKDTree
 
 MODES = ("pick", "lasso", "rect", "path")
@@ -82,6 +83,7 @@ class LatentView(QWidget):
         self.plot = pg.PlotWidget(viewBox=self.viewbox, background="#10161d")
         self.plot.setMenuEnabled(False)
         self.plot.hideButtons()
+        plain_axes(self.plot)
         self.scatter = pg.ScatterPlotItem(size=5, pen=None, pxMode=True, antialias=False)
         # the points are redrawn from a cached pixmap while only overlays (current point,
         # path, hover label) change: moving the marker does not repaint 50,000 points
@@ -123,10 +125,35 @@ class LatentView(QWidget):
         layout.setSpacing(0)
         layout.addWidget(self.toolbar)
         layout.addWidget(self.plot)
+        self.note = QLabel()
+        self.note.setObjectName("latentNote")
+        self.note.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.note.setWordWrap(True)
+        self.note.setStyleSheet("background: #10161d; color: #dfe6ee; font-size: 15px;")
+        layout.addWidget(self.note, 1)
+        self.note.hide()
 
     # -- data --------------------------------------------------------------------------------
+    def set_message(self, text: str) -> None:
+        """No points to show (e.g. a homogeneous run): a note in place of the plot."""
+        self.xy, self.histogram, self._tree = None, False, None
+        self._drawn = np.zeros(0, np.int64)
+        for item in (self.scatter, self.selected, self.path, self.waypoints, self.current):
+            item.setData([], [])
+        self.hist.setData([], [])
+        self.note.setText(text)
+        self.plot.hide()
+        self.toolbar.hide()
+        self.note.show()
+
+    def _show_plot(self) -> None:
+        self.note.hide()
+        self.toolbar.show()
+        self.plot.show()
+
     def set_points(self, xy: np.ndarray, axis_names=("PC1", "PC2"), keep_view=False) -> None:
         """Show a scatter of `xy` [N, 2]."""
+        self._show_plot()
         self.histogram = False
         self.hist.hide()
         self.xy = np.asarray(xy, dtype=np.float64)
@@ -147,6 +174,7 @@ class LatentView(QWidget):
 
     def set_histogram(self, z1: np.ndarray, bins: int = 100, keep_view=False) -> None:
         """zdim 1: a histogram of z; picking uses the z value under the cursor."""
+        self._show_plot()
         z1 = np.asarray(z1, dtype=np.float64).ravel()
         counts, edges = np.histogram(z1, bins=bins)
         self.histogram = True
@@ -284,6 +312,12 @@ class LatentView(QWidget):
         """Widget coordinates (of `self.plot`) of particle i: for tests and scripted clicks."""
         scene = self.viewbox.mapViewToScene(QPointF(*self.xy[i]))
         return self.plot.mapFromScene(scene)
+
+
+def plain_axes(plot: pg.PlotWidget) -> None:
+    """Tick values as they are: no automatic SI prefix ("PC1 (x0.001)")."""
+    for side in ("bottom", "left"):
+        plot.getAxis(side).enableAutoSIPrefix(False)
 
 
 PALETTE = np.array([[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40],

@@ -42,7 +42,11 @@ def run_gui(args) -> int:
 
 def _script(window, args) -> None:
     ex, st = window.explorer, window.state
-    if not window.wait_for(lambda: st.labels is not None or window.errors, args.timeout):
+    if st.homogeneous:
+        if args.movie or args.particle is not None or args.z is not None:
+            raise CryoscapeError(f"{st.run.path}: a homogeneous run (zdim 0) has one map and no "
+                                 "latent space: no --particle, --z or --movie")
+    elif not window.wait_for(lambda: st.labels is not None or window.errors, args.timeout):
         raise CryoscapeError("timed out waiting for the latent analysis")
     if args.movie:
         ex.state.set_waypoints(args.path)
@@ -50,7 +54,9 @@ def _script(window, args) -> None:
         out = window.export_movie(args.movie)
         print(f"wrote {out}")
     if args.screenshot:
-        if args.z is not None:
+        if st.homogeneous:
+            pass                               # its one map is decoding already
+        elif args.z is not None:
             z = np.asarray(args.z, np.float32)
             if len(z) != st.zdim:
                 raise CryoscapeError(f"--z has {len(z)} values; the run's zdim is {st.zdim}")

@@ -32,6 +32,8 @@ from PyQt6.QtWidgets import (
 )
 
 MAX_RECENT = 10
+HOMOGENEOUS_NOTE = ("homogeneous run: no latent space\n\n(zdim 0: the run has one map, "
+                    "shown in the volume view)")
 
 
 class MainWindow(QMainWindow):
@@ -100,16 +102,22 @@ class MainWindow(QMainWindow):
         self.hover_box = QCheckBox("Preview on hover")
         self.hover_box.setChecked(True)
         self.hover_box.setToolTip("Show the nearest cached surface under the cursor")
-        row = QHBoxLayout()
-        row.addWidget(self.epoch_label)
+        self.epoch_label.setMinimumWidth(70)
+        row = QHBoxLayout()                     # the epoch slider gets a row of its own: it
+        row.addWidget(self.epoch_label)         # would be squeezed to nothing beside the boxes
         row.addWidget(self.epoch_slider, 1)
-        row.addWidget(QLabel("View"))
-        row.addWidget(self.embedding_box)
-        row.addWidget(QLabel("Colour"))
-        row.addWidget(self.colour_box)
-        row.addWidget(self.hover_box)
+        self.view_controls = QWidget()          # hidden for runs without latents
+        controls = QHBoxLayout(self.view_controls)
+        controls.setContentsMargins(0, 0, 0, 0)
+        controls.addWidget(QLabel("View"))
+        controls.addWidget(self.embedding_box)
+        controls.addWidget(QLabel("Colour"))
+        controls.addWidget(self.colour_box)
+        controls.addWidget(self.hover_box)
+        controls.addStretch(1)
         layout = QVBoxLayout(w)
         layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.view_controls)
         layout.addLayout(row)
         layout.addWidget(self.colour_note)
         layout.addWidget(self.latent, 1)
@@ -192,7 +200,7 @@ class MainWindow(QMainWindow):
         self.volume.chimerax_requested.connect(lambda: self._guard(self.open_chimerax))
         self.volume.pin_requested.connect(lambda on: ex.pin_current() if on else ex.unpin())
         self.epoch_slider.valueChanged.connect(self._epoch_moved)
-        self.embedding_box.currentTextChanged.connect(ex.set_embedding_kind)
+        self.embedding_box.currentTextChanged.connect(self._embedding_picked)
         self.colour_box.currentTextChanged.connect(
             lambda by: by and self._guard(ex.set_colouring, by))
         self.selections.export_requested.connect(
@@ -298,8 +306,32 @@ class MainWindow(QMainWindow):
         self.epoch_slider.blockSignals(False)
         self.epoch_label.setText(f"epoch {st.epoch}" if st.epoch is not None else "final")
         self.embedding_box.setEnabled(st.zdim > 1)
-        if st.zdim == 1:
+        self.view_controls.setVisible(not st.homogeneous)
+        for w in (self.trajectory, self.selections):
+            w.setEnabled(not st.homogeneous)
+        if st.homogeneous:
+            self.latent.set_message(HOMOGENEOUS_NOTE)
+        elif st.zdim == 1:
             self.latent.set_histogram(st.z[:, 0], keep_view=False)
+
+    def _embedding_picked(self, kind: str) -> None:
+        if kind == "UMAP" and self.training.running and self.state.z is not None:
+            self.statusBar().showMessage(
+                f"Computing UMAP for epoch {self.state.epoch} only: while training, new epochs "
+                "show PCA (pick UMAP again for them)", 15000)
+        self.explorer.set_embedding_kind(kind)
+
+    def _umap_on_request(self) -> str:
+        """A training epoch is about to be shown: UMAP is not recomputed for every epoch (it
+        takes longer than an epoch); show PCA, and say so. Returns that note, or ''."""
+        if self.explorer.embedding_kind != "UMAP":
+            return ""
+        self.explorer.embedding_kind = "PCA"
+        self.embedding_box.blockSignals(True)
+        self.embedding_box.setCurrentText("PCA")
+        self.embedding_box.blockSignals(False)
+        return " (PCA view: UMAP is not recomputed every epoch while training; pick UMAP to " \
+               "compute it for the epoch shown)"
 
     def _embedding_changed(self) -> None:
         st = self.state
@@ -326,7 +358,8 @@ class MainWindow(QMainWindow):
 
     def _current_changed(self) -> None:
         st = self.state
-        self.latent.set_current(None if st.current_z is None else st.project(st.current_z)[0])
+        shown = st.current_z is not None and st.z is not None
+        self.latent.set_current(st.project(st.current_z)[0] if shown else None)
 
     def _hovered(self, i: int) -> None:
         if i >= 0:
@@ -354,18 +387,22 @@ class MainWindow(QMainWindow):
     def _training_epoch(self, rundir: str, epoch: int) -> None:
         st = self.state
         same = st.run is not None and Path(st.run.path).resolve() == Path(rundir).resolve()
+        note = ""
         if not same:
+            note = self._umap_on_request()
             self.open_run(rundir, epoch)
         else:                              # the user moved the epoch slider back: stay there
             shown = self._training_epoch_shown
             looking_back = shown is not None and st.epoch is not None and st.epoch < shown
             self._guard(self.explorer.reload_epochs)
             if self.follow_training and not looking_back:
+                note = self._umap_on_request()
                 self._guard(st.set_epoch, epoch)
             else:
                 self._latents_changed()           # the slider's range grows
         self._training_epoch_shown = epoch
-        self.statusBar().showMessage(f"Training: epoch {epoch} done", 5000)
+        self.statusBar().showMessage(f"Training: epoch {epoch} done{note}",
+                                     15000 if note else 5000)
 
     def _training_finished(self, rc: int, tail: str) -> None:
         self.explorer.cache.grid = 8

@@ -27,7 +27,7 @@ class ExplorerState(QObject):
         super().__init__(parent)
         self.run = None
         self.epoch: int | None = None
-        self.z: np.ndarray | None = None            # (N, zdim) posterior means
+        self.z: np.ndarray | None = None            # (N, zdim) posterior means; None: zdim 0
         self.embedding: np.ndarray | None = None    # (N, 2), or None for zdim 1 (histogram)
         self.embedding_kind = "PCA"
         self.pca: tuple[np.ndarray, np.ndarray] | None = None   # (mean, components [2, zdim])
@@ -52,6 +52,11 @@ class ExplorerState(QObject):
         return 0 if self.z is None else self.z.shape[1]
 
     @property
+    def homogeneous(self) -> bool:
+        """A run without latent space (zdim 0: a decoder only, one map)."""
+        return self.run is not None and getattr(self.run, "zdim", None) == 0
+
+    @property
     def n(self) -> int:
         return 0 if self.z is None else len(self.z)
 
@@ -69,10 +74,14 @@ class ExplorerState(QObject):
         self.path_changed.emit()
 
     def set_epoch(self, epoch: int | None) -> None:
-        """Load that epoch's latents (the run's final latents when `epoch` is None)."""
+        """Load that epoch's latents (the run's final latents when `epoch` is None); a
+        homogeneous run has none (`z` None) and shows that epoch's map."""
         self.epoch = epoch
-        z = np.asarray(self.run.latents(epoch), dtype=np.float32)
-        self.z = z.reshape(len(z), -1)
+        if self.homogeneous:
+            self.z = None
+        else:
+            z = np.asarray(self.run.latents(epoch), dtype=np.float32)
+            self.z = z.reshape(len(z), -1)
         self._tree = None
         self.labels, self.centre_index = None, None
         self.embedding, self.pca, self.embedding_kind = None, None, "PCA"

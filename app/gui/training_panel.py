@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
+from cryoscape.app.gui.latent_view import plain_axes
 from cryoscape.app.gui.workers import TrainingWatcher
 from PyQt6.QtCore import pyqtSignal
 from PyQt6.QtWidgets import (
@@ -74,7 +75,9 @@ class TrainingPanel(QWidget):
         self.poses = _PathField("Poses", PICKLE_FILTER)
         self.ctf = _PathField("CTF", PICKLE_FILTER)
         self.outdir = _PathField("Run directory", "", directory=True)
-        self.zdim = _spin(1, 128, 8)
+        self.zdim = _spin(0, 128, 8)
+        self.zdim.setSpecialValueText("0 (homogeneous)")
+        self.zdim.setToolTip("Latent dimension; 0 trains one homogeneous map (decoder only)")
         self.epochs = _spin(1, 1000, 20)
         self.batch = _spin(1, 4096, 8)
         self.enc_layers, self.enc_dim = _spin(1, 16, 3), _spin(8, 4096, 256, 8)
@@ -109,11 +112,15 @@ class TrainingPanel(QWidget):
             buttons.addWidget(b)
 
         self.loss_plot = pg.PlotWidget(background="#10161d")
+        plain_axes(self.loss_plot)
         self.loss_plot.setLabel("bottom", "epoch")
         self.loss_plot.setLabel("left", "loss")
         self.loss_plot.setMinimumHeight(120)
         self.loss_curve = self.loss_plot.plot(pen=pg.mkPen("#7cc4f0", width=2), symbol="o",
                                               symbolSize=5, symbolBrush="#7cc4f0")
+        self.loss_note = pg.TextItem("no loss record", color="#8a97a6", anchor=(0.5, 0.5))
+        self.loss_note.setPos(0.5, 0.5)
+        self.loss_plot.addItem(self.loss_note, ignoreBounds=True)
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
         self.log.setMaximumBlockCount(200)
@@ -226,6 +233,10 @@ class TrainingPanel(QWidget):
         self.metrics = rows
         pts = [(r.get("epoch", i + 1), r["loss"]) for i, r in enumerate(self.metrics)
                if isinstance(r.get("loss"), (int, float))]
+        self.loss_note.setVisible(not pts)    # e.g. a cryoDRGN run: no metrics.jsonl
         if pts:
             x, y = np.array(pts, dtype=float).T
             self.loss_curve.setData(x, y)
+        else:                                 # a run without metrics: not the last run's curve
+            self.loss_curve.setData([], [])
+            self.loss_plot.setRange(xRange=(0, 1), yRange=(0, 1), padding=0)

@@ -85,7 +85,12 @@ class VolumePanel(QWidget):
         if res.which or res.volume is None:
             return
         v = self.shown = res.volume
-        what = f"particle {v.index}" if v.index is not None else "z = [" + ", ".join(
-            f"{x:.2f}" for x in v.z[:4]) + (", …]" if len(v.z) > 4 else "]")
+        if v.index is not None:
+            what = f"particle {v.index}"
+        elif not len(v.z):
+            what = "homogeneous map"
+        else:
+            what = "z = [" + ", ".join(f"{x:.2f}" for x in v.z[:4]) + \
+                (", …]" if len(v.z) > 4 else "]")
         self.info.setText(f"{what} · {SOURCE_TEXT[v.source]} {v.D}³ · "
                           f"{len(res.mesh.vertices)} vertices")

@@ -23,13 +23,19 @@ def test_scatter_holds_every_particle_and_colours(qtbot, window, synthetic_run):
     zc = z - z.mean(0)
     _, _, vt = np.linalg.svd(zc, full_matrices=False)
     assert np.allclose(np.abs(pca), np.abs(zc @ vt[:2].T), atol=1e-4)   # PCA of the latents
+    # the clusters `cryoscape analyze/select` compute (library defaults: k 20, n_init 3)
+    from cryoscape.core.analysis.sampling import kmeans
+    km = kmeans(z)
     labels = window.state.labels
-    assert labels.shape == (300,) and len(np.unique(labels)) == 10
+    assert labels.shape == (300,) and len(np.unique(labels)) == 20
+    assert np.array_equal(labels, km.labels)
+    assert np.array_equal(window.state.centre_index, km.medoids)
     brushes = {b.color().name() for b in window.latent.scatter.data["brush"]}
-    assert len(brushes) == 10                                          # one colour per cluster
+    assert len(brushes) == 20                                          # one colour per cluster
     window.colour_box.setCurrentText("density")
     assert window.state.colour_by == "density" and window.state.colour_values.shape == (300,)
-    # the epoch slider shows the other epoch's latents
+    # the epoch slider (a row of its own, not squeezed) shows the other epoch's latents
+    assert window.epoch_slider.width() > 150
     window.epoch_slider.setValue(0)
     qtbot.waitUntil(lambda: window.state.epoch == 1 and window.state.labels is not None)
     assert np.allclose(window.state.z, synthetic_run.latents(1))
