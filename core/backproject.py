@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from cryoscape.core.ctf import compute_ctf
+from cryoscape.core.ctf import ctf_from_params
 from cryoscape.core.errors import CryoscapeError
-from cryoscape.core.metrics import fft3c
+from cryoscape.core.fourier import iht3_center
 from cryoscape.core.metrics import fsc as fsc_curve
 from cryoscape.core.metrics import resolution as fsc_resolution
 from cryoscape.core.slicing import insert_slices, slice_points
@@ -94,9 +94,7 @@ class _SliceData:
 
     def ctf(self, params: torch.Tensor) -> torch.Tensor:
         """CTF [B, P] at the slice points from cryoDRGN parameters [B, 9] (box may differ)."""
-        apix = (params[:, 1] * params[:, 0] / self.D)[:, None, None]
-        col = [params[:, i:i + 1] for i in range(2, 9)]
-        return compute_ctf(self.freqs[None] / apix, *col)
+        return ctf_from_params(params, self.freqs, self.D)
 
 
 def _accumulate(chunks: Iterator, D: int, n_total: int, device, progress: bool,
@@ -133,8 +131,7 @@ def _tensor(a, device) -> torch.Tensor:
 def _to_real(hartley: torch.Tensor, D: int) -> np.ndarray:
     """(D+1)^3 Hartley grid -> real volume [D,D,D] (drops the +Nyquist planes)."""
     h = hartley.reshape(D + 1, D + 1, D + 1)[:D, :D, :D].cpu().numpy()
-    f = fft3c(h)  # inverse Hartley: the forward one divided by the number of samples
-    return ((f.real - f.imag) / h.size).astype(np.float32)
+    return iht3_center(h).astype(np.float32, copy=False)
 
 
 def _finish(acc: torch.Tensor, D: int, reg, apix: float, n: int, half_maps: bool

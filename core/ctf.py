@@ -6,13 +6,12 @@ astigmatism angle. Parameters per image are cryoDRGN's 9 columns (PARAM_NAMES).
 
 Written here rather than wrapped from torch-ctf: torch-ctf returns the negated CTF with its own
 wavelength constants (0.004 from cryoDRGN's values at D=64, 1.5 A), and parity with cryoDRGN's
-CTF pickles and decoders needs the exact formula; this is as fast (one fused expression).
+CTF pickles and decoders needs the exact formula.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
-
 from cryoscape.core.lattice import coords_2d
 
 PARAM_NAMES = ("D", "apix", "dfU", "dfV", "dfAng", "kV", "Cs", "w", "phase")
@@ -46,6 +45,15 @@ def compute_ctf(freqs: torch.Tensor, dfu, dfv, dfang, kv, cs, w, phase=0.0, bfac
     return ctf
 
 
+def ctf_from_params(params: torch.Tensor, freqs: torch.Tensor, D: int) -> torch.Tensor:
+    """CTF [B, n] at lattice frequencies `freqs` [n, 2] (cycles/px) from cryoDRGN rows [B, 9].
+
+    The pixel size is rescaled to the box D (a downsampled stack keeps its physics).
+    """
+    apix = params[:, 1:2] * params[:, 0:1] / D
+    return compute_ctf(freqs[None] / apix[:, :, None], *(params[:, i:i + 1] for i in range(2, 9)))
+
+
 def ctf_images(params, D: int | None = None) -> torch.Tensor:
     """CTF images [B, D, D] on the centered lattice from cryoDRGN parameter rows [B, 9].
 
@@ -56,7 +64,5 @@ def ctf_images(params, D: int | None = None) -> torch.Tensor:
                         dtype=torch.float32)
     p = p.reshape(-1, 9)
     box = int(p[0, 0]) if D is None else D
-    apix = p[:, 1:2] * p[:, 0:1] / box
-    freqs = coords_2d(box, dtype=p.dtype)[:, :2].to(p.device)[None] / apix[:, :, None]
-    col = [p[:, i:i + 1] for i in range(2, 9)]
-    return compute_ctf(freqs, *col).reshape(-1, box, box)
+    freqs = coords_2d(box, dtype=p.dtype)[:, :2].to(p.device)
+    return ctf_from_params(p, freqs, box).reshape(-1, box, box)

@@ -6,57 +6,46 @@ arrays and return the same kind; the transform acts on the last 2 (or 3) axes.
 """
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import torch
-
-
-def _numpy_in_numpy_out(fn):
-    @functools.wraps(fn)
-    def wrapper(x, *args, **kwargs):
-        if isinstance(x, np.ndarray):
-            return fn(torch.from_numpy(x), *args, **kwargs).numpy()
-        return fn(x, *args, **kwargs)
-    return wrapper
 
 
 def _dims(ndim: int) -> tuple[int, ...]:
     return tuple(range(-ndim, 0))
 
 
-def _fft_center(x: torch.Tensor, ndim: int) -> torch.Tensor:
+def _fft_center(x, ndim: int, inverse: bool = False):
+    """ifftshift -> (i)fftn -> fftshift over the last `ndim` axes. numpy arrays use numpy.fft
+    (pocketfft; keeps single precision), no torch round trip: for 64^3-128^3 volumes it is
+    ~2x faster than torch in float64 and unaffected by the thread contention that slows
+    torch's CPU FFT up to 30x (single-threaded torch is 2-3x faster in float32: pass tensors
+    where that matters)."""
     d = _dims(ndim)
-    return torch.fft.fftshift(torch.fft.fftn(torch.fft.ifftshift(x, dim=d), dim=d), dim=d)
+    if isinstance(x, np.ndarray):
+        f = np.fft.ifftn if inverse else np.fft.fftn
+        return np.fft.fftshift(f(np.fft.ifftshift(x, axes=d), axes=d), axes=d)
+    f = torch.fft.ifftn if inverse else torch.fft.fftn
+    return torch.fft.fftshift(f(torch.fft.ifftshift(x, dim=d), dim=d), dim=d)
 
 
-def _ifft_center(x: torch.Tensor, ndim: int) -> torch.Tensor:
-    d = _dims(ndim)
-    return torch.fft.fftshift(torch.fft.ifftn(torch.fft.ifftshift(x, dim=d), dim=d), dim=d)
-
-
-@_numpy_in_numpy_out
 def fft2_center(x):
     """Centered 2D FFT of real or complex images [..., D, D]."""
     return _fft_center(x, 2)
 
 
-@_numpy_in_numpy_out
 def ifft2_center(x):
     """Inverse of fft2_center (complex result)."""
-    return _ifft_center(x, 2)
+    return _fft_center(x, 2, inverse=True)
 
 
-@_numpy_in_numpy_out
 def fft3_center(x):
     """Centered 3D FFT of volumes [..., D, D, D]."""
     return _fft_center(x, 3)
 
 
-@_numpy_in_numpy_out
 def ifft3_center(x):
     """Inverse of fft3_center (complex result)."""
-    return _ifft_center(x, 3)
+    return _fft_center(x, 3, inverse=True)
 
 
 def fourier_to_hartley(f):
@@ -64,26 +53,22 @@ def fourier_to_hartley(f):
     return f.real - f.imag
 
 
-@_numpy_in_numpy_out
 def ht2_center(x):
     """Centered 2D Hartley transform of real images."""
     return fourier_to_hartley(_fft_center(x, 2))
 
 
-@_numpy_in_numpy_out
 def iht2_center(h):
     """Inverse centered 2D Hartley transform (real images)."""
     n = h.shape[-1] * h.shape[-2]
     return fourier_to_hartley(_fft_center(h, 2)) / n
 
 
-@_numpy_in_numpy_out
 def ht3_center(x):
     """Centered 3D Hartley transform of real volumes."""
     return fourier_to_hartley(_fft_center(x, 3))
 
 
-@_numpy_in_numpy_out
 def iht3_center(h):
     """Inverse centered 3D Hartley transform (real volumes)."""
     n = h.shape[-1] * h.shape[-2] * h.shape[-3]

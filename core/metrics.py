@@ -14,12 +14,7 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 from cryoscape.core.errors import CryoscapeError
-
-
-def fft3c(x: np.ndarray) -> np.ndarray:
-    """Centered 3D FFT in numpy, the convention of core.fourier.fft3_center. numpy's pocketfft
-    on one volume is many times faster than torch's CPU FFT with its fftshift copies."""
-    return np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(x)))
+from cryoscape.core.fourier import fft3_center
 
 
 def _as_numpy(vol) -> np.ndarray:
@@ -50,7 +45,7 @@ def fsc(vol1, vol2, mask=None) -> tuple[np.ndarray, np.ndarray]:
             raise CryoscapeError(f"mask shape {m.shape} differs from the volumes' {a.shape}")
         a, b = a * m, b * m
     D = a.shape[0]
-    fa, fb = fft3c(a), fft3c(b)
+    fa, fb = fft3_center(a), fft3_center(b)
     shell = _shell_index(D).ravel()
     n = D // 2 - 1  # shells 1 .. D/2-1 hold floor(r) = 0 .. D/2-2
     keep = shell < n

@@ -14,7 +14,6 @@ needs them, except `apix` which falls back to them and then to 1.0 (`apix_known`
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from functools import cached_property
@@ -175,15 +174,8 @@ class Run:
 
     def metrics(self) -> list[dict]:
         """Rows of metrics.jsonl ([] for cryoDRGN runs); a cut last line is skipped."""
-        p = self.path / "metrics.jsonl"
-        rows = []
-        if p.exists():
-            for line in p.read_text().splitlines():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-        return rows
+        from cryoscape.core.train.rundir import read_metrics
+        return read_metrics(self.path / "metrics.jsonl")
 
     # ---- files --------------------------------------------------------------------------
     def _pick(self, files: dict, epoch: int | None, what: str) -> Path:

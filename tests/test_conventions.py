@@ -3,7 +3,6 @@ import pickle
 
 import numpy as np
 import torch
-
 from cryoscape.core import fourier, lattice, rotations
 from cryoscape.core.ctf import ctf_images
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from cryoscape.core.errors import CryoscapeError
 from cryoscape.core.io.mrc import read_mrc
 from cryoscape.core.metrics import fsc, fsc_auc, per_image_fsc, pose_error, resolution
@@ -145,8 +146,13 @@ def test_pose_error_translations(rng):
         pose_error(R[:3], R)
 
 
-def test_fft3c_matches_core_fourier(rng):
-    from cryoscape.core.fourier import fft3_center
-    from cryoscape.core.metrics import fft3c
-    v = rng.normal(size=(8, 8, 8))
-    np.testing.assert_allclose(fft3c(v), fft3_center(v), atol=1e-9)
+def test_fourier_numpy_path_matches_torch(rng):
+    """core.fourier takes numpy arrays through numpy.fft (used by FSC and backprojection):
+    same centered convention and precision as the torch path."""
+    from cryoscape.core import fourier
+    v = rng.normal(size=(2, 8, 8, 8))
+    for fn in (fourier.fft3_center, fourier.ifft3_center, fourier.ht3_center,
+               fourier.iht3_center, fourier.fft2_center, fourier.ht2_center):
+        np.testing.assert_allclose(fn(v), fn(torch.from_numpy(v)).numpy(), atol=1e-9)
+    assert fourier.fft3_center(v.astype(np.float32)).dtype == np.complex64
+    assert fourier.iht3_center(v.astype(np.float32)).dtype == np.float32

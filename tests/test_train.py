@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from cryoscape.core.ctf import ctf_from_params
 from cryoscape.core.fourier import ht2_center
 from cryoscape.core.io.cryodrgn import save_index
 from cryoscape.core.io.mrc import read_mrc
@@ -18,8 +19,7 @@ from cryoscape.core.metrics import fsc
 from cryoscape.core.train import TrainConfig, TrainingDiverged, train
 from cryoscape.core.train.checkpoint import load as load_ckpt
 from cryoscape.core.train.data import epoch_order
-from cryoscape.core.train.forward import SliceLattice, center_hartley, ctf_values
-
+from cryoscape.core.train.forward import SliceLattice, center_hartley
 
 
 def _sym(h: torch.Tensor) -> torch.Tensor:
@@ -74,7 +74,7 @@ def test_ctf_on_lattice_matches_ctf_images():
     p = torch.tensor([[64, 2.0, 15000, 14000, 30, 300, 2.7, 0.1, 0],
                       [128, 1.0, 25000, 25500, 100, 200, 2.0, 0.07, 10]], dtype=torch.float32)
     lat = SliceLattice(64, enc_radius=-1)
-    got = ctf_values(p, lat.full_coords[:, :2], 64).reshape(2, 65, 65)[:, :64, :64]
+    got = ctf_from_params(p, lat.full_coords[:, :2], 64).reshape(2, 65, 65)[:, :64, :64]
     assert torch.allclose(got, ctf_images(p, D=64), atol=1e-5)
 
 
@@ -131,7 +131,7 @@ def test_heterogeneous_run_separates_two_states(tiny_run):
 def test_tiny_run_directory(tiny_run):
     rd = tiny_run.run
     conf = yaml.safe_load((rd / "config.yaml").read_text())
-    assert conf["lattice_args"] == dict(D=tiny_run.D + 1, extent=0.5, ignore_DC=True)
+    assert conf["lattice_args"] == {"D": tiny_run.D + 1, "extent": 0.5, "ignore_DC": True}
     assert conf["model_args"]["zdim"] == 1 and conf["model_args"]["enc_mask"] == tiny_run.D // 2
     assert conf["dataset_args"]["norm"][0] == 0.0 and conf["dataset_args"]["norm"][1] > 0
     prov = conf["cryoscape"]
@@ -200,8 +200,8 @@ def small(tiny_data, tiny_settings, tmp_path):
     save_index(ind, np.arange(96))
 
     def make(**kw):
-        values = dict(ind=str(ind), num_epochs=3, enc_dim=16, dec_dim=16, enc_layers=1,
-                      dec_layers=1, threads=1)
+        values = {"ind": str(ind), "num_epochs": 3, "enc_dim": 16, "dec_dim": 16,
+                  "enc_layers": 1, "dec_layers": 1, "threads": 1}
         values.update(kw)
         return tiny_settings(str(tiny_data / "particles.mrcs"),
                              poses=str(tiny_data / "poses.pkl"), ctf=str(tiny_data / "ctf.pkl"),
@@ -279,7 +279,7 @@ def test_sigterm_stops_after_batch_and_resumes_exactly(small, tmp_path):
             os.kill(os.getpid(), signal.SIGTERM)
 
     res = train(small(num_epochs=2), tmp_path / "run", callback=term, progress=False)
-    assert res == dict(state="stopped", epoch=0, batch=2)
+    assert res == {"state": "stopped", "epoch": 0, "batch": 2}
     assert json.loads((tmp_path / "run" / "status.json").read_text())["state"] == "stopped"
     assert train(None, tmp_path / "run", resume=True, progress=False)["state"] == "done"
     assert _same_weights(tmp_path / "ref" / "weights.pkl", tmp_path / "run" / "weights.pkl")
@@ -317,8 +317,8 @@ def test_pause_file_stops_after_epoch_and_cli_resumes(small, tmp_path):
             (trainer.rd.path / "PAUSE").touch()
 
     rd = tmp_path / "run"
-    assert train(small(), rd, callback=pause, progress=False) == dict(state="paused", epoch=1,
-                                                                      batch=0)
+    assert train(small(), rd, callback=pause, progress=False) == {"state": "paused",
+                                                                  "epoch": 1, "batch": 0}
     assert (rd / "weights.1.pkl").exists() and not (rd / "weights.2.pkl").exists()
     assert not (rd / "PAUSE").exists()
     assert main(["train", "-o", str(rd), "--resume", "-n", "4", "--no-progress"]) == 0

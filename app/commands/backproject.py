@@ -8,6 +8,8 @@ prints the half-map resolution.
 """
 from __future__ import annotations
 
+from cryoscape.app.commands._common import add_pose_ctf_args
+
 
 def _reg(value: str):
     if value == "auto":
@@ -21,8 +23,7 @@ def _reg(value: str):
 def add_args(parser):
     parser.add_argument("particles", help="particles: .mrcs, .mrc, .txt, .star or .cs")
     parser.add_argument("-o", "--output", required=True, help="output map (.mrc)")
-    parser.add_argument("--poses", help="cryoDRGN poses .pkl (default: from the .star/.cs)")
-    parser.add_argument("--ctf", help="cryoDRGN CTF .pkl (default: from the .star/.cs)")
+    add_pose_ctf_args(parser)
     parser.add_argument("--no-ctf", action="store_true", help="ignore the CTF")
     parser.add_argument("--ind", help="index .pkl: backproject only these particles")
     parser.add_argument("--datadir", help="folder of the stacks a .star/.cs refers to")

@@ -7,6 +7,8 @@ voxel size (override with --apix) and are written atomically.
 """
 from __future__ import annotations
 
+from cryoscape.app.commands._common import positive_float
+
 
 def add_args(parser):
     parser.add_argument("run", nargs="?", help="run directory (or use -c/--weights)")
@@ -21,7 +23,8 @@ def add_args(parser):
                                                       "the training box)")
     parser.add_argument("--flip", action="store_true", help="flip the hand of the maps")
     parser.add_argument("--invert", action="store_true", help="invert the contrast")
-    parser.add_argument("--lowpass", type=float, metavar="A", help="low-pass to A Ångström")
+    parser.add_argument("--lowpass", type=positive_float, metavar="A",
+                        help="low-pass to A Ångström")
     parser.add_argument("--apix", type=float, help="voxel size of the training box in Å "
                                                    "(default: from the run, else 1)")
     parser.add_argument("--prefix", default="vol_", help="file name prefix (default: vol_)")

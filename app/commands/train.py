@@ -8,13 +8,14 @@ Ctrl-C stops after the current batch with a checkpoint; --resume continues exact
 """
 from __future__ import annotations
 
+from cryoscape.app.commands._common import add_pose_ctf_args
+
 
 def add_args(parser):
     parser.add_argument("particles", nargs="?", help="particle stack (.mrcs/.txt/.star/.cs); "
                         "not needed with --resume")
     parser.add_argument("-o", "--outdir", required=True, metavar="RUN", help="run directory")
-    parser.add_argument("--poses", help="cryoDRGN pose .pkl (default: from the .star/.cs)")
-    parser.add_argument("--ctf", help="cryoDRGN CTF .pkl (default: from the .star/.cs)")
+    add_pose_ctf_args(parser)
     parser.add_argument("--zdim", type=int, help="latent dimension; 0 = homogeneous "
                         "(default: 8)")
     parser.add_argument("-n", "--num-epochs", type=int, help="epochs (default: 20)")

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 import yaml
-from cryoscape.core.errors import InputFileError
+from cryoscape.core.errors import CryoscapeError, InputFileError
 
 from . import build_model
 from .vae import VAE
@@ -94,7 +94,10 @@ def load_model(cfg: dict, weights: str | os.PathLike | dict) -> tuple[VAE, dict]
                              "no model_state_dict in this checkpoint")
     D = int(cfg["lattice_args"]["D"])
     args = model_args(cfg)
-    model = build_model(args, D)
+    try:
+        model = build_model(args, D)
+    except ValueError as e:  # a cryoDRGN setting this reader does not support
+        raise CryoscapeError(f"the run's model settings are not supported: {e}") from None
     sd = from_cryodrgn_state_dict(ckpt["model_state_dict"], args)
     try:
         model.load_state_dict(sd)

@@ -54,11 +54,6 @@ class VAE(nn.Module):
         return self.encode(x if self.enc_mask is None else x[:, self.enc_mask])
 
     @staticmethod
-    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-        """A sample mu + exp(logvar/2) eps."""
-        return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-
-    @staticmethod
     def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         """KL(q(z|X) || N(0, I)) summed over z, averaged over the batch (cryoDRGN's kld)."""
         return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1)).mean()

@@ -10,16 +10,15 @@ import os
 from dataclasses import dataclass, field
 
 from cryoscape.core.errors import CryoscapeError
+from cryoscape.core.models import DEFAULTS as MODEL_DEFAULTS
+from cryoscape.core.models import PRESETS as MODEL_PRESETS
 
-PRESETS = {
-    # cryoDRGN 4.3.1 train_vae defaults (3x1024 residual MLPs, Gaussian features, Fourier domain).
-    "cryodrgn": dict(enc_layers=3, enc_dim=1024, dec_layers=3, dec_dim=1024, pe_type="gaussian",
-                     feat_sigma=0.5, domain="fourier", lr=1e-4, batch_size=8),
-    # The paper (ICLR 2020, section 3 and appendix A): 10x128 MLPs, geometric positional
-    # encoding without the top frequencies, Hartley-domain decoder.
-    "paper": dict(enc_layers=10, enc_dim=128, dec_layers=10, dec_dim=128, pe_type="geom_lowf",
-                  feat_sigma=0.5, domain="hartley", lr=1e-4, batch_size=8),
-}
+# TrainConfig fields named unlike cryoDRGN's model_args keys (the others share the name).
+MODEL_ARG_FIELDS = {"qlayers": "enc_layers", "qdim": "enc_dim", "players": "dec_layers",
+                    "pdim": "dec_dim"}
+# The architecture presets of core.models (cryoDRGN 4.3.1's defaults, the paper's), as fields.
+PRESETS = {name: {MODEL_ARG_FIELDS.get(k, k): v for k, v in preset.items()}
+           for name, preset in MODEL_PRESETS.items()}
 
 
 @dataclass
@@ -32,23 +31,23 @@ class TrainConfig:
     ind: str | None = None
     datadir: str | None = None
     lazy: bool = False
-    zdim: int = 8
+    zdim: int = MODEL_DEFAULTS["zdim"]
     num_epochs: int = 20
     batch_size: int = 8
     lr: float = 1e-4
     wd: float = 0.0
     beta: float | None = None          # KL weight; None = 1/zdim as cryoDRGN
-    enc_layers: int = 3
-    enc_dim: int = 1024
-    dec_layers: int = 3
-    dec_dim: int = 1024
-    encode_mode: str = "resid"
+    enc_layers: int = MODEL_DEFAULTS["qlayers"]
+    enc_dim: int = MODEL_DEFAULTS["qdim"]
+    dec_layers: int = MODEL_DEFAULTS["players"]
+    dec_dim: int = MODEL_DEFAULTS["pdim"]
+    encode_mode: str = MODEL_DEFAULTS["encode_mode"]
     enc_mask: int | None = None        # encoder input radius in pixels; None = D//2
-    pe_type: str = "gaussian"
+    pe_type: str = MODEL_DEFAULTS["pe_type"]
     pe_dim: int | None = None
-    feat_sigma: float = 0.5
-    domain: str = "fourier"
-    activation: str = "relu"
+    feat_sigma: float = MODEL_DEFAULTS["feat_sigma"]
+    domain: str = MODEL_DEFAULTS["domain"]
+    activation: str = MODEL_DEFAULTS["activation"]
     invert_data: bool = True
     window: bool = True
     window_r: float = 0.85
@@ -103,18 +102,18 @@ class TrainConfig:
 
     def model_args(self, D: int) -> dict:
         """cryoDRGN's model_args for an image box D (enc_mask defaults to D//2)."""
-        return dict(qlayers=self.enc_layers, qdim=self.enc_dim, players=self.dec_layers,
-                    pdim=self.dec_dim, zdim=self.zdim, encode_mode=self.encode_mode,
-                    enc_mask=self.enc_mask if self.enc_mask is not None else D // 2,
-                    pe_type=self.pe_type, feat_sigma=self.feat_sigma, pe_dim=self.pe_dim,
-                    domain=self.domain, activation=self.activation)
+        return {"qlayers": self.enc_layers, "qdim": self.enc_dim, "players": self.dec_layers,
+                "pdim": self.dec_dim, "zdim": self.zdim, "encode_mode": self.encode_mode,
+                "enc_mask": self.enc_mask if self.enc_mask is not None else D // 2,
+                "pe_type": self.pe_type, "feat_sigma": self.feat_sigma, "pe_dim": self.pe_dim,
+                "domain": self.domain, "activation": self.activation}
 
     def lattice_args(self, D: int) -> dict:
         """cryoDRGN's symmetric lattice: D+1 points per axis, extent 0.5, DC ignored."""
-        return dict(D=D + 1, extent=0.5, ignore_DC=True)
+        return {"D": D + 1, "extent": 0.5, "ignore_DC": True}
 
     def dataset_args(self, norm: tuple[float, float]) -> dict:
-        return dict(particles=self.particles, norm=[float(norm[0]), float(norm[1])],
-                    invert_data=self.invert_data, ind=self.ind, keepreal=False,
-                    window=self.window, window_r=self.window_r, datadir=self.datadir,
-                    ctf=self.ctf, poses=self.poses, do_pose_sgd=False)
+        return {"particles": self.particles, "norm": [float(norm[0]), float(norm[1])],
+                "invert_data": self.invert_data, "ind": self.ind, "keepreal": False,
+                "window": self.window, "window_r": self.window_r, "datadir": self.datadir,
+                "ctf": self.ctf, "poses": self.poses, "do_pose_sgd": False}

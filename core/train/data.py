@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from cryoscape.core import preprocess
+from cryoscape.core.errors import InputFileError
 from cryoscape.core.io.particles import load_particles
 from cryoscape.core.train.forward import SliceLattice, center_hartley
 
@@ -33,6 +34,9 @@ class TrainData:
         # images stay memory-mapped: in memory only the preprocessed lattice points are kept
         p = load_particles(particles, poses=poses, ctf=ctf, ind=ind, datadir=datadir, lazy=True,
                            need_poses=need_poses)
+        if p.D % 2:
+            raise InputFileError(particles, f"image box must be even, got {p.D} (downsample "
+                                            "to an even box first)")
         self.particles, self.images = p, p.images
         self.N, self.D, self.apix, self.lazy = len(p.images), p.D, p.apix, lazy
         self.device = torch.device(device)

@@ -10,8 +10,9 @@ own circle, phase-flipped by the sign of the CTF.
 from __future__ import annotations
 
 import torch
-from cryoscape.core.ctf import compute_ctf
+from cryoscape.core.ctf import ctf_from_params
 from cryoscape.core.lattice import coords_2d
+from cryoscape.core.models import VAE
 
 
 class SliceLattice:
@@ -55,20 +56,10 @@ def center_hartley(y: torch.Tensor, freqs: torch.Tensor, shifts: torch.Tensor) -
     return torch.cos(theta) * y + torch.sin(theta) * y.flip(-1)
 
 
-def ctf_values(params: torch.Tensor, freqs: torch.Tensor, D: int) -> torch.Tensor:
-    """CTF [B, n] at lattice frequencies `freqs` [n, 2] (cycles/px) from cryoDRGN rows [B, 9].
-
-    The pixel size is rescaled to the training box D (a downsampled stack keeps its physics).
-    """
-    apix = params[:, 1:2] * params[:, 0:1] / D
-    f = freqs[None] / apix[:, :, None]
-    p = [params[:, i:i + 1] for i in range(2, 9)]
-    return compute_ctf(f, *p)
-
-
-def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(q(z|X) || N(0, I)) summed over z, averaged over the batch."""
-    return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)).mean()
+def encoder_input(lat: SliceLattice, y: torch.Tensor, ctf: torch.Tensor | None) -> torch.Tensor:
+    """The encoder's pixels of images y, phase-flipped by the sign of the CTF (as cryoDRGN)."""
+    x = y[:, lat.enc_sel]
+    return x if ctf is None else x * torch.sign(ctf_from_params(ctf, lat.enc_freqs, lat.D))
 
 
 def run_batch(model, lat: SliceLattice, y: torch.Tensor, rot: torch.Tensor,
@@ -80,15 +71,12 @@ def run_batch(model, lat: SliceLattice, y: torch.Tensor, rot: torch.Tensor,
 
     `noise` draws the reparameterisation samples (None: use the posterior mean).
     """
-    c = ctf_values(ctf, lat.coords[:, :2], lat.D) if ctf is not None else None
+    c = ctf_from_params(ctf, lat.coords[:, :2], lat.D) if ctf is not None else None
     z = None
     kl = y.new_zeros(())
     if model.zdim:
-        x = y[:, lat.enc_sel]
-        if ctf is not None:
-            x = x * torch.sign(ctf_values(ctf, lat.enc_freqs, lat.D))
-        mu, logvar = model.encode(x)
-        kl = kl_divergence(mu.float(), logvar.float())
+        mu, logvar = model.encode(encoder_input(lat, y, ctf))
+        kl = VAE.kl_divergence(mu.float(), logvar.float())
         z = mu
         if noise is not None:
             eps = torch.randn(mu.shape, generator=noise, device=mu.device, dtype=mu.dtype)

@@ -28,7 +28,7 @@ from cryoscape.core.models import build_model
 from cryoscape.core.train import checkpoint as ckpt
 from cryoscape.core.train.config import TrainConfig
 from cryoscape.core.train.data import TrainData, epoch_order
-from cryoscape.core.train.forward import ctf_values, run_batch
+from cryoscape.core.train.forward import encoder_input, run_batch
 from cryoscape.core.train.rundir import RunDir, file_record
 
 STATUS_SECONDS = 2.0   # status.json is refreshed at most this often
@@ -90,14 +90,10 @@ def encode_all(model, data: TrainData, batch_size: int = 256) -> tuple[np.ndarra
     """Posterior means and log-variances of every image, in order, in eval mode."""
     was_training = model.training
     model.eval()
-    lat = data.lattice
     mus, logvars = [], []
     for i in range(0, data.N, batch_size):
         y, _, ctf = data.batch(torch.arange(i, min(i + batch_size, data.N)))
-        x = y[:, lat.enc_sel]
-        if ctf is not None:
-            x = x * torch.sign(ctf_values(ctf, lat.enc_freqs, lat.D))
-        mu, logvar = model.encode(x)
+        mu, logvar = model.encode(encoder_input(data.lattice, y, ctf))
         mus.append(mu.float().cpu().numpy())
         logvars.append(logvar.float().cpu().numpy())
     model.train(was_training)
@@ -125,7 +121,11 @@ class Trainer:
         D = self.data.D
         torch.manual_seed(cfg.seed)
         self.model_args = cfg.model_args(D)
-        self.model = build_model(self.model_args, D + 1, self.data.lattice.n_enc).to(self.device)
+        try:
+            self.model = build_model(self.model_args, D + 1, self.data.lattice.n_enc)
+        except ValueError as e:  # settings the data's box cannot take (enc_mask, pe_dim)
+            raise CryoscapeError(f"model settings: {e}") from None
+        self.model.to(self.device)
         self.optim = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.wd)
         self.noise = torch.Generator(self.device).manual_seed(cfg.seed + 1)
         self.epoch, self.batch_i, self.elapsed, self.epoch_elapsed = 0, 0, 0.0, 0.0
@@ -226,11 +226,11 @@ class Trainer:
                   ckpt.weights_dict(self.model, self.optim, e, self.model_args))
         s = self.sums
         n = max(float(s[3]), 1.0)
-        row = dict(epoch=e, step=e * math.ceil(self.data.N / self.cfg.batch_size),
-                   loss=float(s[0]) / n, mse=float(s[1]) / n, kl=float(s[2]) / n,
-                   beta=self.cfg.kl_weight, time=self.epoch_elapsed,
-                   images_per_s=self.data.N / max(self.epoch_elapsed, 1e-9),
-                   elapsed=self.elapsed)
+        row = {"epoch": e, "step": e * math.ceil(self.data.N / self.cfg.batch_size),
+               "loss": float(s[0]) / n, "mse": float(s[1]) / n, "kl": float(s[2]) / n,
+               "beta": self.cfg.kl_weight, "time": self.epoch_elapsed,
+               "images_per_s": self.data.N / max(self.epoch_elapsed, 1e-9),
+               "elapsed": self.elapsed}
         self.rd.write_metrics(self.rd.read_metrics() + [row])
         self.rd.append_log(f"epoch {e}: loss {row['loss']:.6g} mse {row['mse']:.6g} "
                            f"kl {row['kl']:.4g} in {row['time']:.1f} s "
@@ -313,7 +313,7 @@ class Trainer:
             self._finish()
         self._status(result)
         self.rd.append_log(f"{result} at epoch {self.epoch}, batch {self.batch_i}")
-        return dict(state=result, epoch=self.epoch, batch=self.batch_i)
+        return {"state": result, "epoch": self.epoch, "batch": self.batch_i}
 
 
 def train(cfg: TrainConfig | None, outdir, *, resume: bool = False, callback=None,

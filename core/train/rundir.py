@@ -22,6 +22,19 @@ FULL_HASH_LIMIT = 2 << 30  # bytes; larger files are hashed on their first and l
 PART = 256 << 20
 
 
+def read_metrics(path: str | os.PathLike) -> list[dict]:
+    """Rows of a metrics.jsonl ([] if there is none); a cut or malformed line is skipped."""
+    rows = []
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+    return rows
+
+
 def file_record(path: str | os.PathLike) -> dict:
     """{path, size, sha256} of an input file (head+tail digest above 2 GiB, marked so)."""
     path = Path(path)
@@ -31,11 +44,11 @@ def file_record(path: str | os.PathLike) -> dict:
         if size <= FULL_HASH_LIMIT:
             for chunk in iter(lambda: f.read(1 << 22), b""):
                 h.update(chunk)
-            return dict(path=str(path.resolve()), size=size, sha256=h.hexdigest())
+            return {"path": str(path.resolve()), "size": size, "sha256": h.hexdigest()}
         h.update(f.read(PART))
         f.seek(size - PART)
         h.update(f.read(PART))
-    return dict(path=str(path.resolve()), size=size, sha256_head_tail=h.hexdigest())
+    return {"path": str(path.resolve()), "size": size, "sha256_head_tail": h.hexdigest()}
 
 
 class RunDir:
@@ -62,15 +75,16 @@ class RunDir:
         """Write config.yaml: cryoDRGN's sections plus a `cryoscape:` provenance section
         (with the training images' pixel size `apix` in A and whether CTF and translations,
         given or read from a .star/.cs, were used)."""
-        conf = dict(
-            dataset_args=cfg.dataset_args(norm), lattice_args=cfg.lattice_args(D),
-            model_args=cfg.model_args(D), seed=cfg.seed, version=__version__,
-            time=datetime.datetime.now().isoformat(timespec="seconds"),
-            cryoscape=dict(version=__version__, command_line=list(cfg.command_line or sys.argv),
-                           inputs=inputs, seed=cfg.seed, D=D, apix=float(apix),
-                           uses_ctf=bool(uses_ctf), uses_shifts=bool(uses_shifts),
-                           train_args={k: v for k, v in cfg.to_dict().items()
-                                       if k != "command_line"}))
+        conf = {
+            "dataset_args": cfg.dataset_args(norm), "lattice_args": cfg.lattice_args(D),
+            "model_args": cfg.model_args(D), "seed": cfg.seed, "version": __version__,
+            "time": datetime.datetime.now().isoformat(timespec="seconds"),
+            "cryoscape": {"version": __version__,
+                          "command_line": list(cfg.command_line or sys.argv),
+                          "inputs": inputs, "seed": cfg.seed, "D": D, "apix": float(apix),
+                          "uses_ctf": bool(uses_ctf), "uses_shifts": bool(uses_shifts),
+                          "train_args": {k: v for k, v in cfg.to_dict().items()
+                                         if k != "command_line"}}}
         with atomic_open(self.config, "w") as f:
             yaml.safe_dump(conf, f, sort_keys=False)
         return conf
@@ -87,10 +101,7 @@ class RunDir:
             return yaml.safe_load(f)
 
     def read_metrics(self) -> list[dict]:
-        if not self.metrics.exists():
-            return []
-        with open(self.metrics) as f:
-            return [json.loads(line) for line in f if line.strip()]
+        return read_metrics(self.metrics)
 
     def write_metrics(self, rows: list[dict]) -> None:
         """Rewrite metrics.jsonl with `rows` (atomic: a kill never leaves a half line)."""
