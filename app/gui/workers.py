@@ -9,7 +9,6 @@ the run directory.
 from __future__ import annotations
 
 import collections
-import json
 import os
 import signal
 import subprocess
@@ -20,6 +19,7 @@ import traceback
 from pathlib import Path
 
 from cryoscape.core.errors import CryoscapeError
+from cryoscape.core.train.rundir import read_metrics
 from PyQt6.QtCore import QThread, pyqtSignal
 
 
@@ -192,13 +192,7 @@ class TrainingWatcher(QThread):
             stamp = None
         if stamp is not None and stamp != self._metrics_stamp:
             self._metrics_stamp = stamp
-            rows = []
-            for line in metrics_file.read_text().splitlines():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-            self.metrics.emit(rows)
+            self.metrics.emit(read_metrics(metrics_file))
         if self.rundir.is_dir():
             stems = (p.name[8:-4] for p in self.rundir.glob("weights.*.pkl"))
             new = {int(s) for s in stems if s.isdigit()} - self._seen_epochs
