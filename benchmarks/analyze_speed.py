@@ -7,7 +7,7 @@ imports and UMAP's numba compilation are included.
 
     python benchmarks/analyze_speed.py [--n 100000] [--write]
 
---write puts the table into BENCHMARKS.md between <!-- analyze --> and <!-- /analyze -->.
+--write puts the table into BENCHMARKS.md (section `analyze`).
 """
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ import json
 import os
 import pickle
 import platform
-import re
 import shlex
 import subprocess
 import sys
@@ -25,9 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-START, END = "<!-- analyze -->", "<!-- /analyze -->"
+from _report import command, write_section
 
 
 def make_run(path: Path, n: int, zdim: int = 8, D: int = 64, seed: int = 0) -> None:
@@ -79,20 +76,6 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start"
 
 
-def write_table(text: str) -> None:
-    path = ROOT / "BENCHMARKS.md"
-    old = path.read_text() if path.exists() else "# cryoscape benchmarks\n"
-    block = f"{START}\n{text.rstrip()}\n{END}"
-    if START in old and END in old:
-        new = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda m: block, old, flags=re.DOTALL)
-    else:
-        new = old.rstrip() + "\n\n" + block + "\n"
-    from cryoscape.core.io.atomic import atomic_open
-
-    with atomic_open(path, "w") as f:
-        f.write(new)
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=100_000, help="particles (default 100000)")
@@ -126,9 +109,8 @@ def main() -> int:
     table = "\n".join([
         "## `cryoscape analyze` speed",
         "",
-        f"Command: `python benchmarks/analyze_speed.py --n {args.n}"
-        + (" --write`" if args.write else "`") + f" (times `{shown}` in a fresh process, "
-        "twice: UMAP computed, then read from the run's cache).",
+        (f"Command: `{command(__file__)}` (times `{shown}` in a fresh process, "
+         "twice: UMAP computed, then read from the run's cache)."),
         "",
         "| particles | zdim | box | decoder | k | UMAP | maps written | wall time | target |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -143,7 +125,7 @@ def main() -> int:
     ])
     print(table)
     if args.write:
-        write_table(table)
+        write_section("analyze", table)
     print("command:", " ".join(shlex.quote(c) for c in cmd))
     if tmp is not None:
         tmp.cleanup()

@@ -5,7 +5,7 @@ without as in the paper's simulations) with cryoscape's simulator, reads it back
 the RELION .star it wrote, backprojects with poses (and CTF), and reports the half-map
 FSC = 0.5 / 0.143 resolutions (unmasked and with a soft spherical mask), the FSC against
 the true map and the time taken. The issue asks for half-map FSC = 0.5 at 0.5 x Nyquist or
-better. Writes its table into BENCHMARKS.md between `<!-- backproject -->` markers.
+better. Writes its table into BENCHMARKS.md (section `backproject`).
 
     python benchmarks/backproject_homogeneous.py [-n 20000] [-D 64] [--snr 0.1]
 """
@@ -21,14 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _report import command, write_section
 from cryoscape.core.backproject import backproject, backproject_arrays
 from cryoscape.core.io.particles import load_particles
 from cryoscape.core.metrics import fsc, resolution
 from cryoscape.core.rotations import random_rotations
 from cryoscape.core.simulate.dataset import simulate
 from cryoscape.core.simulate.volumes import make_volume
-
-BEGIN, END = "<!-- backproject -->", "<!-- /backproject -->"
 
 
 def soft_sphere(D: int, radius: float, edge: float = 4.0) -> np.ndarray:
@@ -88,7 +87,6 @@ def cell(x: dict) -> str:
 def table(results: list, sp: dict, command: str) -> str:
     r0 = results[0]
     lines = [
-        BEGIN,
         "## Backprojection (homogeneous)",
         "",
         f"`{command}`",
@@ -122,19 +120,7 @@ def table(results: list, sp: dict, command: str) -> str:
         f"{20000 * sp['ms_per_image'] / 1000:.0f} s for 20k images at D={r0['D']}. Wall times "
         f"above depend on the machine's load (load average {os.getloadavg()[0]:.1f} at the "
         f"end of this run, on {os.cpu_count()} CPUs).")
-    lines.append(END)
     return "\n".join(lines)
-
-
-def write_section(path: Path, text: str) -> None:
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    if BEGIN in old and END in old:
-        new = old[:old.index(BEGIN)] + text + old[old.index(END) + len(END):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    tmp = path.with_suffix(".md.part")
-    tmp.write_text(new)
-    tmp.replace(path)
 
 
 def main(argv=None) -> int:
@@ -145,18 +131,14 @@ def main(argv=None) -> int:
     p.add_argument("--ctf-only", action="store_true", help="skip the run without CTF")
     p.add_argument("--max-shift", type=float, default=4.0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1]
-                   / "BENCHMARKS.md")
     a = p.parse_args(argv)
     results = []
     for ctf in ((True,) if a.ctf_only else (True, False)):
         with tempfile.TemporaryDirectory() as tmp:
             results.append(run(a.n, a.D, a.snr, ctf, a.max_shift, a.seed, Path(tmp)))
-    command = "python benchmarks/backproject_homogeneous.py " + " ".join(
-        argv if argv is not None else sys.argv[1:])
-    text = table(results, speed(a.D), command.strip())
+    text = table(results, speed(a.D), command(__file__, argv))
     print(text)
-    write_section(a.out, text)
+    write_section("backproject", text)
     return 0
 
 

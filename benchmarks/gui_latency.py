@@ -7,7 +7,7 @@ Measures, on this machine:
   3. the longest event-loop stall while a training child process runs and decodes are requested;
   4. scatter pan/zoom frame time with 1,000,000 points (drawn subset and all points);
   5. `cryoscape demo` from a cold start: seconds until the first epoch's latents are on screen.
-Writes a markdown table to benchmarks/gui_latency.md (and prints it).
+Writes its table into BENCHMARKS.md (section `gui_latency`) and prints it.
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
 import numpy as np
 import torch
+from _report import command, write_section
 
-HERE = Path(__file__).resolve().parent
 ROWS: list[tuple[str, str, str]] = []
 
 
@@ -257,9 +257,9 @@ def main() -> None:
     lines = ["| measurement | result | goal / notes |", "| --- | --- | --- |"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in ROWS]
     text = (f"## GUI latency ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs)\n\n"
-            "`xvfb-run -a python benchmarks/gui_latency.py`\n\n" + "\n".join(lines) + "\n")
-    (HERE / "gui_latency.md").write_text(text)
+            f"`xvfb-run -a {command(__file__)}`\n\n" + "\n".join(lines) + "\n")
     print(text)
+    write_section("gui_latency", text)
 
 
 if __name__ == "__main__":

@@ -160,3 +160,58 @@ def test_ctf_pickle_for_downsampled_images(tmp_path, fixtures_dir, rng):
     with pytest.raises(InputFileError, match=r"small.mrcs: the index selects particle 5, but "
                                              r"there are 5"):
         load_particles(tmp_path / "small.mrcs", ind=[0, 5])
+
+
+@pytest.fixture
+def three_stacks(tmp_path, rng):
+    """Stacks s0 (5 images, float32), s1 (7, big-endian int16 with an extended header) and
+    s2 (4, float32) of 8x8, listed in all.txt; returns (folder, all images in order)."""
+    import mrcfile
+    parts = [rng.standard_normal((5, 8, 8)).astype(np.float32),
+             rng.integers(-500, 500, (7, 8, 8)).astype(">i2"),
+             rng.standard_normal((4, 8, 8)).astype(np.float32)]
+    write_mrc(tmp_path / "s0.mrcs", parts[0])
+    with mrcfile.new(tmp_path / "s1.mrcs") as m:
+        m.set_data(parts[1])
+        m.set_extended_header(np.zeros(30, dtype=[("x", "<f4")]))
+    write_mrc(tmp_path / "s2.mrcs", parts[2])
+    (tmp_path / "all.txt").write_text("s0.mrcs\ns1.mrcs\ns2.mrcs\n")
+    return tmp_path, np.concatenate([p.astype(np.float32) for p in parts])
+
+
+def test_lazy_reads_equal_eager_across_stacks(three_stacks, rng, monkeypatch):
+    from cryoscape.core.io import stack
+    root, imgs = three_stacks
+    n = len(imgs)
+    order = rng.permutation(n)  # particles scattered over the stacks, as in a .star
+    first = np.array([0, 5, 12])  # each stack's first particle in all.txt
+    f = np.searchsorted(first, order, side="right") - 1
+    S.write_star(root / "p.star", _star([f"{i - first[s] + 1:06d}@s{s}.mrcs"
+                                         for i, s in zip(order, f)]))
+    picks = [slice(None), slice(3, 14), slice(11, 4, -1), [15, 0, 7, 7, 3, 12, 5],
+             rng.integers(0, n, 40), np.arange(n) % 3 == 1, 9]
+    for path, truth in ((root / "all.txt", imgs), (root / "p.star", imgs[order])):
+        lazy, eager = open_images(path, lazy=True), open_images(path)
+        assert lazy._array is None and eager._array is not None
+        for idx in picks:
+            np.testing.assert_array_equal(lazy[idx], eager[idx])
+            np.testing.assert_array_equal(lazy[idx], truth[idx].reshape(-1, 8, 8))
+    monkeypatch.setattr(stack, "MAX_READ", 3 * 8 * 8 * 4)  # runs split into several reads
+    np.testing.assert_array_equal(open_images(root / "all.txt")[:], imgs)
+    np.testing.assert_array_equal(open_images(root / "all.txt", lazy=True)[2:15], imgs[2:15])
+
+
+def test_lazy_stack_truncated_after_opening(three_stacks):
+    root, imgs = three_stacks
+    src = open_images(root / "all.txt", lazy=True)
+    size = (root / "s2.mrcs").stat().st_size
+    with open(root / "s2.mrcs", "r+b") as f:
+        f.truncate(size - 8 * 8 * 4 - 10)
+    np.testing.assert_array_equal(src[:13], imgs[:13])
+    with pytest.raises(InputFileError, match=r"s2.mrcs: truncated MRC file"):
+        src[[0, 15]]
+    with pytest.raises(InputFileError, match=r"s2.mrcs: truncated MRC file: header declares"):
+        open_images(root / "all.txt", lazy=True)
+    (root / "s0.mrcs").unlink()
+    with pytest.raises(InputFileError, match=r"s0.mrcs: cannot read the stack"):
+        src[[0]]

@@ -24,6 +24,7 @@ class MrcHeader:
     dtype: np.dtype
     is_stack: bool
     origin: tuple
+    data_offset: int = 1024  # bytes before the data: the header and its extended header
 
 
 def _apix(mrc) -> float:
@@ -73,7 +74,7 @@ def read_mrc_header(path: str | os.PathLike) -> MrcHeader:
     if os.path.getsize(path) < need:
         raise InputFileError(path, f"truncated MRC file: header declares {need} bytes, "
                                    f"file has {os.path.getsize(path)}")
-    return MrcHeader(shape, apix, dtype, is_stack, origin)
+    return MrcHeader(shape, apix, dtype, is_stack, origin, 1024 + ext)
 
 
 def read_mrc(path: str | os.PathLike, mmap: bool = False) -> tuple[np.ndarray, float]:

@@ -1,9 +1,10 @@
 """Particle images from .mrcs/.mrc stacks, .txt lists of stacks, .star and .cs files.
 
 `open_images` gives an `ImageSource`: `len()`, `.D`, `.apix`, and `src[i | slice | array]`
--> float32 [n, D, D]. Lazy sources read through memory maps (bounded memory, any size);
-eager ones load everything once. Images holding NaN/Inf raise an error naming the stack and
-the image when they are read.
+-> float32 [n, D, D]. Lazy sources read the requested images from the files on each access,
+one positioned read per contiguous run of images (bounded memory, any size, and no memory map
+whose touched pages would count as the process's resident memory); eager ones load everything
+once. Images holding NaN/Inf raise an error naming the stack and the image when they are read.
 """
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 from cryoscape.core.errors import InputFileError
-from cryoscape.core.io.mrc import read_mrc, read_mrc_header
+from cryoscape.core.io.mrc import read_mrc_header
 from cryoscape.core.io.paths import resolve
+
+MAX_READ = 1 << 26  # bytes per read call: bounds the temporaries of non-float32 stacks
 
 
 class ImageSource:
@@ -27,25 +30,22 @@ class ImageSource:
         self.file_index = np.asarray(file_index, dtype=np.int64)
         self.image_index = np.asarray(image_index, dtype=np.int64)
         self.referrer = str(referrer) if referrer is not None else None
-        self._maps: dict[int, np.ndarray] = {}
         self._array: np.ndarray | None = None
         headers = [read_mrc_header(s) for s in self.stacks]
         self.D = self._check(headers, expected_D)
         self.apix = float(apix) if apix is not None else (headers[0].apix if headers else 1.0)
+        # (byte offset of the data, dtype) per stack: all a lazy source keeps, so it pickles
+        # (e.g. to worker processes) without image data or open files
+        self._layout = [(h.data_offset, h.dtype) for h in headers]
         if not lazy:
             self._array = self._gather(np.arange(len(self)))
-            self._maps = {}
-
-    def __getstate__(self) -> dict:
-        """Pickle (e.g. to worker processes) without the memory maps; they reopen on use."""
-        return {**self.__dict__, "_maps": {}}
 
     @classmethod
     def from_array(cls, images, apix: float = 1.0) -> ImageSource:
         """An in-memory source over an array [N, D, D]."""
         self = cls.__new__(cls)
         a = np.asarray(images, dtype=np.float32)
-        self.stacks, self.referrer, self._maps = ["<array>"], None, {}
+        self.stacks, self.referrer, self._layout = ["<array>"], None, []
         self.file_index = np.zeros(len(a), dtype=np.int64)
         self.image_index = np.arange(len(a), dtype=np.int64)
         self._array, self.D, self.apix = a, int(a.shape[-1]), float(apix)
@@ -80,25 +80,44 @@ class ImageSource:
     def __len__(self) -> int:
         return len(self.file_index)
 
-    def _map(self, f: int) -> np.ndarray:
-        if f not in self._maps:
-            data, _ = read_mrc(self.stacks[f], mmap=True)
-            self._maps[f] = data if data.ndim == 3 else data[None]
-        return self._maps[f]
-
     def _gather(self, ks: np.ndarray) -> np.ndarray:
+        """Particles `ks` read from their stacks, float32 [len(ks), D, D]."""
         out = np.empty((len(ks), self.D, self.D), dtype=np.float32)
-        files, imgs = self.file_index[ks], self.image_index[ks]
-        for f in np.unique(files):
-            sel = np.nonzero(files == f)[0]
-            idx = imgs[sel]
-            data = self._map(int(f))
-            if len(idx) > 1 and np.all(np.diff(idx) == 1):
-                out[sel] = data[idx[0]:idx[-1] + 1]
-            else:
-                out[sel] = data[idx]
+        files = self.file_index[ks]
+        order = np.argsort(files, kind="stable")
+        for sel in np.split(order, np.flatnonzero(np.diff(files[order])) + 1):
+            if len(sel):
+                self._read(int(files[sel[0]]), self.image_index[ks[sel]], out, sel)
         self._check_finite(out, ks)
         return out
+
+    def _read(self, f: int, idx: np.ndarray, out: np.ndarray, sel: np.ndarray) -> None:
+        """Images `idx` of stack `f` into out[sel]: one read per contiguous run of images
+        (straight into `out` when both run in order)."""
+        offset, dtype = self._layout[f]
+        size = self.D * self.D * dtype.itemsize
+        if np.all(np.diff(idx) > 0) and np.all(np.diff(sel) == 1):
+            images, target, inverse = idx, out[sel[0]:sel[0] + len(sel)], None
+        else:
+            images, inverse = np.unique(idx, return_inverse=True)
+            target = np.empty((len(images), self.D, self.D), dtype=np.float32)
+        step = max(1, MAX_READ // size)
+        starts = np.concatenate([[0], np.flatnonzero(np.diff(images) != 1) + 1])
+        ends = np.append(starts[1:], len(images))
+        native = dtype == np.float32
+        try:
+            with open(self.stacks[f], "rb", buffering=0) as fh:
+                for a, b in zip(starts, ends):
+                    for i in range(a, b, step):
+                        j = min(i + step, b)
+                        buf = target[i:j] if native else np.empty((j - i) * size, np.uint8)
+                        _read_at(fh, offset + int(images[i]) * size, buf, self.stacks[f])
+                        if not native:
+                            target[i:j] = buf.view(dtype).reshape(j - i, self.D, self.D)
+        except OSError as e:
+            raise InputFileError(self.stacks[f], f"cannot read the stack ({e.strerror})") from None
+        if inverse is not None:
+            out[sel] = target[inverse.reshape(-1)]
 
     def _check_finite(self, out: np.ndarray, ks: np.ndarray) -> None:
         bad = ~np.isfinite(out).reshape(len(out), -1).all(axis=1)
@@ -141,6 +160,19 @@ class ImageSource:
         """Yield (start, images [<=size, D, D]) over the whole source."""
         for i in range(0, len(self), size):
             yield i, self[i:i + size]
+
+
+def _read_at(fh, pos: int, buf: np.ndarray, path: str) -> None:
+    """Fill `buf` with the bytes of open file `fh` from byte `pos`."""
+    view = memoryview(buf).cast("B")
+    fh.seek(pos)
+    got = 0
+    while got < len(view):
+        n = fh.readinto(view[got:])
+        if not n:
+            raise InputFileError(path, f"truncated MRC file: the data ends at byte {pos + got},"
+                                       f" {len(view) - got} bytes short of the images read")
+        got += n
 
 
 def stack_box(name: str, referrer: str | os.PathLike, datadir=None) -> int | None:
