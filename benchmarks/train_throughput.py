@@ -1,28 +1,67 @@
-"""Training throughput: images/s and achieved FLOP/s against this machine's matmul peak.
+"""Training throughput, side by side with cryoDRGN 4.3.1: images/s and FLOP/s vs the matmul peak.
 
-For each box size and architecture, simulates a small dataset (cryoscape's simulator: the
-"linear" model, SNR 0.1, CTF, shifts up to 3 px), builds the trainer (zdim 8, batch 8) and
-times a fixed number of optimiser steps after two warm-up steps. FLOPs are the matrix products
-of one step, forward and backward, as torch's FlopCounterMode counts them. The peak is the
-best of a few float32 2048^2 matmuls on the same threads, before and after the runs (on a
-shared machine, other processes lower both numbers; compare runs made at quiet times).
-The cryoDRGN 4.3.1 side-by-side (its own venv under benchmarks/) is not part of this script.
+For each box size, simulates one dataset with cryoscape (the "linear" model, SNR 1, CTF,
+shifts up to 3 px) and, for each architecture, trains on the same first N particles (--images
+at D=64, scaled by (64/D)^2 for other boxes) with `cryoscape train` and `cryodrgn train_vae`,
+each in its own process, with the same poses.pkl, ctf.pkl, zdim 8, encoder/decoder widths and
+depths, batch size, seed and thread count (--threads / --max-threads, and OMP/MKL_NUM_THREADS,
+which set cryoDRGN's torch threads, set equally; cryoDRGN's final `analyze` is turned off).
+Defaults on both sides are cryoDRGN's (gaussian positional encoding, Fourier-domain decoder
+evaluated on half of the lattice, residual encoder; no mixed precision on CPU).
 
-    python benchmarks/train_throughput.py [--boxes 64 128] [--steps 20] [--batch 8]
-        [--threads T] [--out benchmarks/results/train_throughput.md]
+Each tool runs `--repeats` times x `--epochs` epochs, the tools interleaved so that load changes
+on a shared machine hit both alike. images/s = N / epoch time read from each tool's own log
+(optimiser steps only, without start-up or checkpoints: cryoscape's metrics.jsonl `time`,
+cryoDRGN's "Epoch: k ... Finished in" line), leaving out epoch 1 (warm-up); the table gives the
+best and the median. FLOPs per image are those of one cryoscape training step (forward and
+backward matmuls, torch's FlopCounterMode) divided by the batch size; the same architecture
+does the same matrix products in cryoDRGN, so "GFLOP/s" is that count times each tool's best
+images/s. The peak is the best of a few float32 2048^2 matmuls on the same threads, before and
+after the runs. The whole-process wall time (start-up, loading, checkpoints) is given too.
+
+cryoDRGN lives in its own virtual environment, benchmarks/_cryodrgn_venv (ignored by git); the
+script creates it when missing with
+`python3 -m venv benchmarks/_cryodrgn_venv && benchmarks/_cryodrgn_venv/bin/pip install
+torch==2.13.0 cryodrgn==4.3.1` (torch pinned so that pip keeps the CPU build).
+
+    python benchmarks/train_throughput.py [--boxes 64 128] [--archs 3x256 3x1024]
+        [--images 256 32] [--epochs 3] [--repeats 2] [--batch 8] [--threads T] [--no-cryodrgn]
+
+Writes its table into BENCHMARKS.md (section `train_throughput`).
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import re
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from _report import command, write_section
 
-ARCHS = {"3x256": dict(enc_layers=3, enc_dim=256, dec_layers=3, dec_dim=256),
-         "cryodrgn 3x1024": dict(enc_layers=3, enc_dim=1024, dec_layers=3, dec_dim=1024)}
+HERE = Path(__file__).resolve().parent
+VENV = HERE / "_cryodrgn_venv"
+CRYODRGN = VENV / "bin" / "cryodrgn"
+ARCHS = {"3x256": (3, 256), "3x1024": (3, 1024)}   # layers, width (3x1024: cryoDRGN's default)
+ZDIM = 8
+
+
+def ensure_cryodrgn() -> str:
+    """Create the cryoDRGN venv if missing; return its cryoDRGN version."""
+    if not CRYODRGN.exists():
+        print(f"creating {VENV} (cryodrgn==4.3.1, torch==2.13.0) ...", flush=True)
+        subprocess.run(["python3", "-m", "venv", str(VENV)], check=True)
+        subprocess.run([str(VENV / "bin" / "pip"), "install", "-q", "torch==2.13.0",
+                        "cryodrgn==4.3.1"], check=True)
+    out = subprocess.run([str(VENV / "bin" / "python"), "-c",
+                          "import cryodrgn, torch; print(cryodrgn.__version__, torch.__version__)"],
+                         check=True, capture_output=True, text=True).stdout.split()
+    return f"cryoDRGN {out[0]} (torch {out[1]})"
 
 
 def matmul_peak(n: int = 2048, reps: int = 8) -> float:
@@ -37,73 +76,172 @@ def matmul_peak(n: int = 2048, reps: int = 8) -> float:
     return best
 
 
-def count_flops(trainer, idx) -> float:
-    """FLOPs of one training step (forward and backward matmuls, torch's FlopCounterMode)."""
-    from cryoscape.core.train.forward import run_batch
-    from torch.utils.flop_counter import FlopCounterMode
-    y, rot, ctf = trainer.data.batch(idx)
-    with FlopCounterMode(display=False) as counter:
-        loss = run_batch(trainer.model, trainer.data.lattice, y, rot, ctf, 1.0, trainer.noise)[0]
-        loss.backward()
-    trainer.optim.zero_grad(set_to_none=True)
-    return float(counter.get_total_flops())
-
-
-def bench(data: Path, D: int, arch: str, steps: int, batch: int, threads: int | None) -> dict:
+def flops_per_image(data: Path, ind: Path, arch: str, batch: int) -> float:
+    """FLOPs of one cryoscape training step (forward and backward matmuls) per image."""
     from cryoscape.core.train import TrainConfig
+    from cryoscape.core.train.forward import run_batch
     from cryoscape.core.train.loop import Trainer
+    from torch.utils.flop_counter import FlopCounterMode
+    layers, width = ARCHS[arch]
     cfg = TrainConfig(particles=str(data / "particles.mrcs"), poses=str(data / "poses.pkl"),
-                      ctf=str(data / "ctf.pkl"), zdim=8, batch_size=batch, threads=threads,
-                      **ARCHS[arch])
+                      ctf=str(data / "ctf.pkl"), ind=str(ind), zdim=ZDIM, batch_size=batch,
+                      enc_layers=layers, enc_dim=width, dec_layers=layers, dec_dim=width)
     with tempfile.TemporaryDirectory() as tmp:
         tr = Trainer(cfg, Path(tmp) / "run", progress=False)
-        order = torch.randperm(tr.data.N, generator=torch.Generator().manual_seed(0))
-        batches = [order[i * batch:(i + 1) * batch] for i in range(steps + 2)]
-        for idx in batches[:2]:
-            tr._step(idx)
-        t = time.perf_counter()
-        for idx in batches[2:]:
-            tr._step(idx)
-        dt = time.perf_counter() - t
-        flops = count_flops(tr, batches[0])
-    return dict(D=D, arch=arch, images_per_s=steps * batch / dt, flops=flops * steps / dt)
+        y, rot, ctf = tr.data.batch(torch.arange(batch))
+        with FlopCounterMode(display=False) as counter:
+            loss = run_batch(tr.model, tr.data.lattice, y, rot, ctf, 1.0, tr.noise)[0]
+            loss.backward()
+    return float(counter.get_total_flops()) / batch
+
+
+def train_cmd(tool: str, data: Path, ind: Path, arch: str, epochs: int, batch: int,
+              threads: int, out: Path) -> list[str]:
+    layers, width = ARCHS[arch]
+    common = [str(data / "particles.mrcs"), "--poses", str(data / "poses.pkl"),
+              "--ctf", str(data / "ctf.pkl"), "--ind", str(ind), "--zdim", str(ZDIM),
+              "-n", str(epochs), "-b", str(batch), "--enc-dim", str(width),
+              "--enc-layers", str(layers), "--dec-dim", str(width), "--dec-layers", str(layers),
+              "--seed", "0", "-o", str(out)]
+    if tool == "cryoscape":
+        return [sys.executable, "-m", "cryoscape.app.cli", "train", *common,
+                "--threads", str(threads), "--no-progress"]
+    return [str(CRYODRGN), "train_vae", *common, "--max-threads", str(threads),
+            "--no-analysis"]
+
+
+def timed(cmd: list[str], threads: int, log: Path) -> float:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    t = time.perf_counter()
+    with open(log, "w") as f:
+        r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, check=False)
+    dt = time.perf_counter() - t
+    if r.returncode:
+        sys.exit(f"failed ({r.returncode}): {' '.join(cmd)}\n{log.read_text()[-3000:]}")
+    return dt
+
+
+def epoch_times(tool: str, out: Path, log: Path) -> list[float]:
+    """Seconds of each epoch's optimiser steps (no checkpoint), from the tool's own log."""
+    if tool == "cryoscape":
+        rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x]
+        return [r["time"] for r in rows]
+    return [3600 * int(h) + 60 * int(m) + float(sec) for h, m, sec in    # "Finished in H:MM:SS"
+            re.findall(r"=====> Epoch: \d+ .*Finished in (\d+):(\d+):([\d.]+)", log.read_text())]
+
+
+def bench(data: Path, tmp: Path, D: int, arch: str, n: int, batch: int, threads: int,
+          tools: list[str], epochs: int, repeats: int) -> dict:
+    from cryoscape.core.io.cryodrgn import save_index
+    ind = tmp / f"ind{n}.pkl"
+    save_index(ind, range(n))
+    row = {"D": D, "arch": arch, "images": n,
+           "flops_per_image": flops_per_image(data, ind, arch, batch)}
+    times = {tool: [] for tool in tools}
+    walls = {tool: [] for tool in tools}
+    for rep in range(repeats):
+        for tool in tools:   # interleaved, so load changes on a shared machine hit both alike
+            out = tmp / f"{tool}_D{D}_{arch}_r{rep}"
+            log = tmp / f"{out.name}.log"
+            walls[tool].append(timed(train_cmd(tool, data, ind, arch, epochs, batch, threads,
+                                               out), threads, log))
+            t = epoch_times(tool, out, log)
+            if len(t) != epochs:
+                sys.exit(f"{tool}: found {len(t)} epoch times in {log}, expected {epochs}")
+            times[tool] += t[1:]    # epoch 1 warms up
+            print(f"  {tool} D={D} {arch} {n} images x {epochs} epochs: {walls[tool][-1]:.1f} s "
+                  f"wall, epochs {', '.join(f'{x:.1f}' for x in t)} s", flush=True)
+    for tool in tools:
+        row[tool] = {"best": n / min(times[tool]),
+                     "median": n / sorted(times[tool])[len(times[tool]) // 2],
+                     "wall": min(walls[tool])}
+    return row
+
+
+def report(rows: list[dict], peak: float, threads: int, batch: int, version: str, epochs: int,
+           repeats: int, argv, load: tuple[float, float], minutes: float) -> str:
+    side = "cryodrgn" in rows[0]
+    title = f"## Training throughput vs cryoDRGN (CPU, {threads} threads, batch {batch}, zdim {ZDIM})"
+    where = (f"`{command(__file__, argv)}` ({minutes:.1f} min); "
+             f"{version if side else 'cryoDRGN not run'}; torch {torch.__version__}; "
+             f"{os.cpu_count()} CPUs, load average {load[0]:.1f} at the start and {load[1]:.1f} "
+             "at the end (machine shared with other processes: numbers are lower than on an idle "
+             "machine and noisy).")
+    peak_line = f"Matmul peak: {peak / 1e9:.1f} GFLOP/s (float32 2048^2, best of before/after)."
+    method = ("Same simulated particles (linear model, SNR 1, CTF, shifts up to 3 px), poses.pkl, "
+              "ctf.pkl, the first N images (--ind), the same architecture with cryoDRGN's "
+              f"defaults on both sides. Each tool ran {repeats} times x {epochs} epochs, "
+              "interleaved; images/s = N / epoch time read from each tool's own log (optimiser "
+              "steps only, no start-up or checkpoint: cryoscape's metrics.jsonl `time`, "
+              "cryoDRGN's \"Epoch: k ... Finished in\"), epoch 1 left out as warm-up; best and "
+              "median over the rest. GFLOP/s = cryoscape's counted matmul FLOPs per image "
+              "(forward + backward, torch FlopCounterMode) x best images/s; the same architecture "
+              "does the same matrix products in cryoDRGN. Wall: the fastest whole process "
+              "(start-up, data loading, every epoch's checkpoint).")
+    lines = [title, "", where, "", peak_line, "", method, ""]
+    head = ["D", "architecture", "N", "cryoscape images/s best (median)"]
+    if side:
+        head += ["cryoDRGN images/s best (median)", "ratio cryoscape/cryoDRGN best (median)"]
+    head += ["cryoscape GFLOP/s (% peak)"] + (["cryoDRGN GFLOP/s (% peak)"] if side else [])
+    head += ["process wall, s: cryoscape" + ("; cryoDRGN" if side else "")]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        c, f = r["cryoscape"], r["flops_per_image"]
+        gf = lambda x: f"{x['best'] * f / 1e9:.1f} ({100 * x['best'] * f / peak:.0f}%)"  # noqa
+        cells = [str(r["D"]), r["arch"], str(r["images"]), f"{c['best']:.1f} ({c['median']:.1f})"]
+        if side:
+            d = r["cryodrgn"]
+            cells += [f"{d['best']:.1f} ({d['median']:.1f})",
+                      f"{c['best'] / d['best']:.2f}x ({c['median'] / d['median']:.2f}x)"]
+        cells += [gf(c)] + ([gf(r["cryodrgn"])] if side else [])
+        cells += [f"{c['wall']:.1f}" + (f"; {r['cryodrgn']['wall']:.1f}" if side else "")]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", ("Goals (issue 3): cryoscape >= 2x cryoDRGN's images/s, and >= 50% of the "
+                   "matmul peak.")]
+    return "\n".join(lines)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--boxes", type=int, nargs="+", default=[64, 128])
+    p.add_argument("--boxes", type=int, nargs="+", default=[64, 128],
+                   help="box sizes (default: 64 128; about 8 min on 2 CPUs)")
     p.add_argument("--archs", nargs="+", default=list(ARCHS), choices=list(ARCHS))
-    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--images", type=int, nargs="+", default=[256, 32],
+                   help="images per epoch at D=64, one per architecture, scaled by (64/D)^2 "
+                        "for other boxes (default: 256 32)")
+    p.add_argument("--epochs", type=int, default=3, help="epochs per run, the first a warm-up")
+    p.add_argument("--repeats", type=int, default=2, help="runs per tool and architecture")
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--threads", type=int)
-    p.add_argument("--out", default="benchmarks/results/train_throughput.md")
+    p.add_argument("--threads", type=int, help="threads for both tools (default: all cores)")
+    p.add_argument("--no-cryodrgn", action="store_true", help="time cryoscape alone")
+    p.add_argument("--no-write", action="store_true", help="print the table only")
     a = p.parse_args(argv)
+    if len(a.images) != len(a.archs):
+        p.error("--images needs one count per architecture")
     from cryoscape.core.simulate.dataset import simulate
     from cryoscape.core.train.loop import set_threads
+    t0, load0 = time.perf_counter(), os.getloadavg()[0]
+    tools = ["cryoscape"] + ([] if a.no_cryodrgn else ["cryodrgn"])
+    version = "" if a.no_cryodrgn else ensure_cryodrgn()
     threads = set_threads(a.threads)
     peak = matmul_peak()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
         for D in a.boxes:
-            data = simulate("linear", max(64, (a.steps + 2) * a.batch), Path(tmp) / f"d{D}", D=D,
-                            snr=0.1, ctf=True, max_shift=3.0, seed=0).path
-            for arch in a.archs:
-                r = bench(data, D, arch, a.steps, a.batch, a.threads)
-                rows.append(r)
-                print(f"D={D} {arch}: {r['images_per_s']:.1f} images/s, "
-                      f"{r['flops'] / 1e9:.1f} GFLOP/s")
+            counts = [max(a.batch, round(n * (64 / D) ** 2 / a.batch) * a.batch)
+                      for n in a.images]   # about the same time per box size
+            data = simulate("linear", max(counts), tmp / f"data{D}", D=D, snr=1.0, ctf=True,
+                            max_shift=3.0, seed=0).path
+            for arch, n in zip(a.archs, counts):
+                rows.append(bench(data, tmp, D, arch, n, a.batch, threads, tools, a.epochs,
+                                  a.repeats))
     peak = max(peak, matmul_peak())   # measured before and after: a busy machine reads low
-    cmd = "python benchmarks/train_throughput.py " + " ".join(argv or sys.argv[1:])
-    lines = [f"# Training throughput (CPU, {threads} threads, batch {a.batch}, {a.steps} steps)",
-             "", f"`{cmd.strip()}`; zdim 8, simulated D x D images with CTF and shifts.", "",
-             f"Matmul peak: {peak / 1e9:.1f} GFLOP/s (float32, 2048^2).", "",
-             "| D | architecture | images/s | GFLOP/s | % of peak |", "|---|---|---|---|---|"]
-    lines += [f"| {r['D']} | {r['arch']} | {r['images_per_s']:.1f} | {r['flops'] / 1e9:.1f} | "
-              f"{100 * r['flops'] / peak:.0f} |" for r in rows]
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
-    print(f"written {out}")
+    text = report(rows, peak, threads, a.batch, version, a.epochs, a.repeats, argv,
+                  (load0, os.getloadavg()[0]), (time.perf_counter() - t0) / 60)
+    print(text)
+    if not a.no_write:
+        write_section("train_throughput", text)
 
 
 if __name__ == "__main__":
