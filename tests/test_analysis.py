@@ -5,17 +5,12 @@ import numpy as np
 import pytest
 from cryoscape.core.analysis import embed, sampling, selection, trajectory
 from cryoscape.core.errors import CryoscapeError, InputFileError
+from cryoscape.core.io.pickles import load_pickle
 
 
 @pytest.fixture(scope="module")
-def zvals():
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1].parent / "shared/fixtures/latents/zvals_het-8_4k.pkl"
-    if not path.is_file():
-        pytest.skip(f"fixture not found: {path}")
-    pickles = pytest.importorskip("cryoscape.core.io.pickles")
-    z = np.asarray(pickles.load_pickle(path))
+def zvals(fixtures_dir):
+    z = np.asarray(load_pickle(fixtures_dir / "latents/zvals_het-8_4k.pkl"))
     assert z.shape == (4549, 8)
     return z
 

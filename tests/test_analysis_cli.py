@@ -13,7 +13,6 @@ from cryoscape.core.analysis import sampling, selection, trajectory
 @pytest.fixture(scope="module")
 def rundir(fixtures_dir, tmp_path_factory):
     """A writable copy of the run, laid out so its relative dataset paths still resolve."""
-    pytest.importorskip("cryoscape.core.run", reason="core/run.py (ENG) not there yet")
     base = tmp_path_factory.mktemp("runs")
     shutil.copytree(fixtures_dir / "cryodrgn_rundir/run", base / "cryodrgn_rundir/run")
     (base / "hand").symlink_to(fixtures_dir / "hand")

@@ -157,7 +157,6 @@ def test_downsample_relion30_star(tmp_path, fixtures_dir, rng):
 
 
 def test_info_run_folder(fixtures_dir, capsys):
-    pytest.importorskip("cryoscape.core.run")
     assert cli(["info", str(fixtures_dir / "cryodrgn_rundir/run")]) == 0
     out = capsys.readouterr().out
     assert "3 epoch(s)" in out and "zdim 2" in out and "box 64" in out

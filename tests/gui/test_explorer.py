@@ -180,7 +180,6 @@ def test_pin_and_side_by_side(qtbot, window, synthetic_run):
 
 
 def test_bad_run_gives_error_dialog_and_recent_files(qtbot, window, tmp_path):
-    pytest.importorskip("cryoscape.core.run")
     bad = tmp_path / "not_a_run"
     bad.mkdir()
     window.open_run(bad)

@@ -106,15 +106,21 @@ def test_lasso_exports_star_with_selected_rows(qtbot, window, cryodrgn_run, tmp_
     assert np.allclose(sub["rlnOriginXAngst"], full["rlnOriginXAngst"].to_numpy()[ind])
 
 
-@pytest.mark.slow
-def test_training_from_panel_updates_loss_and_scatter(qtbot, window, fixtures_dir, tmp_path):
-    pytest.importorskip("cryoscape.core.run")
+def _configure_hand_training(window, fixtures_dir, rundir, zdim, epochs, batch, pe_dim):
+    """Fill the training panel for a tiny run on the hand fixture; returns the panel."""
     hand = fixtures_dir / "hand"
-    rundir = tmp_path / "run"
     tp = window.training
     tp.configure(str(hand / "hand.mrcs"), str(rundir), poses=str(hand / "hand_rot.pkl"),
-                 zdim=1, epochs=50, batch=20, enc=(1, 16), dec=(1, 16),
-                 extra="--threads 1 --no-progress --pe-dim 8")
+                 zdim=zdim, epochs=epochs, batch=batch, enc=(1, 16), dec=(1, 16),
+                 extra=f"--threads 1 --no-progress --pe-dim {pe_dim}")
+    return tp
+
+
+@pytest.mark.slow
+def test_training_from_panel_updates_loss_and_scatter(qtbot, window, fixtures_dir, tmp_path):
+    rundir = tmp_path / "run"
+    tp = _configure_hand_training(window, fixtures_dir, rundir, zdim=1, epochs=50, batch=20,
+                                  pe_dim=8)
     qtbot.mouseClick(tp.start_button, Qt.MouseButton.LeftButton)
     assert tp.running and not tp.start_button.isEnabled()
     # the first epochs arrive: the run opens (a histogram: zdim 1) and the loss curve grows
@@ -163,13 +169,9 @@ def test_recent_files_drop_and_chimerax(qtbot, window, moved_run, tmp_path, monk
 
 @pytest.mark.slow
 def test_pause_after_epoch(qtbot, window, fixtures_dir, tmp_path):
-    pytest.importorskip("cryoscape.core.run")
-    hand = fixtures_dir / "hand"
     rundir = tmp_path / "run"
-    tp = window.training
-    tp.configure(str(hand / "hand.mrcs"), str(rundir), poses=str(hand / "hand_rot.pkl"),
-                 zdim=2, epochs=500, batch=50, enc=(1, 16), dec=(1, 16),
-                 extra="--threads 1 --no-progress --pe-dim 4")
+    tp = _configure_hand_training(window, fixtures_dir, rundir, zdim=2, epochs=500, batch=50,
+                                  pe_dim=4)
     tp.start()
     qtbot.waitUntil(lambda: window.state.run is not None, timeout=90000)
     with qtbot.waitSignal(tp.finished, timeout=60000) as blocker:
