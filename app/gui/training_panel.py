@@ -132,6 +132,7 @@ class TrainingPanel(QWidget):
         layout.addWidget(self.log)
 
         self.watcher: TrainingWatcher | None = None
+        self._training = False
         self.metrics: list[dict] = []
         self._update_buttons()
 
@@ -173,7 +174,8 @@ class TrainingPanel(QWidget):
     # -- control -----------------------------------------------------------------------------
     @property
     def running(self) -> bool:
-        return self.watcher is not None and self.watcher.isRunning()
+        """True from start() until the watcher reports that the child process ended."""
+        return self._training
 
     def start(self) -> None:
         if self.running:
@@ -192,6 +194,7 @@ class TrainingPanel(QWidget):
         self.watcher.log.connect(self._on_log)
         self.watcher.finished_training.connect(self._finished)
         self.watcher.start()
+        self._training = True
         self.log.appendPlainText("$ cryoscape train " + " ".join(args) + f" -o {rundir}")
         self.started.emit(rundir)
         self._update_buttons()
@@ -217,8 +220,10 @@ class TrainingPanel(QWidget):
         if self.watcher is not None:
             self.watcher.kill()
             self.watcher = None
+        self._training = False
 
     def _finished(self, rc: int, tail: str) -> None:
+        self._training = False
         self.log.appendPlainText(f"training ended (exit status {rc})")
         self._update_buttons()
         self.finished.emit(rc, tail)
