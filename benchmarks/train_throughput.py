@@ -95,14 +95,16 @@ def flops_per_image(data: Path, ind: Path, arch: str, batch: int) -> float:
     return float(counter.get_total_flops()) / batch
 
 
-def train_cmd(tool: str, data: Path, ind: Path, arch: str, epochs: int, batch: int,
-              threads: int, out: Path) -> list[str]:
+def train_cmd(tool: str, data: Path, ind: Path | None, arch: str, epochs: int, batch: int,
+              threads: int, out: Path, zdim: int = ZDIM, extra: tuple = ()) -> list[str]:
+    """The same training on both sides: `ind` None trains on every image; `extra` are flags
+    both tools share (e.g. --uninvert-data)."""
     layers, width = ARCHS[arch]
     common = [str(data / "particles.mrcs"), "--poses", str(data / "poses.pkl"),
-              "--ctf", str(data / "ctf.pkl"), "--ind", str(ind), "--zdim", str(ZDIM),
-              "-n", str(epochs), "-b", str(batch), "--enc-dim", str(width),
+              "--ctf", str(data / "ctf.pkl"), *(["--ind", str(ind)] if ind else []),
+              "--zdim", str(zdim), "-n", str(epochs), "-b", str(batch), "--enc-dim", str(width),
               "--enc-layers", str(layers), "--dec-dim", str(width), "--dec-layers", str(layers),
-              "--seed", "0", "-o", str(out)]
+              "--seed", "0", *extra, "-o", str(out)]
     if tool == "cryoscape":
         return [sys.executable, "-m", "cryoscape.app.cli", "train", *common,
                 "--threads", str(threads), "--no-progress"]

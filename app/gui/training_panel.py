@@ -54,6 +54,14 @@ class _PathField(QWidget):
         self.edit.setText(str(text))
 
 
+class EpochAxis(pg.AxisItem):
+    """Epochs are whole numbers: ticks at integers only, however few epochs are shown."""
+
+    def tickSpacing(self, minVal, maxVal, size):
+        levels = super().tickSpacing(minVal, maxVal, size)
+        return [(s, o) for s, o in levels if s >= 1 and float(s).is_integer()] or [(1.0, 0.0)]
+
+
 def _spin(lo, hi, value, step=1) -> QSpinBox:
     s = QSpinBox()
     s.setRange(lo, hi)
@@ -111,7 +119,8 @@ class TrainingPanel(QWidget):
         for b in (self.start_button, self.pause_button, self.stop_button):
             buttons.addWidget(b)
 
-        self.loss_plot = pg.PlotWidget(background="#10161d")
+        self.loss_plot = pg.PlotWidget(background="#10161d",
+                                       axisItems={"bottom": EpochAxis("bottom")})
         plain_axes(self.loss_plot)
         self.loss_plot.setLabel("bottom", "epoch")
         self.loss_plot.setLabel("left", "loss")

@@ -12,10 +12,12 @@ generator states travel in the checkpoint.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import math
 import os
 import shutil
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -47,6 +49,24 @@ def set_threads(threads: int | None) -> int:
                    else os.cpu_count() or 1)
     torch.set_num_threads(max(1, threads))
     return torch.get_num_threads()
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc keep freed memory for reuse (no mmap'd blocks, no trimming of the heap).
+
+    A training step allocates the same large activation buffers (tens of MB at D=128) every
+    time; by default glibc returns each to the OS when freed, and the next step faults it back
+    in page by page: about 300,000 page faults and a fifth of the step time at D=128, 3x256.
+    Called once the data are loaded (their temporaries go back to the OS), the peak memory of
+    the steps is the same either way. Returns False where this is not glibc."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4                 # mallopt parameters (malloc.h)
+    return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
 
 
 def pick_device(name: str | None) -> torch.device:
@@ -256,6 +276,7 @@ class Trainer:
         if self.rd.pause.exists():
             self.rd.pause.unlink()
         self.model.train()
+        keep_freed_memory()             # from here on, the steps reuse the same buffers
         bar = None
         if self.progress:
             from tqdm import tqdm

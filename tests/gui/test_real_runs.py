@@ -132,6 +132,10 @@ def test_training_from_panel_updates_loss_and_scatter(qtbot, window, fixtures_di
     assert len(tp.loss_curve.xData) >= 1
     first = window.state.epoch
     qtbot.waitUntil(lambda: len(tp.loss_curve.xData) >= 2, timeout=60000)
+    lo, hi = tp.loss_plot.viewRange()[0]                 # epochs are ticked as whole numbers
+    ticks = [v for _, vals in tp.loss_plot.getAxis("bottom").tickValues(lo, hi, 400)
+             for v in vals]
+    assert ticks and all(float(v).is_integer() for v in ticks)
     process = tp.watcher.process
     with qtbot.waitSignal(tp.finished, timeout=60000):
         qtbot.mouseClick(tp.stop_button, Qt.MouseButton.LeftButton)
