@@ -14,7 +14,10 @@ class GuiGarbageCollector:
     A cycle holding Qt or OpenGL objects collected inside a worker thread would crash Qt; and a
     full collection over everything torch, scikit-learn and Qt allocate at import stalls the
     event loop for a few hundred ms, so after each full collection the survivors are frozen
-    (gc.freeze: long-lived objects are not scanned again).
+    (gc.freeze: long-lived objects are not scanned again). A burst of new objects (a lazy import
+    of pandas or scikit-learn, a run being loaded) is scanned once, at once, and frozen: left
+    to the generations it would be scanned three times, the last one seconds later, while the
+    user works.
     """
 
     def __init__(self, parent, interval_ms: int = 250):
@@ -34,7 +37,10 @@ class GuiGarbageCollector:
         import gc
 
         (t0, t1, t2), (n0, n1, n2) = self.thresholds, gc.get_count()
-        if n0 > t0:
+        if n0 > 10 * t0:
+            gc.collect()
+            gc.freeze()
+        elif n0 > t0:
             gc.collect(0)
             if n1 > t1:
                 start = time.perf_counter()

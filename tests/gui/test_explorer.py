@@ -221,3 +221,28 @@ def test_colour_by_metadata_column(qtbot, window, tmp_path):
     assert window.state.colour_by == "rlnAngleRot" and len(values) == n
     assert np.allclose(values, window.state.metadata["rlnAngleRot"])
     assert len({b.color().name() for b in window.latent.scatter.data["brush"]}) > 20
+
+
+def test_garbage_collector_scans_a_burst_once_and_freezes_it(qtbot, window):
+    """A burst of new objects (a lazy import, a run loaded) is collected at once, its cycles
+    freed, and the survivors frozen, so that later collections do not scan them again."""
+    import gc
+    import weakref
+
+    class Node:
+        pass
+
+    from PyQt6.QtWidgets import QApplication
+
+    collector = QApplication.instance()._cryoscape_gc
+    gc.collect()
+    burst = [[i] for i in range(20000)]                   # 20,000 new tracked objects
+    cycle = Node()
+    cycle.me = cycle
+    dead = weakref.ref(cycle)
+    del cycle
+    frozen = gc.get_freeze_count()
+    collector.check()
+    assert dead() is None                                 # the cycle was collected
+    assert gc.get_freeze_count() >= frozen + len(burst)   # the survivors are frozen
+    assert gc.get_count()[0] < 100
