@@ -196,3 +196,18 @@ def test_state_dict_round_trip_through_cryodrgn_names():
         if args["zdim"]:
             m3.load_state_dict(theirs)  # the decoder accepts cryoDRGN's spellings itself
             assert torch.equal(m3.decoder.decoder.main[0].weight, m.decoder.decoder.main[0].weight)
+
+
+@pytest.mark.parametrize("pe_type", ["gaussian", "geom_lowf"])
+def test_mixed_precision_keeps_the_geometry_in_float32(pe_type):
+    """Under bf16 autocast the MLP runs in bf16, but rotated coordinates and the positional
+    encoding (phases up to pi D) stay float32: in bf16 they would be off by up to a radian."""
+    torch.manual_seed(0)
+    dec = FourierDecoder(65, zdim=2, players=1, pdim=32, pe_type=pe_type).eval()
+    coords = torch.rand(500, 3) - 0.5
+    exact = dec.pe(coords)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = dec.pe(coords)
+        hidden = dec.decoder(mixed, torch.zeros(1, 2))
+    assert mixed.dtype == torch.float32 and torch.equal(mixed, exact)
+    assert hidden.dtype == torch.bfloat16

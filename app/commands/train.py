@@ -62,7 +62,8 @@ def add_args(parser):
     g.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     g.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     g.add_argument("--no-amp", dest="amp", action="store_false", default=None,
-                   help="no bf16 mixed precision on the GPU")
+                   help="no bf16 mixed precision (used by default where the hardware has "
+                        "it: GPUs, CPUs with AVX512-BF16 or AMX)")
     g.add_argument("--compile", action="store_true", default=None,
                    help="torch.compile the model (GPU only)")
     g.add_argument("--resume", action="store_true",

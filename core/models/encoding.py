@@ -63,11 +63,14 @@ class PositionalEncoding(nn.Module):
         self.out_dim = 3 if pe_type == "none" else 6 * self.pe_dim
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        """Always in float32, also under autocast: phases up to pi D need every bit."""
         if self.pe_type == "none":
             return coords
-        if self.pe_type == "gaussian":
-            k = coords @ (self.rand_freqs * self.D2).t()
-        else:
-            k = coords.unsqueeze(-1) * self.freqs  # [..., 3, n]
-        x = torch.cat([torch.sin(k), torch.cos(k)], -1)
+        with torch.autocast(coords.device.type, enabled=False):
+            coords = coords.float()
+            if self.pe_type == "gaussian":
+                k = coords @ (self.rand_freqs * self.D2).t()
+            else:
+                k = coords.unsqueeze(-1) * self.freqs  # [..., 3, n]
+            x = torch.cat([torch.sin(k), torch.cos(k)], -1)
         return x.reshape(*coords.shape[:-1], self.out_dim)

@@ -56,7 +56,7 @@ class TrainConfig:
     checkpoint_minutes: float = 10.0
     threads: int | None = None
     device: str | None = None          # None: cuda if available, else cpu
-    amp: bool = True                   # bf16 autocast, GPU only
+    amp: bool = True                   # bf16 autocast where native (loop.native_bf16)
     compile: bool = False              # torch.compile, GPU only
     max_loss_ratio: float = 1e3        # a batch loss this many times the running mean diverges
     preset: str | None = None

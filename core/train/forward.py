@@ -81,7 +81,9 @@ def run_batch(model, lat: SliceLattice, y: torch.Tensor, rot: torch.Tensor,
         if noise is not None:
             eps = torch.randn(mu.shape, generator=noise, device=mu.device, dtype=mu.dtype)
             z = mu + eps * torch.exp(0.5 * logvar)
-    pred = model.decode(lat.coords @ rot, z, symmetric=True).float()
+    with torch.autocast(y.device.type, enabled=False):     # coordinates in float32
+        coords = lat.coords @ rot
+    pred = model.decode(coords, z, symmetric=True).float()
     if c is not None:
         pred = pred * c
     mse = torch.nn.functional.mse_loss(pred, y[:, lat.loss_sel])
