@@ -2,22 +2,23 @@
 
 For each box size, simulates one dataset with cryoscape (the "linear" model, SNR 1, CTF,
 shifts up to 3 px) and, for each architecture, trains on the same first N particles (--images
-at D=64, scaled by (64/D)^2 for other boxes) with `cryoscape train` and `cryodrgn train_vae`,
+at D=64, scaled by (64/D)^2 for other boxes) with `cryoscape train` (its default, bf16 mixed
+precision where the CPU has it natively, and --no-amp, float32) and `cryodrgn train_vae`,
 each in its own process, with the same poses.pkl, ctf.pkl, zdim 8, encoder/decoder widths and
 depths, batch size, seed and thread count (--threads / --max-threads, and OMP/MKL_NUM_THREADS,
 which set cryoDRGN's torch threads, set equally; cryoDRGN's final `analyze` is turned off).
 Defaults on both sides are cryoDRGN's (gaussian positional encoding, Fourier-domain decoder
-evaluated on half of the lattice, residual encoder; no mixed precision on CPU).
+evaluated on half of the lattice, residual encoder).
 
-Each tool runs `--repeats` times x `--epochs` epochs, the tools interleaved so that load changes
-on a shared machine hit both alike. images/s = N / epoch time read from each tool's own log
+Each run goes `--repeats` times x `--epochs` epochs, the runs interleaved so that load changes
+on a shared machine hit all alike. images/s = N / epoch time read from each tool's own log
 (optimiser steps only, without start-up or checkpoints: cryoscape's metrics.jsonl `time`,
 cryoDRGN's "Epoch: k ... Finished in" line), leaving out epoch 1 (warm-up); the table gives the
 best and the median. FLOPs per image are those of one cryoscape training step (forward and
 backward matmuls, torch's FlopCounterMode) divided by the batch size; the same architecture
 does the same matrix products in cryoDRGN, so "GFLOP/s" is that count times each tool's best
-images/s. The peak is the best of a few float32 2048^2 matmuls on the same threads, before and
-after the runs. The whole-process wall time (start-up, loading, checkpoints) is given too.
+images/s, against the peak of the precision the run computes in: the best of a few 2048^2
+matmuls (float32, bfloat16) on the same threads, before and after the runs. The whole-process wall time (start-up, loading, checkpoints) is given too.
 
 cryoDRGN lives in its own virtual environment, benchmarks/_cryodrgn_venv (ignored by git); the
 script creates it when missing with
@@ -64,9 +65,9 @@ def ensure_cryodrgn() -> str:
     return f"cryoDRGN {out[0]} (torch {out[1]})"
 
 
-def matmul_peak(n: int = 2048, reps: int = 8) -> float:
-    """Best float32 matmul FLOP/s over a few n x n products."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_peak(n: int = 2048, reps: int = 8, dtype=torch.float32) -> float:
+    """Best matmul FLOP/s over a few n x n products."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b
     best = 0.0
     for _ in range(reps):
@@ -93,6 +94,11 @@ def flops_per_image(data: Path, ind: Path, arch: str, batch: int) -> float:
             loss = run_batch(tr.model, tr.data.lattice, y, rot, ctf, 1.0, tr.noise)[0]
             loss.backward()
     return float(counter.get_total_flops()) / batch
+
+
+# name: (tool, extra flags); cryoscape's default is bf16 mixed precision where the CPU has it
+RUNS = {"cryoscape": ("cryoscape", ()), "cryoscape_fp32": ("cryoscape", ("--no-amp",)),
+        "cryodrgn": ("cryodrgn", ())}
 
 
 def train_cmd(tool: str, data: Path, ind: Path | None, arch: str, epochs: int, batch: int,
@@ -133,70 +139,81 @@ def epoch_times(tool: str, out: Path, log: Path) -> list[float]:
 
 
 def bench(data: Path, tmp: Path, D: int, arch: str, n: int, batch: int, threads: int,
-          tools: list[str], epochs: int, repeats: int) -> dict:
+          names: list[str], epochs: int, repeats: int) -> dict:
     from cryoscape.core.io.cryodrgn import save_index
     ind = tmp / f"ind{n}.pkl"
     save_index(ind, range(n))
     row = {"D": D, "arch": arch, "images": n,
            "flops_per_image": flops_per_image(data, ind, arch, batch)}
-    times = {tool: [] for tool in tools}
-    walls = {tool: [] for tool in tools}
+    times = {name: [] for name in names}
+    walls = {name: [] for name in names}
     for rep in range(repeats):
-        for tool in tools:   # interleaved, so load changes on a shared machine hit both alike
-            out = tmp / f"{tool}_D{D}_{arch}_r{rep}"
+        for name in names:   # interleaved, so load changes on a shared machine hit all alike
+            tool, extra = RUNS[name]
+            out = tmp / f"{name}_D{D}_{arch}_r{rep}"
             log = tmp / f"{out.name}.log"
-            walls[tool].append(timed(train_cmd(tool, data, ind, arch, epochs, batch, threads,
-                                               out), threads, log))
+            walls[name].append(timed(train_cmd(tool, data, ind, arch, epochs, batch, threads,
+                                               out, extra=extra), threads, log))
             t = epoch_times(tool, out, log)
             if len(t) != epochs:
-                sys.exit(f"{tool}: found {len(t)} epoch times in {log}, expected {epochs}")
-            times[tool] += t[1:]    # epoch 1 warms up
-            print(f"  {tool} D={D} {arch} {n} images x {epochs} epochs: {walls[tool][-1]:.1f} s "
+                sys.exit(f"{name}: found {len(t)} epoch times in {log}, expected {epochs}")
+            times[name] += t[1:]    # epoch 1 warms up
+            print(f"  {name} D={D} {arch} {n} images x {epochs} epochs: {walls[name][-1]:.1f} s "
                   f"wall, epochs {', '.join(f'{x:.1f}' for x in t)} s", flush=True)
-    for tool in tools:
-        row[tool] = {"best": n / min(times[tool]),
-                     "median": n / sorted(times[tool])[len(times[tool]) // 2],
-                     "wall": min(walls[tool])}
+    for name in names:
+        row[name] = {"best": n / min(times[name]),
+                     "median": n / sorted(times[name])[len(times[name]) // 2],
+                     "wall": min(walls[name])}
     return row
 
 
-def report(rows: list[dict], peak: float, threads: int, batch: int, version: str, epochs: int,
-           repeats: int, argv, load: tuple[float, float], minutes: float) -> str:
-    side = "cryodrgn" in rows[0]
+def report(rows: list[dict], peaks: dict, bf16: bool, threads: int, batch: int, version: str,
+           epochs: int, repeats: int, argv, load: tuple[float, float], minutes: float) -> str:
+    names = [n for n in RUNS if n in rows[0]]
+    label = {"cryoscape": "cryoscape" + (" (bf16)" if bf16 else ""),
+             "cryoscape_fp32": "cryoscape --no-amp", "cryodrgn": "cryoDRGN"}
+    dtype = {n: "bfloat16" if n == "cryoscape" and bf16 else "float32" for n in names}
+    side = "cryodrgn" in names
     title = f"## Training throughput vs cryoDRGN (CPU, {threads} threads, batch {batch}, zdim {ZDIM})"
     where = (f"`{command(__file__, argv)}` ({minutes:.1f} min); "
              f"{version if side else 'cryoDRGN not run'}; torch {torch.__version__}; "
              f"{os.cpu_count()} CPUs, load average {load[0]:.1f} at the start and {load[1]:.1f} "
              "at the end (machine shared with other processes: numbers are lower than on an idle "
              "machine and noisy).")
-    peak_line = f"Matmul peak: {peak / 1e9:.1f} GFLOP/s (float32 2048^2, best of before/after)."
+    peak_line = (f"Matmul peaks (2048^2, best of before/after): float32 "
+                 f"{peaks['float32'] / 1e9:.1f} GFLOP/s, bfloat16 {peaks['bfloat16'] / 1e9:.1f} "
+                 "GFLOP/s. cryoscape's default is bf16 mixed precision where the CPU has it "
+                 f"natively ({'it does here' if bf16 else 'not here: float32'}); cryoscape "
+                 "--no-amp and cryoDRGN (no mixed precision on CPU) compute in float32.")
     method = ("Same simulated particles (linear model, SNR 1, CTF, shifts up to 3 px), poses.pkl, "
               "ctf.pkl, the first N images (--ind), the same architecture with cryoDRGN's "
-              f"defaults on both sides. Each tool ran {repeats} times x {epochs} epochs, "
+              f"defaults on both sides. Each run {repeats} times x {epochs} epochs, "
               "interleaved; images/s = N / epoch time read from each tool's own log (optimiser "
               "steps only, no start-up or checkpoint: cryoscape's metrics.jsonl `time`, "
               "cryoDRGN's \"Epoch: k ... Finished in\"), epoch 1 left out as warm-up; best and "
               "median over the rest. GFLOP/s = cryoscape's counted matmul FLOPs per image "
-              "(forward + backward, torch FlopCounterMode) x best images/s; the same architecture "
-              "does the same matrix products in cryoDRGN. Wall: the fastest whole process "
-              "(start-up, data loading, every epoch's checkpoint).")
+              "(forward + backward, torch FlopCounterMode) x best images/s (the same "
+              "architecture does the same matrix products in cryoDRGN), against the peak of the "
+              "precision the run computes in. Wall: the fastest whole process (start-up, data "
+              "loading, every epoch's checkpoint).")
     lines = [title, "", where, "", peak_line, "", method, ""]
-    head = ["D", "architecture", "N", "cryoscape images/s best (median)"]
+    head = ["D", "architecture", "N"] + [f"{label[n]} images/s best (median)" for n in names]
     if side:
-        head += ["cryoDRGN images/s best (median)", "ratio cryoscape/cryoDRGN best (median)"]
-    head += ["cryoscape GFLOP/s (% peak)"] + (["cryoDRGN GFLOP/s (% peak)"] if side else [])
-    head += ["process wall, s: cryoscape" + ("; cryoDRGN" if side else "")]
+        head += [f"{label[n]} / cryoDRGN best (median)" for n in names if n != "cryodrgn"]
+    head += [f"{label[n]} GFLOP/s (% {dtype[n]} peak)" for n in names]
+    head += ["process wall, s: " + "; ".join(label[n] for n in names)]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        c, f = r["cryoscape"], r["flops_per_image"]
-        gf = lambda x: f"{x['best'] * f / 1e9:.1f} ({100 * x['best'] * f / peak:.0f}%)"  # noqa
-        cells = [str(r["D"]), r["arch"], str(r["images"]), f"{c['best']:.1f} ({c['median']:.1f})"]
+        f = r["flops_per_image"]
+        cells = [str(r["D"]), r["arch"], str(r["images"])]
+        cells += [f"{r[n]['best']:.1f} ({r[n]['median']:.1f})" for n in names]
         if side:
             d = r["cryodrgn"]
-            cells += [f"{d['best']:.1f} ({d['median']:.1f})",
-                      f"{c['best'] / d['best']:.2f}x ({c['median'] / d['median']:.2f}x)"]
-        cells += [gf(c)] + ([gf(r["cryodrgn"])] if side else [])
-        cells += [f"{c['wall']:.1f}" + (f"; {r['cryodrgn']['wall']:.1f}" if side else "")]
+            cells += [f"{r[n]['best'] / d['best']:.2f}x ({r[n]['median'] / d['median']:.2f}x)"
+                      for n in names if n != "cryodrgn"]
+        cells += [f"{r[n]['best'] * f / 1e9:.1f} ({100 * r[n]['best'] * f / peaks[dtype[n]]:.0f}%)"
+                  for n in names]
+        cells += ["; ".join(f"{r[n]['wall']:.1f}" for n in names)]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", ("Goals (issue 3): cryoscape >= 2x cryoDRGN's images/s, and >= 50% of the "
                    "matmul peak.")]
@@ -212,21 +229,22 @@ def main(argv=None):
                    help="images per epoch at D=64, one per architecture, scaled by (64/D)^2 "
                         "for other boxes (default: 256 32)")
     p.add_argument("--epochs", type=int, default=3, help="epochs per run, the first a warm-up")
-    p.add_argument("--repeats", type=int, default=2, help="runs per tool and architecture")
+    p.add_argument("--repeats", type=int, default=2, help="runs per setting and architecture")
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--threads", type=int, help="threads for both tools (default: all cores)")
+    p.add_argument("--threads", type=int, help="threads for every run (default: all cores)")
     p.add_argument("--no-cryodrgn", action="store_true", help="time cryoscape alone")
     p.add_argument("--no-write", action="store_true", help="print the table only")
     a = p.parse_args(argv)
     if len(a.images) != len(a.archs):
         p.error("--images needs one count per architecture")
     from cryoscape.core.simulate.dataset import simulate
-    from cryoscape.core.train.loop import set_threads
+    from cryoscape.core.train.loop import native_bf16, set_threads
     t0, load0 = time.perf_counter(), os.getloadavg()[0]
-    tools = ["cryoscape"] + ([] if a.no_cryodrgn else ["cryodrgn"])
+    names = [n for n in RUNS if not (a.no_cryodrgn and n == "cryodrgn")]
     version = "" if a.no_cryodrgn else ensure_cryodrgn()
     threads = set_threads(a.threads)
-    peak = matmul_peak()
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+    peaks = {k: matmul_peak(dtype=t) for k, t in dtypes.items()}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -236,11 +254,13 @@ def main(argv=None):
             data = simulate("linear", max(counts), tmp / f"data{D}", D=D, snr=1.0, ctf=True,
                             max_shift=3.0, seed=0).path
             for arch, n in zip(a.archs, counts):
-                rows.append(bench(data, tmp, D, arch, n, a.batch, threads, tools, a.epochs,
+                rows.append(bench(data, tmp, D, arch, n, a.batch, threads, names, a.epochs,
                                   a.repeats))
-    peak = max(peak, matmul_peak())   # measured before and after: a busy machine reads low
-    text = report(rows, peak, threads, a.batch, version, a.epochs, a.repeats, argv,
-                  (load0, os.getloadavg()[0]), (time.perf_counter() - t0) / 60)
+    # measured before and after: a busy machine reads low
+    peaks = {k: max(v, matmul_peak(dtype=dtypes[k])) for k, v in peaks.items()}
+    text = report(rows, peaks, native_bf16(torch.device("cpu")), threads, a.batch, version,
+                  a.epochs, a.repeats, argv, (load0, os.getloadavg()[0]),
+                  (time.perf_counter() - t0) / 60)
     print(text)
     if not a.no_write:
         write_section("train_throughput", text)
