@@ -174,8 +174,12 @@ class Trainer:
                                f"{self.threads} threads on {self.device}"
                                + (", bf16 mixed precision" if self.use_amp else ""))
             self._save_resume_point()     # from now on --resume works, even after a kill
-        self.step_model = torch.compile(self.model) if cfg.compile and \
-            self.device.type == "cuda" else self.model
+        if cfg.compile and self.device.type == "cuda":
+            # in place, the modules run_batch calls (a torch.compile wrapper around the VAE
+            # would compile only its unused forward); on CPU, inductor's code is slower
+            for module in (self.model.encoder, self.model.decoder):
+                if module is not None:
+                    module.compile()
 
     def _resume_config(self, overrides: dict) -> TrainConfig:
         if not self.rd.checkpoint.exists():
@@ -236,7 +240,7 @@ class Trainer:
         y, rot, ctf = self.data.batch(idx)
         self.optim.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
-            loss, mse, kl = run_batch(self.step_model, self.data.lattice, y, rot, ctf,
+            loss, mse, kl = run_batch(self.model, self.data.lattice, y, rot, ctf,
                                       self.cfg.kl_weight, self.noise)
         value = loss.detach().item()
         self._check(value)
