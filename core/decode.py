@@ -60,8 +60,8 @@ def decode_hartley(decoder, z: torch.Tensor | None, D: int, box: int | None = No
         z = torch.as_tensor(z, dtype=torch.float32, device=device).reshape(-1, decoder.zdim)
     M = 1 if z is None else len(z)
     coords, idx = _grid(b, D, device)
-    keep = coords.pow(2).sum(1) <= (b / (2 * D)) ** 2 if sphere else torch.ones(len(coords), dtype=torch.bool,
-                                                                      device=device)
+    keep = (coords.pow(2).sum(1) <= (b / (2 * D)) ** 2 if sphere
+            else torch.ones(len(coords), dtype=torch.bool, device=device))
     hidden = max(m.out_features for m in decoder.decoder.modules()
                  if isinstance(m, torch.nn.Linear))
     chunk = chunk or max(256, CHUNK_FLOATS.get(device.type, 2 ** 24) // (M * hidden))

@@ -227,8 +227,10 @@ class Run:
         """Volumes (M, b, b, b) float32 [z, y, x] at latents z (M, zdim) (None for zdim 0).
 
         D: the box (None: the training box; smaller: a low-passed preview of voxel size
-        apix * self.D / D). cryoDRGN runs decode exactly as cryoDRGN's eval_vol; cryoscape runs
-        evaluate only the sphere |k| <= 0.5. flip/invert/lowpass (Å): map options.
+        apix * self.D / D, inside its own Nyquist sphere where the decoder is evaluated on a
+        sphere). cryoDRGN runs decode exactly as cryoDRGN's eval_vol (--downsample for
+        previews); cryoscape runs evaluate only the sphere. flip/invert/lowpass (Å): map
+        options.
         """
         from cryoscape.core.decode import apply_map_options, decode_volumes
         if self.zdim:
