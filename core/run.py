@@ -228,9 +228,9 @@ class Run:
 
         D: the box (None: the training box; smaller: a low-passed preview of voxel size
         apix * self.D / D, inside its own Nyquist sphere where the decoder is evaluated on a
-        sphere). cryoDRGN runs decode exactly as cryoDRGN's eval_vol (--downsample for
-        previews); cryoscape runs evaluate only the sphere. flip/invert/lowpass (Å): map
-        options.
+        sphere). cryoDRGN runs decode exactly as cryoDRGN's eval_vol (previews as its
+        --downsample, scaled to keep the density); cryoscape runs evaluate only the sphere.
+        flip/invert/lowpass (Å): map options.
         """
         from cryoscape.core.decode import apply_map_options, decode_volumes
         if self.zdim:
