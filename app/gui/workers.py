@@ -23,6 +23,18 @@ from cryoscape.core.train.rundir import read_metrics
 from PyQt6.QtCore import QThread, pyqtSignal
 
 
+def lower_priority(task_id: int, by: int = 5) -> None:
+    """Raise the nice value of a thread (its native id) or a child process by `by` (Linux), so
+    that when the cores are busy the GUI thread gets them first; on an idle machine nothing
+    changes. Threads and processes started from it inherit the value (torch's worker threads)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, task_id, os.getpriority(os.PRIO_PROCESS, task_id) + by)
+    except OSError:                         # the task has ended, or no permission: no harm
+        pass
+
+
 class JobThread(QThread):
     """One worker thread with a latest-wins foreground slot and a FIFO background queue.
 
@@ -76,6 +88,7 @@ class JobThread(QThread):
         self.wait()
 
     def run(self) -> None:
+        lower_priority(threading.get_native_id())
         while True:
             with self._cond:
                 while not self._stopping and self._pending is None and not self._background:
@@ -155,6 +168,7 @@ class TrainingWatcher(QThread):
         self.process = subprocess.Popen(
             self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        lower_priority(self.process.pid)
         os.set_blocking(self.process.stdout.fileno(), False)
         buf = b""
         while True:
