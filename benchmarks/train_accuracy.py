@@ -20,7 +20,7 @@ space found the motion at all.
 cryoDRGN runs from benchmarks/_cryodrgn_venv (see train_throughput.py, which creates it).
 
     python benchmarks/train_accuracy.py [--n 10000] [-D 64] [--epochs 8] [--snr 0.1]
-        [--eval 100] [--batch 8]
+        [--eval 100] [--batch 8]         (about 70 min on 2 CPUs)
 
 Writes its table into BENCHMARKS.md (section `train_accuracy`).
 """
@@ -56,7 +56,6 @@ def evaluate(rundir: Path, truth: dict, idx: np.ndarray, D: int) -> dict:
     true_maps = (make_volume("linear", coords[i], D) for i in idx)
     out = per_image_fsc(predicted, true_maps, apix=float(truth["apix"]))
     out["r"] = float(r)
-    out["epoch"] = run.epochs[-1]
     return out
 
 
