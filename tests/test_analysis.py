@@ -74,7 +74,8 @@ def test_graph_path_stays_on_ring_where_line_cuts_through():
     line = trajectory.path_through(z, [a, b], n=30)
     r_line = np.linalg.norm(line, axis=1)
     assert r_line.min() < 0.1  # the straight line cuts through the empty centre
-    np.testing.assert_allclose(line[0], z[a]) and np.testing.assert_allclose(line[-1], z[b])
+    np.testing.assert_allclose(line[0], z[a])
+    np.testing.assert_allclose(line[-1], z[b])
 
 
 def test_graph_path_disconnected_and_bad_index():
