@@ -13,7 +13,7 @@ import pickle
 import numpy as np
 import torch
 from cryoscape.core.errors import InputFileError
-from cryoscape.core.io.atomic import atomic_open, atomic_path
+from cryoscape.core.io.atomic import atomic_open
 from cryoscape.core.models.cryodrgn_compat import to_cryodrgn_state_dict
 
 FORMAT = "cryoscape-checkpoint-1"
@@ -21,10 +21,8 @@ FORMAT = "cryoscape-checkpoint-1"
 
 def save(path: str | os.PathLike, obj: dict) -> None:
     """torch.save `obj` atomically (temporary file, fsync, rename)."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    with atomic_open(path, "wb") as f:
         torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def load(path: str | os.PathLike) -> dict:
