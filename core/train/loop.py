@@ -245,8 +245,8 @@ class Trainer:
         value = loss.detach().item()
         self._check(value)
         loss.backward()
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        if not all(bool(torch.isfinite(g).all()) for g in grads):
+        grads = [p.grad.isfinite().all() for p in self.model.parameters() if p.grad is not None]
+        if grads and not bool(torch.stack(grads).all()):      # one device sync, not one each
             self._check(math.nan)
         self.optim.step()
         return value, mse.detach().item(), kl.detach().item()
