@@ -373,8 +373,6 @@ class Explorer(QObject):
             return
         if res.request != self._request:
             return
-        if res.source == "exact":
-            self.timings["exact"] = time.perf_counter() - res.t0
         self.current = res
         self._shown_cache = -1
         self.volume_ready.emit(res)

@@ -23,7 +23,6 @@ class VolumePanel(QWidget):
     save_requested = pyqtSignal()
     chimerax_requested = pyqtSignal()
     pin_requested = pyqtSignal(bool)
-    side_by_side_changed = pyqtSignal(bool)
 
     def __init__(self, parent=None, sigma: float = 2.0):
         super().__init__(parent)

@@ -72,10 +72,6 @@ class JobThread(QThread):
         with self._cond:
             self._background.clear()
 
-    def pending(self) -> bool:
-        with self._cond:
-            return self._pending is not None or bool(self._background)
-
     def stop(self) -> None:
         """Drop queued jobs, let the running one finish and end the thread (waits for it: a
         QThread destroyed while running would abort the process)."""

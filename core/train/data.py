@@ -40,7 +40,7 @@ class TrainData:
         self.particles, self.images = p, p.images
         self.N, self.D, self.apix, self.lazy = len(p.images), p.D, p.apix, lazy
         self.device = torch.device(device)
-        self.invert, self.window_r = invert, (window_r if window else None)
+        self.invert = invert
         self.lattice = SliceLattice(self.D, enc_radius, self.device)
         self._window = (preprocess.window_mask(self.D, window_r) if window else None)
         self.rot = (torch.as_tensor(np.asarray(p.rotations), dtype=torch.float32)
