@@ -28,7 +28,8 @@ from cryoscape.core.models.cryodrgn_compat import model_args as _model_args
 _NUMBERED = re.compile(r"^(weights|z)\.(\d+)\.pkl$")
 
 
-def _numbered(folder: Path, kind: str) -> dict[int, Path]:
+def numbered_files(folder: Path, kind: str) -> dict[int, Path]:
+    """{N: path} of the `kind`.N.pkl files ("weights" or "z") in `folder`."""
     out = {}
     for p in folder.iterdir():
         m = _NUMBERED.match(p.name)
@@ -52,7 +53,7 @@ class Run:
     def _files(self) -> tuple[dict, dict]:
         if self._fixed is not None:
             return self._fixed
-        weights, zfiles = _numbered(self.path, "weights"), _numbered(self.path, "z")
+        weights, zfiles = numbered_files(self.path, "weights"), numbered_files(self.path, "z")
         for files, name in ((weights, "weights.pkl"), (zfiles, "z.pkl")):
             if (self.path / name).exists():
                 files[None] = self.path / name

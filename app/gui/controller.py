@@ -270,10 +270,7 @@ class Explorer(QObject):
             return
         if res.generation != self._generation:
             return
-        if res.kind != "histogram":
-            self.state.set_embedding(res.kind, res.xy, res.pca)
-        else:
-            self.state.set_embedding("histogram", None)
+        self.state.set_embedding(res.kind, res.xy, res.pca)     # histogram: xy, pca None
         if res.kmeans is not None:
             self.state.set_clusters(res.kmeans.labels, res.kmeans.medoids)
             if self.state.colour_by == "density":

@@ -19,6 +19,7 @@ import traceback
 from pathlib import Path
 
 from cryoscape.core.errors import CryoscapeError
+from cryoscape.core.run import numbered_files
 from cryoscape.core.train.rundir import read_metrics
 from PyQt6.QtCore import QThread, pyqtSignal
 
@@ -204,8 +205,7 @@ class TrainingWatcher(QThread):
             self._metrics_stamp = stamp
             self.metrics.emit(read_metrics(metrics_file))
         if self.rundir.is_dir():
-            stems = (p.name[8:-4] for p in self.rundir.glob("weights.*.pkl"))
-            new = {int(s) for s in stems if s.isdigit()} - self._seen_epochs
+            new = set(numbered_files(self.rundir, "weights")) - self._seen_epochs
             if new:                                  # several at once: show the latest
                 self._seen_epochs |= new
                 self.epoch.emit(max(new))
