@@ -54,6 +54,9 @@ class ModelRun:
     def latents(self, epoch=None):
         return self._z
 
+    def voxel_size(self, D=None):
+        return self.apix * self.D / (D or self.D)
+
     def decode(self, z, D=None, epoch=None):
         from cryoscape.core.decode import decode_volumes
 

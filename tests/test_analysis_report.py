@@ -32,6 +32,9 @@ class FakeRun:
     def latents(self, epoch=None):
         return self._z[epoch or 3]
 
+    def voxel_size(self, D=None):
+        return self.apix * self.D / (D or self.D)
+
     def decode(self, z, D=None, epoch=None):
         D = D or self.D
         x = np.linspace(-1, 1, D, dtype=np.float32)

@@ -422,7 +422,7 @@ class Explorer(QObject):
         cur = self.current
         if cur is None:
             raise CryoscapeError("no volume yet: click a point in the latent view first")
-        return cur.volume, self.state.run.apix * self.state.run.D / cur.D
+        return cur.volume, self.state.run.voxel_size(cur.D)
 
     def save_map(self, path) -> Path:
         from cryoscape.core.io.mrc import write_mrc
@@ -529,17 +529,15 @@ class Explorer(QObject):
 
     def export_path(self, outdir, D: int | None = None) -> None:
         """Decode the path at the full box (analysis thread) and write MRC files + a .cxc."""
-        from cryoscape.core.export import write_volume_series
+        from cryoscape.core.analysis.maps import write_maps
 
         if self.state.path_z is None:
             raise CryoscapeError("no trajectory: pick waypoints and compute a path first")
-        path, decode = self.state.path_z.copy(), self.decode_fn()
-        D = D or self.state.run.D
-        apix = self.state.run.apix * self.state.run.D / D
+        path, run, epoch = self.state.path_z.copy(), self.state.run, self.state.epoch
 
         def job(emit, is_stale):
-            vols = (decode(z[None], D)[0] for z in path)
-            series = write_volume_series(vols, outdir, apix=apix, prefix="traj_")
+            series = write_maps(run, path, outdir, D=D, epoch=epoch, prefix="traj_",
+                                progress=False)
             emit(_Done(lambda: self.task_done.emit("export_path", series)))
         self._busy_what = f"Writing {len(path)} maps to {outdir}"
         self.analysis_thread.submit_background(job)

@@ -7,12 +7,6 @@ import numpy as np
 from cryoscape.core.export import VolumeSeries, make_outdir, write_volume_series
 
 
-def decoded_apix(run, D: int | None) -> float:
-    """Voxel size of maps decoded at box D (Fourier-cropped: same extent, larger voxels)."""
-    full = int(run.D)
-    return float(run.apix) * (full / int(D) if D else 1.0)
-
-
 def decode_iter(run, z, D: int | None = None, epoch: int | None = None,
                 batch: int | None = None):
     """Yield volumes [D, D, D] decoded at each row of z, a few per decoder call (default: up
@@ -39,7 +33,7 @@ def write_maps(run, z, outdir: str | os.PathLike, D: int | None = None,
         def wrap(it):
             return tqdm(it, total=len(z), desc=desc, unit="map")
     series = write_volume_series(decode_iter(run, z, D=D, epoch=epoch), outdir,
-                                 apix=decoded_apix(run, D), prefix=prefix, progress=wrap)
+                                 apix=run.voxel_size(D), prefix=prefix, progress=wrap)
     from cryoscape.core.io.atomic import atomic_open
 
     with atomic_open(outdir / "z_values.txt", "w") as f:

@@ -56,6 +56,9 @@ class SyntheticRun:
     def metrics(self):
         return []
 
+    def voxel_size(self, D=None):
+        return self.apix * self.D / (D or self.D)
+
 
 def _child_pids() -> set[int]:
     me, kids = os.getpid(), set()
