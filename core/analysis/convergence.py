@@ -106,9 +106,11 @@ def convergence(run, k: int = 10, D: int | None = 32, maps: bool = True, seed: i
     sub = (np.sort(np.random.default_rng(seed).choice(n, max_particles, replace=False))
            if n > max_particles else np.arange(n))
     k = min(k, len(sub))
-    zs = {e: np.asarray(run.latents(e), np.float32)[sub] for e in epochs}
-    labels = {e: kmeans(zs[e], k=k, seed=seed).labels for e in
-              (tqdm(epochs, desc="k-means per epoch") if progress else epochs)}
+    zs = {e: (z_ref if e == ref_epoch else np.asarray(run.latents(e), np.float32))[sub]
+          for e in epochs}
+    fits = {e: kmeans(zs[e], k=k, seed=seed) for e in
+            (tqdm(epochs, desc="k-means per epoch") if progress else epochs)}
+    labels = {e: fit.labels for e, fit in fits.items()}
     res = ConvergenceResult(epochs=epochs, reference_epoch=ref_epoch, drift_final=[],
                             drift_prev=[], r2_final=[], ari_final=[], ari_prev=[], k=k,
                             n_particles=len(sub))
@@ -120,13 +122,11 @@ def convergence(run, k: int = 10, D: int | None = 32, maps: bool = True, seed: i
         res.drift_prev.append(procrustes_disparity(zs[prev], zs[e]) if prev else float("nan"))
         res.ari_prev.append(adjusted_rand(labels[prev], labels[e]) if prev else float("nan"))
     if maps:
-        km = kmeans(zs[ref_epoch], k=k, seed=seed)
-        centres = sub[nearest_on_data(zs[ref_epoch], km.centers)]
-        ref_maps = run.decode(z_ref[centres], D=D, epoch=ref_epoch)
+        pos = nearest_on_data(zs[ref_epoch], fits[ref_epoch].centers)   # into the subset
+        ref_maps = run.decode(zs[ref_epoch][pos], D=D, epoch=ref_epoch)
         for e in (tqdm(epochs, desc="maps per epoch", unit="epoch") if progress else epochs):
             try:
-                vols = ref_maps if e == ref_epoch else run.decode(
-                    np.asarray(run.latents(e), np.float32)[centres], D=D, epoch=e)
+                vols = ref_maps if e == ref_epoch else run.decode(zs[e][pos], D=D, epoch=e)
             except CryoscapeError:  # no decoder saved for this epoch
                 res.map_fsc_final.append(float("nan"))
                 res.map_fsc_min.append(float("nan"))
