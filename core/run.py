@@ -260,7 +260,7 @@ class Run:
         if isinstance(images, (str, os.PathLike)) or hasattr(images, "images"):
             from cryoscape.core.train.encode import encode_particles
             src = images if isinstance(images, (str, os.PathLike)) else images.path
-            return encode_particles(self.path, src, epoch=epoch, batch_size=batch_size,
+            return encode_particles(self, src, epoch=epoch, batch_size=batch_size,
                                     **kwargs)[0]
         from cryoscape.core.preprocess import preprocess_images, window_mask
         ds = self.config["dataset_args"]
