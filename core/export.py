@@ -184,13 +184,6 @@ def write_csg(path: str | os.PathLike, cs_path: str | os.PathLike, arr,
     return Path(path)
 
 
-def find_passthrough(src: str | os.PathLike) -> Path | None:
-    """The one `*passthrough_particles*.cs` beside a cryoSPARC particle file, if exactly one."""
-    src = Path(src)
-    found = [p for p in sorted(src.parent.glob("*passthrough_particles*.cs")) if p != src]
-    return found[0] if len(found) == 1 else None
-
-
 def export_cs(src, ind, out: str | os.PathLike, csg: bool = True,
               passthrough: str | os.PathLike | bool | None = None
               ) -> tuple[Path, Path | None]:
@@ -201,7 +194,7 @@ def export_cs(src, ind, out: str | os.PathLike, csg: bool = True,
     filtered to the same particles (by uid) as `OUT_passthrough.cs` and listed in the .csg
     for the fields the source lacks (blob, ctf, ... as cryoSPARC splits them).
     """
-    from cryoscape.core.io.cs import read_cs, subset_cs, write_cs
+    from cryoscape.core.io.cs import find_passthrough, read_cs, rows_by_uid, subset_cs, write_cs
 
     arr = read_cs(src, passthrough=False)
     ind = _check_ind(ind, len(arr), src)
@@ -214,10 +207,8 @@ def export_cs(src, ind, out: str | os.PathLike, csg: bool = True,
         parr = read_cs(pt, passthrough=False)
         adds = set(_prefixes(parr)) - set(_prefixes(arr))
         if "uid" in parr.dtype.names and adds:
-            pos = {u: i for i, u in enumerate(parr["uid"].tolist())}
-            rows = [pos.get(u) for u in sub["uid"].tolist()]
-            if any(r is None for r in rows):
-                raise InputFileError(pt, "the passthrough file lacks some selected particles")
+            rows = rows_by_uid(parr, sub["uid"], pt,
+                               "the passthrough file lacks some selected particles")
             pout = out.with_name(out.stem + "_passthrough.cs")
             write_cs(pout, subset_cs(parr, rows))
             extra = (pout, parr[rows])

@@ -34,7 +34,10 @@ def _load(path) -> np.ndarray:
     return arr
 
 
-def _find_passthrough(path: Path) -> Path | None:
+def find_passthrough(path: str | os.PathLike) -> Path | None:
+    """The one `*passthrough_particles*.cs` beside a cryoSPARC particle file (of the same job
+    where its name says which), if exactly one."""
+    path = Path(path)
     found = sorted(p for p in path.parent.glob("*passthrough_particles*.cs") if p != path)
     job = next((part for part in path.stem.split("_") if part[:1] == "J" and part[1:].isdigit()),
                None)
@@ -44,17 +47,24 @@ def _find_passthrough(path: Path) -> Path | None:
     return found[0] if len(found) == 1 else None
 
 
+def rows_by_uid(table: np.ndarray, uids: np.ndarray, path, problem: str) -> np.ndarray:
+    """The row of `table` holding each of `uids`; InputFileError(path, problem) if one is
+    missing."""
+    if len(table) == 0:
+        raise InputFileError(path, problem)
+    order = np.argsort(table["uid"], kind="stable")
+    rows = order[np.clip(np.searchsorted(table["uid"], uids, sorter=order), 0, len(table) - 1)]
+    if not np.array_equal(table["uid"][rows], uids):
+        raise InputFileError(path, problem)
+    return rows
+
+
 def join_passthrough(arr: np.ndarray, extra: np.ndarray, path="<cs>") -> np.ndarray:
     """Add to `arr` the fields of `extra` it lacks, matching rows by `uid`."""
     if "uid" not in (arr.dtype.names or ()) or "uid" not in (extra.dtype.names or ()):
         raise InputFileError(path, "cannot join the passthrough file: no uid field")
     new = [n for n in extra.dtype.names if n not in arr.dtype.names]
-    order = np.argsort(extra["uid"], kind="stable")
-    pos = np.searchsorted(extra["uid"], arr["uid"], sorter=order)
-    pos = np.clip(pos, 0, len(extra) - 1)
-    rows = order[pos]
-    if len(extra) == 0 or not np.array_equal(extra["uid"][rows], arr["uid"]):
-        raise InputFileError(path, "the passthrough file lacks some particles' uid")
+    rows = rows_by_uid(extra, arr["uid"], path, "the passthrough file lacks some particles' uid")
     dtype = np.dtype(arr.dtype.descr + [d for d in extra.dtype.descr if d[0] in new])
     out = np.empty(len(arr), dtype=dtype)
     for n in arr.dtype.names:
@@ -72,7 +82,7 @@ def read_cs(path: str | os.PathLike, passthrough: str | os.PathLike | bool | Non
     arr = _load(path)
     names = set(arr.dtype.names)
     if passthrough is None and not ({"blob/path", "ctf/df1_A"} <= names):
-        passthrough = _find_passthrough(path)
+        passthrough = find_passthrough(path)
     if passthrough:
         arr = join_passthrough(arr, _load(passthrough), passthrough)
     return arr
