@@ -17,7 +17,7 @@ TINY_N, TINY_D, TINY_EPOCHS = 600, 32, 18
 
 
 def tiny_config(particles: str, **overrides):
-    """The tiny run's training settings (small MLPs, zdim 1, Hartley decoder)."""
+    """The tiny run's training settings (small MLPs, zdim 1, Fourier-domain decoder)."""
     from cryoscape.core.train import TrainConfig
     values = {"particles": particles, "zdim": 1, "num_epochs": TINY_EPOCHS, "batch_size": 16,
               "lr": 2e-3, "enc_layers": 3, "enc_dim": 256, "dec_layers": 3, "dec_dim": 64,
