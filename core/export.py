@@ -122,7 +122,7 @@ def export_star(src, ind, out: str | os.PathLike, labels=None,
                 image_stack: str | os.PathLike | None = None) -> Path:
     """The source .star filtered to `ind` (every column and the optics table kept).
 
-    `labels` [N] (e.g. k-means labels 0..k-1 of all particles) are written as
+    `labels` [len(ind)] (e.g. the selected particles' k-means labels 0..k-1) are written as
     rlnClassNumber (1-based). With `image_stack` (a .mrcs holding exactly the selected images,
     in order, see `export_mrcs`), rlnImageName is re-pointed at it: `000001@stack.mrcs`...
     """
@@ -133,9 +133,9 @@ def export_star(src, ind, out: str | os.PathLike, labels=None,
     sub = subset_star(star, ind)
     if labels is not None:
         labels = np.asarray(labels)
-        if len(labels) != len(star.particles):
-            raise CryoscapeError(f"{len(labels)} labels for {len(star.particles)} particles")
-        sub.particles["rlnClassNumber"] = labels[ind].astype(np.int64) + 1
+        if len(labels) != len(ind):
+            raise CryoscapeError(f"{len(labels)} labels for {len(ind)} selected particles")
+        sub.particles["rlnClassNumber"] = labels.astype(np.int64) + 1
     if image_stack is not None:
         rel = os.path.relpath(Path(image_stack).resolve(), Path(out).resolve().parent)
         sub.particles["rlnImageName"] = [f"{i + 1:06d}@{rel}" for i in range(len(ind))]
@@ -241,7 +241,7 @@ def reconstruct_selection(particles, ind, outdir: str | os.PathLike, prefix: str
     them as MRC with their FSC curve (text and PNG). Returns NUM's Reconstruction."""
     from cryoscape.core.backproject import backproject
     from cryoscape.core.io.mrc import write_mrc
-    from cryoscape.core.metrics import resolution
+    from cryoscape.core.metrics import plot_fsc, save_fsc
 
     if particles.rotations is None:
         raise CryoscapeError("the particles have no poses; give a pose file to reconstruct")
@@ -254,15 +254,8 @@ def reconstruct_selection(particles, ind, outdir: str | os.PathLike, prefix: str
     write_mrc(outdir / f"{prefix}.mrc", rec.volume, apix=apix)
     write_mrc(outdir / f"{prefix}_half1.mrc", rec.half1, apix=apix)
     write_mrc(outdir / f"{prefix}_half2.mrc", rec.half2, apix=apix)
-    freq, curve = rec.fsc
-    with atomic_open(outdir / f"{prefix}_fsc.txt", "w") as f:
-        f.write("# frequency (1/A)  FSC between half maps\n")
-        for q, c in zip(np.asarray(freq) / apix, np.asarray(curve)):
-            f.write(f"{q:.6f} {c:.6f}\n")
+    save_fsc(outdir / f"{prefix}_fsc.txt", *rec.fsc)      # as `cryoscape backproject`
     if plot:
-        from cryoscape.core.analysis.plots import plot_fsc
-
-        res = resolution(freq, curve, threshold=0.143, apix=apix)
-        plot_fsc(outdir / f"{prefix}_fsc.png", np.asarray(freq) / apix, np.asarray(curve),
-                 title=f"{len(ind)} particles, half-map FSC", resolution=res)
+        plot_fsc(outdir / f"{prefix}_fsc.png", rec.fsc[0], {"half-maps": rec.fsc[1]}, apix,
+                 title=f"{prefix}: half-map FSC ({len(ind)} particles)")
     return rec

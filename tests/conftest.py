@@ -25,3 +25,37 @@ def fixtures_dir() -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+def cli(*argv) -> int:
+    """`cryoscape ARGV...` in this process; its exit status."""
+    from cryoscape.app.cli import main
+
+    return main([str(a) for a in argv])
+
+
+class FakeUMAP:
+    """Stands in for umap.UMAP (its numba compilation takes ~30 s): the PCA of z plus the
+    seed; counts its fits."""
+
+    fits = 0
+
+    def __init__(self, n_neighbors, min_dist, random_state, n_jobs):
+        self.seed = random_state
+
+    def fit_transform(self, z):
+        from cryoscape.core.analysis.embed import pca
+
+        FakeUMAP.fits += 1
+        return pca(z, 2).coords + self.seed
+
+
+@pytest.fixture
+def fake_umap(monkeypatch) -> type[FakeUMAP]:
+    """`import umap` gives FakeUMAP during the test (its fit count starts at 0)."""
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, "umap", types.SimpleNamespace(UMAP=FakeUMAP))
+    monkeypatch.setattr(FakeUMAP, "fits", 0)
+    return FakeUMAP

@@ -149,25 +149,7 @@ def test_zdim1_histogram_and_embeddings(rng):
     assert np.all(np.diff(km.centers[:, 0]) > 0)  # ordered along the line
 
 
-class FakeUMAP:
-    """Stands in for umap.UMAP (its numba compilation takes ~30 s): records each fit."""
-
-    fits = 0
-
-    def __init__(self, n_neighbors, min_dist, random_state, n_jobs):
-        self.seed = random_state
-
-    def fit_transform(self, z):
-        FakeUMAP.fits += 1
-        return embed.pca(z, 2).coords + self.seed
-
-
-def test_umap_cache_keyed_and_reused(tmp_path, monkeypatch):
-    import sys
-    import types
-
-    monkeypatch.setitem(sys.modules, "umap", types.SimpleNamespace(UMAP=FakeUMAP))
-    monkeypatch.setattr(FakeUMAP, "fits", 0)
+def test_umap_cache_keyed_and_reused(tmp_path, fake_umap):
     z, _ = ring(n=300)
     msgs = []
     e1 = embed.umap_embedding(z, n_neighbors=10, cache_dir=tmp_path, epoch=3, progress=msgs.append)
@@ -175,25 +157,21 @@ def test_umap_cache_keyed_and_reused(tmp_path, monkeypatch):
     assert len(files) == 1 and e1.shape == (300, 2) and "embedding 300 points" in msgs[0]
     e2 = embed.umap_embedding(z, n_neighbors=10, cache_dir=tmp_path, epoch=3, progress=msgs.append)
     np.testing.assert_array_equal(e1, e2)
-    assert FakeUMAP.fits == 1 and "cached" in msgs[-1]
+    assert fake_umap.fits == 1 and "cached" in msgs[-1]
     assert not list(tmp_path.glob(".*part"))  # atomic write left no temporary file
     # another epoch, parameter or latent set is another key, computed afresh
     embed.umap_embedding(z, n_neighbors=10, cache_dir=tmp_path, epoch=4, progress=None)
     embed.umap_embedding(z, n_neighbors=10, cache_dir=tmp_path, epoch=3, seed=1, progress=None)
     embed.umap_embedding(z[:-1], n_neighbors=10, cache_dir=tmp_path, epoch=3, progress=None)
-    assert FakeUMAP.fits == 4 and len(list(tmp_path.glob("umap.*.npy"))) == 4
+    assert fake_umap.fits == 4 and len(list(tmp_path.glob("umap.*.npy"))) == 4
     # a corrupt cache file is recomputed, not trusted
     files[0].write_bytes(b"junk")
     e3 = embed.umap_embedding(z, n_neighbors=10, cache_dir=tmp_path, epoch=3, progress=None)
     np.testing.assert_array_equal(e1, e3)
-    assert FakeUMAP.fits == 5
+    assert fake_umap.fits == 5
 
 
-def test_umap_subset_fit_places_the_rest(monkeypatch, rng):
-    import sys
-    import types
-
-    monkeypatch.setitem(sys.modules, "umap", types.SimpleNamespace(UMAP=FakeUMAP))
+def test_umap_subset_fit_places_the_rest(fake_umap, rng):
     z = rng.normal(size=(3000, 3))
     emb = embed.umap_embedding(z, max_fit=500, seed=0, progress=None)
     fit = np.sort(np.random.default_rng(0).choice(3000, 500, replace=False))

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from cryoscape.core.analysis import sampling, selection, trajectory
 
+from tests.conftest import cli
+
 
 @pytest.fixture(scope="module")
 def rundir(fixtures_dir, tmp_path_factory):
@@ -24,12 +26,6 @@ def run(rundir):
     from cryoscape.core.run import Run
 
     return Run.open(rundir)
-
-
-def cli(*argv):
-    from cryoscape.app.cli import main
-
-    return main([str(a) for a in argv])
 
 
 def opened(cxc):
@@ -98,7 +94,7 @@ def test_cli_select_exports_and_backprojection(run, rundir, tmp_path, fixtures_d
                tmp_path / "none.pkl") == 1
     # reconstruct the selection classically, with the run's recorded poses
     assert cli("backproject-selection", rundir, tmp_path / "sel.pkl", "-o", tmp_path / "bp") == 0
-    fsc = np.loadtxt(tmp_path / "bp/selection_fsc.txt")
+    fsc = np.loadtxt(tmp_path / "bp/selection_fsc.txt", skiprows=1)
     assert fsc[1:8, 1].min() > 0.5
     assert (tmp_path / "bp/selection_half1.mrc").is_file()
 

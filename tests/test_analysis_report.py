@@ -135,22 +135,9 @@ def test_procrustes_and_linear_alignment(rng):
     assert convergence.procrustes_disparity(a, rng.normal(size=(200, 3))) > 0.8
 
 
-def test_analyze_with_umap_in_place_and_from_cache(tmp_path, monkeypatch):
+def test_analyze_with_umap_in_place_and_from_cache(tmp_path, monkeypatch, fake_umap):
     """UMAP figures come from umap_embedding (a stand-in here: the real one takes ~30 s to
     compile); a cached embedding is used in place, without starting a child process."""
-    import sys
-    import types
-
-    from cryoscape.core.analysis import embed
-
-    class Fake:
-        def __init__(self, **kw):
-            pass
-
-        def fit_transform(self, z):
-            return embed.pca(z, 2).coords[:, ::-1]
-
-    monkeypatch.setitem(sys.modules, "umap", types.SimpleNamespace(UMAP=Fake))
     run = FakeRun(tmp_path / "run")
     (tmp_path / "run").mkdir()
     s = report.analyze(run, tmp_path / "a", k=3, D=8, n_traverse=2, progress=False,

@@ -8,7 +8,7 @@ from cryoscape.core.io import cryodrgn
 from cryoscape.core.io import cs as C
 from cryoscape.core.io import star as S
 from cryoscape.core.io.mrc import write_mrc
-from cryoscape.core.io.particles import load_particles
+from cryoscape.core.io.particles import load_particles, read_metadata
 from cryoscape.core.io.stack import ImageSource, open_images
 from cryoscape.core.rotations import random_rotations
 
@@ -111,6 +111,11 @@ def test_cs_images_job_prefix(tmp_path, fixtures_dir, rng):
     np.testing.assert_allclose(p.rotations, C.cs_poses(arr)[0][[1, 3]])
     np.testing.assert_array_equal(p.images[:], imgs[[0, 2]])
     assert p.metadata["blob/idx"].tolist() == [0, 2]
+    meta = read_metadata(tmp_path / "P12_J24_particles.cs")   # what the explorer colours by
+    assert len(meta) == 6 and meta["blob/idx"].tolist() == [2, 0, 1, 2, 0, 1]
+    np.testing.assert_array_equal(meta["alignments3D/pose[1]"], arr["alignments3D/pose"][:, 1])
+    assert set(meta["blob/path"]) == {"J19/extract/p1.mrc"}
+    assert read_metadata(tmp_path / "p1.mrc") is None
 
 
 def test_load_particles_star_and_pickles(fixtures_dir, tmp_path):

@@ -16,10 +16,10 @@ def positive_float(value: str) -> float:
     return x
 
 
-def add_pose_ctf_args(parser) -> None:
+def add_pose_ctf_args(parser, default: str = "from the .star/.cs") -> None:
     """--poses and --ctf: cryoDRGN pickles that replace the poses/CTF of a .star/.cs."""
-    parser.add_argument("--poses", help="cryoDRGN poses .pkl (default: from the .star/.cs)")
-    parser.add_argument("--ctf", help="cryoDRGN CTF .pkl (default: from the .star/.cs)")
+    parser.add_argument("--poses", help=f"cryoDRGN poses .pkl (default: {default})")
+    parser.add_argument("--ctf", help=f"cryoDRGN CTF .pkl (default: {default})")
 
 
 def add_metadata_args(parser, output: str, apix_help: str) -> None:
@@ -34,9 +34,10 @@ def add_metadata_args(parser, output: str, apix_help: str) -> None:
 
 
 def read_metadata(args):
-    """The parse-* input: ("star", StarFile, box size or None) or ("cs", array, -D).
+    """The parse-* input: ("star", StarFile, box size or None) or ("cs", array, box or None).
 
-    A .star's box size is -D, else its rlnImageSize, else its first stack's."""
+    A .star's box size is -D, else its rlnImageSize, else its first stack's; a .cs's is -D,
+    else its blob/shape."""
     from pathlib import Path
 
     from cryoscape.core.errors import InputFileError
@@ -47,6 +48,8 @@ def read_metadata(args):
         star = read_star(path)
         return "star", star, args.D or star_box_or_stack(star, args.datadir)
     if path.suffix.lower() == ".cs":
-        from cryoscape.core.io.cs import read_cs
-        return "cs", read_cs(path), args.D
+        from cryoscape.core.io.cs import cs_box, read_cs
+        from cryoscape.core.io.stack import common_value
+        arr = read_cs(path)
+        return "cs", arr, args.D or common_value(cs_box(arr), "box size", path)
     raise InputFileError(path, "expected a .star or .cs file")

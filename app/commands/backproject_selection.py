@@ -6,13 +6,14 @@ give them with --poses/--ctf where those are elsewhere.
 """
 from __future__ import annotations
 
+from cryoscape.app.commands._common import add_pose_ctf_args
+
 
 def add_args(parser):
     parser.add_argument("run", help="run directory (cryoscape or cryoDRGN)")
     parser.add_argument("selection", help="index pickle (.pkl) of the selected particles")
     parser.add_argument("--particles", help="particle file (default: the run's)")
-    parser.add_argument("--poses", help="cryoDRGN pose pickle (default: the run's / file's)")
-    parser.add_argument("--ctf", help="cryoDRGN CTF pickle (default: the run's / file's)")
+    add_pose_ctf_args(parser, "the run's, else from the .star/.cs")
     parser.add_argument("--datadir", help="folder of the images")
     parser.add_argument("-o", "--outdir", required=True, help="folder for maps and FSC")
 

@@ -5,13 +5,14 @@ translations (from --poses or the .star/.cs) centre them and their CTF phase-fli
 """
 from __future__ import annotations
 
+from cryoscape.app.commands._common import add_pose_ctf_args
+
 
 def add_args(parser):
     parser.add_argument("run", help="run directory (cryoscape or cryoDRGN)")
     parser.add_argument("particles", help="particle stack (.mrcs/.txt/.star/.cs)")
     parser.add_argument("-o", "--output", required=True, help="output .npy of [N, zdim] means")
-    parser.add_argument("--poses", help="cryoDRGN pose .pkl (for the translations)")
-    parser.add_argument("--ctf", help="cryoDRGN CTF .pkl")
+    add_pose_ctf_args(parser)
     parser.add_argument("--ind", help="index .pkl of the particles to encode")
     parser.add_argument("--datadir", help="folder of the stacks a .star/.cs refers to")
     parser.add_argument("--epoch", type=int, help="weights of this epoch (default: final)")

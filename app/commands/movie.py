@@ -28,12 +28,13 @@ def add_args(parser):
 
 
 def main(args):
+    from cryoscape.app.gui.app import application
+    from cryoscape.app.gui.movie import movie_path, render_trajectory
     from cryoscape.core.analysis.trajectory import path_through, pc_traversal
     from cryoscape.core.errors import CryoscapeError
     from cryoscape.core.run import Run
 
-    if not args.out.lower().endswith((".gif", ".mp4")):
-        raise CryoscapeError(f"{args.out}: the movie is written as .gif or .mp4")
+    movie_path(args.out)
     run = Run.open(args.run)
     if not run.zdim:
         raise CryoscapeError(f"{args.run}: a homogeneous run (zdim 0) has no latent space to "
@@ -43,9 +44,6 @@ def main(args):
         path, _ = pc_traversal(z, pc=args.pc, n=args.frames)
     else:
         path = path_through(z, args.path, n=args.frames, graph=args.through_data)
-    from cryoscape.app.gui.app import application
-    from cryoscape.app.gui.movie import render_trajectory
-
     app = application()
     out = render_trajectory(run, path, args.out, sigma=args.threshold, D=args.box,
                             epoch=args.epoch, fps=args.fps, size=(args.size, args.size))

@@ -66,15 +66,15 @@ def main(args):
         raise CryoscapeError("the selection is empty; nothing written")
     ind = runfiles.to_particle_indices(run, sel, args.ind)
     try:
-        _write(run, out, ind, km, len(z), args)
+        _write(run, out, ind, None if km is None else km.labels[sel], args)
     except OSError as e:
         raise CryoscapeError(f"{out}: cannot write ({e.strerror or e})") from None
     print(f"select: wrote {out}")
     return 0
 
 
-def _write(run, out, ind, km, n_latents, args):
-    import numpy as np
+def _write(run, out, ind, labels, args):
+    """The selection `ind` (particle-file rows) as `out`; `labels`: their k-means labels."""
     from cryoscape.core import export
     from cryoscape.core.analysis import runfiles
 
@@ -85,13 +85,7 @@ def _write(run, out, ind, km, n_latents, args):
         src = runfiles.particles_file(run, args.particles)
         if suffix == ".star":
             _need(src, ".star")
-            labels = None
-            if args.labels:
-                n_file = _star_len(src)
-                labels = np.full(n_file, -1, dtype=np.int64)
-                labels[runfiles.to_particle_indices(run, np.arange(n_latents), args.ind)] = \
-                    km.labels
-            export.export_star(src, ind, out, labels=labels)
+            export.export_star(src, ind, out, labels=labels if args.labels else None)
         elif suffix == ".cs":
             _need(src, ".cs")
             export.export_cs(src, ind, out)
@@ -105,12 +99,6 @@ def _need(src, suffix):
     if src.suffix.lower() != suffix:
         raise CryoscapeError(f"a {suffix} subset needs a {suffix} particle file, the run's is "
                              f"{src}; give one with --particles")
-
-
-def _star_len(src) -> int:
-    from cryoscape.core.io.star import read_star
-
-    return len(read_star(src).particles)
 
 
 def _embedding(run, z, epoch, args, out):

@@ -51,6 +51,7 @@ class _Analysis:
     xy: np.ndarray | None
     pca: tuple | None
     kmeans: object | None
+    tree: object | None = None       # UMAP: a KD-tree of z, to place points on the view
 
 
 @dataclass
@@ -61,7 +62,8 @@ class _Done:
 
 def load_metadata(run, n: int):
     """(table, note): the particles' star/cs metadata in training order, or None and why not."""
-    import pandas as pd
+    from cryoscape.core.analysis.runfiles import particle_index
+    from cryoscape.core.io.particles import read_metadata
 
     path = getattr(run, "particles_path", None)
     if not path:
@@ -69,18 +71,9 @@ def load_metadata(run, n: int):
     path = Path(path)
     if not path.exists():
         return None, f"metadata colouring off: particle file {path} not found"
-    suffix = path.suffix.lower()
-    if suffix == ".star":
-        from cryoscape.core.io.star import read_star
-        table = read_star(path).particles
-    elif suffix == ".cs":
-        from cryoscape.core.io.cs import read_cs
-        arr = read_cs(path)
-        table = pd.DataFrame({k: arr[k] for k in arr.dtype.names
-                              if arr[k].ndim == 1 and arr[k].dtype.kind in "iuf"})
-    else:
+    table = read_metadata(path)
+    if table is None:
         return None, f"metadata colouring off: {path.name} is an image stack without metadata"
-    from cryoscape.core.analysis.runfiles import particle_index
     ind = particle_index(run)
     if ind is not None:
         table = table.iloc[ind].reset_index(drop=True)
@@ -112,7 +105,7 @@ class Explorer(QObject):
     volume_ready = pyqtSignal(object)      # VolumeResult (every stage)
     status = pyqtSignal(str)
     error = pyqtSignal(str, str)           # title, message
-    analysis_busy = pyqtSignal(bool, str)  # busy, what
+    busy = pyqtSignal(bool, str)           # busy, what (analysis or trajectory work)
     cache_progress = pyqtSignal(int, int)
     task_done = pyqtSignal(str, object)    # name, result (exports, paths)
 
@@ -125,11 +118,15 @@ class Explorer(QObject):
         self.decode_thread = JobThread("decode", self)
         self.mesh_thread = JobThread("mesh", self)
         self.analysis_thread = JobThread("analysis", self)
-        self.threads = [self.decode_thread, self.mesh_thread, self.analysis_thread]
+        self.trajectory_thread = JobThread("trajectory", self)
+        self.threads = [self.decode_thread, self.mesh_thread, self.analysis_thread,
+                        self.trajectory_thread]
         self.decode_thread.result.connect(self._on_decoded)
         self.mesh_thread.result.connect(self._on_meshed)
         self.analysis_thread.result.connect(self._on_analysis)
-        self.analysis_thread.busy.connect(self._on_busy)
+        self.trajectory_thread.result.connect(self._on_analysis)
+        for t in (self.analysis_thread, self.trajectory_thread):
+            t.busy.connect(self._on_busy)
         for t in self.threads:      # bound methods: delivered on the GUI thread (queued)
             t.error.connect(self._on_error)
             t.start()
@@ -138,9 +135,11 @@ class Explorer(QObject):
         self.current_mesh: Mesh | None = None
         self.pinned: VolumeResult | None = None
         self.path_volumes: list[np.ndarray] = []
+        self._knn = None                      # (latents, their kNN graph) for paths
+        self._clusters = None                 # (latents, their k-means): PCA <-> UMAP
         self._request = 0
         self._generation = 0
-        self._busy_what = ""
+        self._busy: dict[str, str] = {}        # thread name -> what it is doing
         self._shown_cache = -1
         self._timed_request = -1
         self._closing = False
@@ -149,8 +148,13 @@ class Explorer(QObject):
         self.state.threshold_changed.connect(lambda _: self.remesh())
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def _on_busy(self, busy: bool) -> None:
-        self.analysis_busy.emit(busy, self._busy_what)
+    def _on_busy(self, busy: bool, what: str) -> None:
+        name = self.sender().objectName()
+        if busy:
+            self._busy[name] = what
+        else:
+            self._busy.pop(name, None)
+        self.busy.emit(bool(self._busy), next((w for w in self._busy.values() if w), ""))
 
     def _on_error(self, message: str) -> None:
         name = self.sender().objectName() if self.sender() is not None else "worker"
@@ -182,13 +186,6 @@ class Explorer(QObject):
         if not self.state.homogeneous:
             self._load_metadata()
 
-    def reload_epochs(self) -> list[int]:
-        """Re-open the current run (new epochs written by training) and return its epochs."""
-        from cryoscape.core.run import Run
-
-        self.state.run = Run.open(self.state.run.path)
-        return list(self.state.run.epochs)
-
     def _load_metadata(self) -> None:
         run, n = self.state.run, self.state.n
 
@@ -197,9 +194,10 @@ class Explorer(QObject):
                 table, note = load_metadata(run, n)
             except CryoscapeError as e:
                 table, note = None, f"metadata colouring off: {e}"
-            emit(_Done(lambda: self.state.set_metadata(table, note)
+            columns = colour_columns(table)
+            emit(_Done(lambda: self.state.set_metadata(table, note, columns)
                        if self.state.run is run else None))
-        self.analysis_thread.submit_background(job)
+        self.analysis_thread.submit_background(job, "Reading the particles' metadata")
 
     # -- embedding, clusters, cache ----------------------------------------------------------
     def decode_fn(self):
@@ -220,7 +218,7 @@ class Explorer(QObject):
         def job(emit, is_stale):
             from cryoscape.core.analysis.embed import pca
             from cryoscape.core.analysis.sampling import kmeans
-            xy, p = None, None
+            xy, p, tree = None, None, None
             if z.shape[1] > 1:
                 res = pca(z, 2)
                 xy, p = res.coords.astype(np.float32), (res.mean, res.components)
@@ -230,33 +228,31 @@ class Explorer(QObject):
                                        lambda: gen != self._generation), None
                     if xy is None:
                         return
-            from threadpoolctl import threadpool_limits
-            with threadpool_limits(1):           # leave the other cores to the GUI
-                km = kmeans(z, k=k)
-            emit(_Analysis(gen, kind, xy, p, km))
-        self._busy_what = "UMAP (computing in the background)" if kind == "UMAP" else \
-            "Embedding and clustering"
-        self.analysis_thread.submit_background(job)
+                    from scipy.spatial import cKDTree
+                    tree = cKDTree(z)
+            if self._clusters is None or self._clusters[0] is not z:
+                from threadpoolctl import threadpool_limits
+                with threadpool_limits(1):       # leave the other cores to the GUI
+                    self._clusters = z, kmeans(z, k=k)
+            emit(_Analysis(gen, kind, xy, p, self._clusters[1], tree))
+        self.analysis_thread.submit_background(
+            job, "UMAP (computing in the background)" if kind == "UMAP" else
+            "Embedding and clustering")
 
     def _umap(self, z, cache_dir, epoch, superseded):
-        """UMAP in a child process (numba holds the GIL for seconds: a thread would stall the
-        GUI), cached where `cryoscape analyze/select` cache it. None if `superseded()` (other
-        latents are shown now) or the explorer shuts down: the child is terminated."""
-        import multiprocessing
+        """UMAP in a child process, cached where `cryoscape analyze/select` cache it. None if
+        `superseded()` (other latents are shown now) or the explorer shuts down: the child is
+        terminated."""
+        from cryoscape.core.analysis.embed import UmapJob
 
-        from cryoscape.core.analysis.embed import umap_cache_path, umap_embedding
-
-        if umap_cache_path(z, cache_dir, epoch).is_file():
-            return umap_embedding(z, cache_dir=cache_dir, epoch=epoch, progress=None)
-        with multiprocessing.get_context("spawn").Pool(1) as pool:
-            res = pool.apply_async(umap_embedding, (z,), {"cache_dir": cache_dir, "epoch": epoch,
-                                                           "progress": None})
-            while not res.ready():
+        job = UmapJob(z, cache_dir, epoch)
+        try:
+            while not job.ready(0.1):
                 if self._closing or superseded():
-                    pool.terminate()
                     return None
-                res.wait(0.1)
-            return res.get()
+            return job.result()
+        finally:
+            job.close()
 
     def set_embedding_kind(self, kind: str) -> None:
         """'PCA' or 'UMAP' (computed in the analysis thread, cached in RUN/analysis_cache)."""
@@ -270,7 +266,7 @@ class Explorer(QObject):
             return
         if res.generation != self._generation:
             return
-        self.state.set_embedding(res.kind, res.xy, res.pca)     # histogram: xy, pca None
+        self.state.set_embedding(res.kind, res.xy, res.pca, res.tree)   # histogram: xy None
         if res.kmeans is not None:
             self.state.set_clusters(res.kmeans.labels, res.kmeans.medoids)
             if self.state.colour_by == "density":
@@ -485,19 +481,39 @@ class Explorer(QObject):
                                  "trajectories" if self.state.homogeneous else "open a run first")
         return self.state.z
 
-    def compute_path(self, n: int = 10, through_data: bool = False) -> np.ndarray:
-        from cryoscape.core.analysis.trajectory import path_through
+    def compute_path(self, n: int = 10, through_data: bool = False) -> None:
+        """The path through the waypoints (trajectory thread): straight, or through the data
+        on the latents' kNN graph (built once per epoch shown)."""
+        from cryoscape.core.analysis.trajectory import knn_graph, path_through
 
-        path = path_through(self._latents(), self.state.waypoints, n=n, graph=through_data)
-        self._set_path(path)
-        return path
+        z, waypoints = self._latents(), list(self.state.waypoints)
+        if len(waypoints) < 2:
+            raise CryoscapeError("a path needs at least two waypoints: pick particles in Path "
+                                 "mode (W) or type their indices")
 
-    def compute_pc_path(self, pc: int = 1, n: int = 10) -> np.ndarray:
+        def compute():
+            if not through_data:
+                return path_through(z, waypoints, n=n)
+            if self._knn is None or self._knn[0] is not z:
+                self._knn = z, knn_graph(z)
+            return path_through(z, waypoints, n=n, graph=True, knn=self._knn[1])
+        self._path_job(compute, "Finding a path through the data" if through_data else
+                       "Computing the path")
+
+    def compute_pc_path(self, pc: int = 1, n: int = 10) -> None:
+        """A traversal of principal component `pc` (trajectory thread)."""
         from cryoscape.core.analysis.trajectory import pc_traversal
 
-        path, _ = pc_traversal(self._latents(), pc=pc, n=n)
-        self._set_path(path)
-        return path
+        z = self._latents()
+        self._path_job(lambda: pc_traversal(z, pc=pc, n=n)[0], f"PC{pc} traversal")
+
+    def _path_job(self, compute, what: str) -> None:
+        gen = self._generation
+
+        def job(emit, is_stale):
+            path = compute()
+            emit(_Done(lambda: self._set_path(path) if gen == self._generation else None))
+        self.trajectory_thread.submit(job, what)
 
     def _set_path(self, path) -> None:
         self.state.set_path(path)
@@ -509,7 +525,7 @@ class Explorer(QObject):
         def job(emit, is_stale):
             vols = decode(path, D)
             emit(_Done(lambda: self._set_path_volumes(gen, list(vols))))
-        self.analysis_thread.submit_background(job)
+        self.trajectory_thread.submit_background(job, "Decoding the path's previews")
 
     def _set_path_volumes(self, gen, vols) -> None:
         if gen == self._generation:
@@ -527,20 +543,44 @@ class Explorer(QObject):
         else:
             self._show_cached(z, self._request, time.perf_counter())
 
-    def export_path(self, outdir, D: int | None = None) -> None:
-        """Decode the path at the full box (analysis thread) and write MRC files + a .cxc."""
-        from cryoscape.core.analysis.maps import write_maps
-
+    def _path(self) -> np.ndarray:
         if self.state.path_z is None:
             raise CryoscapeError("no trajectory: pick waypoints and compute a path first")
-        path, run, epoch = self.state.path_z.copy(), self.state.run, self.state.epoch
+        return self.state.path_z.copy()
+
+    def export_path(self, outdir, D: int | None = None) -> None:
+        """Decode the path at the full box (trajectory thread) and write MRC files + a .cxc."""
+        from cryoscape.core.analysis.maps import write_maps
+
+        path, run, epoch = self._path(), self.state.run, self.state.epoch
 
         def job(emit, is_stale):
             series = write_maps(run, path, outdir, D=D, epoch=epoch, prefix="traj_",
                                 progress=False)
             emit(_Done(lambda: self.task_done.emit("export_path", series)))
-        self._busy_what = f"Writing {len(path)} maps to {outdir}"
-        self.analysis_thread.submit_background(job)
+        self.trajectory_thread.submit_background(job, f"Writing {len(path)} maps to {outdir}")
+
+    def movie_meshes(self, out, D: int | None = None) -> None:
+        """Decode and mesh the path's maps for a movie (trajectory thread); then
+        `task_done('movie_meshes', (out, meshes))` asks the window to render them."""
+        from cryoscape.app.gui.movie import movie_path, trajectory_meshes
+
+        out, path, run, epoch, sigma = movie_path(out), self._path(), self.state.run, \
+            self.state.epoch, self.state.threshold
+
+        def job(emit, is_stale):
+            meshes = trajectory_meshes(run, path, sigma, D, epoch)
+            emit(_Done(lambda: self.task_done.emit("movie_meshes", (out, meshes))))
+        self.trajectory_thread.submit_background(job, f"Decoding {len(path)} movie frames")
+
+    def write_movie(self, frames, out, fps: float = 8.0) -> None:
+        """Encode rendered frames as a GIF/MP4 (trajectory thread); `task_done('movie', path)`."""
+        from cryoscape.app.gui.movie import write_movie
+
+        def job(emit, is_stale):
+            path = write_movie(frames, out, fps=fps)
+            emit(_Done(lambda: self.task_done.emit("movie", path)))
+        self.trajectory_thread.submit_background(job, f"Writing {out}")
 
 
 def umap_cache_dir(run) -> Path:

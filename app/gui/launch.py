@@ -46,13 +46,17 @@ def _script(window, args) -> None:
         if args.movie or args.particle is not None or args.z is not None:
             raise CryoscapeError(f"{st.run.path}: a homogeneous run (zdim 0) has one map and no "
                                  "latent space: no --particle, --z or --movie")
-    elif not window.wait_for(lambda: st.labels is not None or window.errors, args.timeout):
-        raise CryoscapeError("timed out waiting for the latent analysis")
+    else:
+        _wait(window, lambda: st.labels is not None, args.timeout, "the latent analysis")
     if args.movie:
         ex.state.set_waypoints(args.path)
         ex.compute_path(n=args.frames)
-        out = window.export_movie(args.movie)
-        print(f"wrote {out}")
+        _wait(window, lambda: st.path_z is not None, args.timeout, "the trajectory")
+        written = []
+        ex.task_done.connect(lambda name, res: written.append(res) if name == "movie" else None)
+        window.export_movie(args.movie)
+        _wait(window, lambda: written, args.timeout, "the movie")
+        print(f"wrote {written[0]}")
     if args.screenshot:
         if st.homogeneous:
             pass                               # its one map is decoding already
@@ -67,15 +71,19 @@ def _script(window, args) -> None:
                 raise CryoscapeError(f"--particle {i}: the run has particles 0..{st.n - 1}")
             ex.decode_particle(i)
         shown = window.volume
-        done = lambda: (shown.shown is not None
-                        and shown.shown.source == "exact") or window.errors
-        if not window.wait_for(done, args.timeout):
-            raise CryoscapeError("timed out waiting for the decoded volume")
-        if window.errors:
-            raise CryoscapeError(window.errors[-1])
+        _wait(window, lambda: shown.shown is not None and shown.shown.source == "exact",
+              args.timeout, "the decoded volume")
         window.wait_for(lambda: False, 0.3)
         out = window.save_screenshot(Path(args.screenshot))
         print(f"wrote {out}")
+
+
+def _wait(window, condition, timeout: float, what: str) -> None:
+    """Process events until `condition()`; an error dialog or the timeout raise."""
+    if not window.wait_for(lambda: condition() or window.errors, timeout):
+        raise CryoscapeError(f"timed out waiting for {what}")
+    if window.errors:
+        raise CryoscapeError(window.errors[-1])
 
 
 def run_demo(args, data: Path, t_start: float | None = None) -> int:

@@ -6,7 +6,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cryoscape.app.gui.controller import Explorer, colour_columns
+from cryoscape.app.gui.controller import Explorer
 from cryoscape.app.gui.latent_view import LatentView, colourise
 from cryoscape.app.gui.selection_panel import SelectionPanel
 from cryoscape.app.gui.training_panel import TrainingPanel
@@ -47,9 +47,9 @@ class MainWindow(QMainWindow):
         self.explorer = Explorer(parent=self)
         self.state = self.explorer.state
         self.errors: list[str] = []
-        self.follow_training = True       # show each new epoch (unless looking back)
         self._training_epoch_shown: int | None = None
         self._cache_label_time = 0.0
+        self._movie = None                # MovieRenderer while a movie's frames render
 
         self.latent = LatentView()
         self.volume = VolumePanel(sigma=self.state.threshold)
@@ -178,7 +178,7 @@ class MainWindow(QMainWindow):
         ex.status.connect(lambda msg: self.statusBar().showMessage(msg, 10000))
         ex.error.connect(self.show_error)
         ex.mesh_ready.connect(self.volume.show_mesh)
-        ex.analysis_busy.connect(self._busy)
+        ex.busy.connect(self._busy)
         ex.cache_progress.connect(self._cache_progress)
         ex.task_done.connect(self._task_done)
         st.latents_changed.connect(self._latents_changed)
@@ -349,7 +349,7 @@ class MainWindow(QMainWindow):
         self.colour_box.blockSignals(True)
         current = self.colour_box.currentText()
         self.colour_box.clear()
-        self.colour_box.addItems(["k-means", "density", "none"] + colour_columns(st.metadata))
+        self.colour_box.addItems(["k-means", "density", "none"] + st.metadata_columns)
         self.colour_box.setCurrentText(current)
         self.colour_box.blockSignals(False)
         self.colour_note.setText(st.metadata_note)
@@ -391,11 +391,10 @@ class MainWindow(QMainWindow):
         if not same:
             note = self._umap_on_request()
             self.open_run(rundir, epoch)
-        else:                              # the user moved the epoch slider back: stay there
+        else:                  # the new epoch, unless the user moved the slider back
             shown = self._training_epoch_shown
             looking_back = shown is not None and st.epoch is not None and st.epoch < shown
-            self._guard(self.explorer.reload_epochs)
-            if self.follow_training and not looking_back:
+            if not looking_back:
                 note = self._umap_on_request()
                 self._guard(st.set_epoch, epoch)
             else:
@@ -439,22 +438,24 @@ class MainWindow(QMainWindow):
         if path:
             self.export_movie(path)
 
-    def export_movie(self, path, D: int | None = None) -> Path:
-        """Render the trajectory offscreen (frames decoded at `D`) and write a GIF or MP4."""
-        from cryoscape.app.gui.movie import render_trajectory
-
-        st = self.state
-        if st.path_z is None:
-            raise CryoscapeError("no trajectory: pick waypoints and compute a path first")
-        out = render_trajectory(st.run, st.path_z, path, sigma=st.threshold, D=D,
-                                epoch=st.epoch, view=self.volume.view,
-                                process_events=QApplication.processEvents)
-        self.statusBar().showMessage(f"Wrote {out}", 10000)
-        return out
+    def export_movie(self, path, D: int | None = None) -> None:
+        """Write the trajectory as a GIF or MP4: its maps decoded at `D` and meshed in a worker,
+        rendered here with the 3D view's camera a frame at a time, encoded in a worker;
+        `explorer.task_done('movie', path)` at the end."""
+        self.explorer.movie_meshes(path, D)
 
     def _task_done(self, name: str, result) -> None:
         if name == "export_path":
             self.statusBar().showMessage(f"Wrote {len(result.paths)} maps and {result.cxc}", 10000)
+        elif name == "movie_meshes":
+            from cryoscape.app.gui.movie import MovieRenderer
+
+            out, meshes = result
+            self._movie = MovieRenderer(self.volume.view, meshes, parent=self)
+            self._movie.done.connect(lambda frames: self.explorer.write_movie(frames, out))
+            self._busy(True, f"Rendering {len(meshes)} movie frames")
+        elif name == "movie":
+            self.statusBar().showMessage(f"Wrote {result}", 10000)
 
     # -- maps, selections, screenshots -------------------------------------------------------
     def save_map_dialog(self) -> None:
@@ -529,6 +530,8 @@ class MainWindow(QMainWindow):
     def shutdown(self) -> None:
         """Stop training (child process), the worker threads and the playback timer."""
         self.trajectory.timer.stop()
+        if self._movie is not None:
+            self._movie.cancel()
         self.training.shutdown()
         self.explorer.shutdown()
         self.volume.view.close_canvas()

@@ -1,5 +1,6 @@
-"""Movies of trajectories: decode each frame, mesh it, render it offscreen (vispy) and write a
-GIF or MP4 with imageio. Used by the GUI, `cryoscape gui --movie` and `cryoscape movie`."""
+"""Movies of trajectories: decode and mesh each frame (a worker thread in the GUI), render it
+offscreen with vispy (the GUI thread, a frame per event-loop turn) and write a GIF or MP4 with
+imageio. Used by the GUI, `cryoscape gui --movie` and `cryoscape movie`."""
 from __future__ import annotations
 
 import os
@@ -8,16 +9,25 @@ from pathlib import Path
 import numpy as np
 from cryoscape.core.errors import CryoscapeError
 from cryoscape.core.io.atomic import atomic_path
+from PyQt6.QtCore import QObject, QTimer, pyqtSignal
+
+TURN_DEG = 2.0          # the camera turns this much per frame
+
+
+def movie_path(path: str | os.PathLike) -> Path:
+    """`path` if it names a .gif or .mp4 file; else a clear error (before any work is done)."""
+    path = Path(path)
+    if path.suffix.lower() not in (".gif", ".mp4"):
+        raise CryoscapeError(f"{path}: a movie is written as .gif or .mp4")
+    return path
 
 
 def write_movie(frames: list[np.ndarray], path: str | os.PathLike, fps: float = 8.0) -> Path:
     """Frames [h, w, 3|4] uint8 as an animated GIF (looping) or an H.264 MP4, atomically."""
     import imageio.v2 as imageio
 
-    path = Path(path)
+    path = movie_path(path)
     suffix = path.suffix.lower()
-    if suffix not in (".gif", ".mp4"):
-        raise CryoscapeError(f"{path}: a movie is written as .gif or .mp4")
     h, w = frames[0].shape[:2]
     if suffix == ".mp4":                       # H.264 wants sizes in multiples of 16
         h, w = h - h % 16, w - w % 16
@@ -38,50 +48,58 @@ def write_movie(frames: list[np.ndarray], path: str | os.PathLike, fps: float = 
     return path
 
 
-def render_meshes(meshes, view=None, size=(480, 480), turn_deg: float = 0.0,
-                  process_events=None) -> list[np.ndarray]:
-    """Render each mesh with one camera, turning `turn_deg` per frame. With `view` (the
-    window's VolumeView) its current surface is restored afterwards; without, a small window of
-    `size` is shown for the OpenGL context and closed again."""
-    from cryoscape.app.gui.volume_view import VolumeView
+def trajectory_meshes(run, path_z, sigma: float = 2.0, D: int | None = None,
+                      epoch: int | None = None) -> list:
+    """The isosurface of each map along `path_z` [M, zdim] (decoded at box `D`): slow work that
+    the GUI runs in a worker thread."""
+    from cryoscape.app.gui.volume_view import isosurface
 
-    own = view is None
-    if own:
-        view = VolumeView(size=size)
-        view.resize(*size)
-        view.show()
-        if process_events:
-            process_events()
-    saved, azimuth = view.data[0], view.view.camera.azimuth
-    frames = []
-    try:
-        for k, mesh in enumerate(meshes):
-            view.set_mesh(mesh)
-            view.view.camera.azimuth = azimuth + turn_deg * k
-            frames.append(view.render())
-            if process_events:
-                process_events()
-    finally:
-        if own:
-            view.close_canvas()
-            view.close()
-            view.deleteLater()
-        else:
-            view.view.camera.azimuth = azimuth
-            view.set_mesh(saved)
-    return frames
+    vols = run.decode(np.asarray(path_z, np.float32), D=D or run.D, epoch=epoch)
+    box = run.D * run.apix
+    return [isosurface(v, sigma, box) for v in vols]
+
+
+class MovieRenderer(QObject):
+    """Renders meshes into frames with a view's camera, one frame per turn of the event loop
+    (the GUI stays responsive), turning `turn_deg` per frame; `done(frames)` at the end."""
+
+    done = pyqtSignal(list)
+
+    def __init__(self, view, meshes, turn_deg: float = TURN_DEG, parent=None):
+        super().__init__(parent)
+        self.view, self.meshes, self.turn_deg = view, meshes, turn_deg
+        self.frames: list[np.ndarray] = []
+        self.timer = QTimer(self)
+        self.timer.timeout.connect(self._next)
+        self.timer.start(0)
+
+    def _next(self) -> None:
+        k = len(self.frames)
+        self.frames.append(self.view.render_mesh(self.meshes[k], self.turn_deg * k))
+        if len(self.frames) == len(self.meshes):
+            self.timer.stop()
+            self.done.emit(self.frames)
+
+    def cancel(self) -> None:
+        self.timer.stop()
 
 
 def render_trajectory(run, path_z, out, sigma: float = 2.0, D: int | None = None,
-                      epoch: int | None = None, fps: float = 8.0, size=(480, 480),
-                      turn_deg: float = 2.0, view=None, process_events=None) -> Path:
-    """Decode the maps along `path_z` [M, zdim], render their isosurfaces, write `out`."""
-    from cryoscape.app.gui.volume_view import isosurface
+                      epoch: int | None = None, fps: float = 8.0, size=(480, 480)) -> Path:
+    """`cryoscape movie`: decode and mesh the maps along `path_z`, render them in a window of
+    `size` of its own (OpenGL needs one), write `out`."""
+    from cryoscape.app.gui.volume_view import VolumeView
+    from PyQt6.QtWidgets import QApplication
 
-    D = D or run.D
-    vols = run.decode(np.asarray(path_z, np.float32), D=D, epoch=epoch)
-    box = run.D * run.apix
-    meshes = [isosurface(v, sigma, box) for v in vols]
-    frames = render_meshes(meshes, view=view, size=size, turn_deg=turn_deg,
-                           process_events=process_events)
+    meshes = trajectory_meshes(run, path_z, sigma, D, epoch)
+    view = VolumeView(size=size)
+    view.resize(*size)
+    view.show()
+    QApplication.processEvents()
+    try:
+        frames = [view.render_mesh(m, TURN_DEG * k) for k, m in enumerate(meshes)]
+    finally:
+        view.close_canvas()
+        view.close()
+        view.deleteLater()
     return write_movie(frames, out, fps=fps)

@@ -37,6 +37,7 @@ class ExplorerState(QObject):
         self.colour_values: np.ndarray | None = None
         self.metadata = None                        # pandas.DataFrame | None
         self.metadata_note = ""                     # why metadata colouring is off
+        self.metadata_columns: list[str] = []       # the columns worth colouring by
         self.selections: dict[str, np.ndarray] = {}
         self.current_z: np.ndarray | None = None
         self.current_index: int | None = None
@@ -66,7 +67,7 @@ class ExplorerState(QObject):
         self.selections = {}
         self.waypoints, self.path_z, self.path_xy = [], None, None
         self.current_z, self.current_index = None, None
-        self.metadata, self.metadata_note = None, ""
+        self.metadata, self.metadata_note, self.metadata_columns = None, "", []
         self.epoch = None
         self.run_changed.emit()
         self.set_epoch(epoch if epoch is not None else (run.epochs[-1] if run.epochs else None))
@@ -87,8 +88,12 @@ class ExplorerState(QObject):
         self.embedding, self.pca, self.embedding_kind = None, None, "PCA"
         self.latents_changed.emit()
 
-    def set_embedding(self, kind: str, xy: np.ndarray | None, pca=None) -> None:
+    def set_embedding(self, kind: str, xy: np.ndarray | None, pca=None, tree=None) -> None:
+        """The 2D view: PCA (`pca` = (mean, components)), UMAP (`tree`: a cKDTree of z built
+        off the GUI thread, or built here on first use) or None for a histogram (zdim 1)."""
         self.embedding_kind, self.embedding, self.pca = kind, xy, pca
+        if tree is not None:
+            self._tree = tree
         if self.path_z is not None:
             self.path_xy = self.project(self.path_z)
         self.embedding_changed.emit()
@@ -118,8 +123,8 @@ class ExplorerState(QObject):
         self.colour_by, self.colour_values = by, values
         self.colouring_changed.emit()
 
-    def set_metadata(self, table, note: str = "") -> None:
-        self.metadata, self.metadata_note = table, note
+    def set_metadata(self, table, note: str = "", columns: list[str] | None = None) -> None:
+        self.metadata, self.metadata_note, self.metadata_columns = table, note, columns or []
         self.metadata_changed.emit()
 
     # -- current volume ----------------------------------------------------------------------

@@ -87,24 +87,44 @@ class VolumeView(QWidget):
         """Show `mesh` as the current (0) or pinned (1) surface; None hides it."""
         first = all(m is None for m in self.data)
         self.data[which] = mesh
+        self._upload(which, mesh)
+        if mesh is not None and len(mesh.faces) and (first or abs(mesh.box_A - self._box) > 1e-3):
+            self._box = mesh.box_A
+            self.reset_camera()
+        self.canvas.update()
+
+    def _upload(self, which: int, mesh: Mesh | None) -> None:
         visual = self.meshes[which]
         if mesh is None or len(mesh.faces) == 0:
             self._blank(visual)
-        else:
-            verts = mesh.vertices
-            if which == 1 and self.side_by_side:
-                verts = verts + np.array([mesh.box_A, 0, 0], np.float32)
-            visual.set_data(vertices=verts, faces=mesh.faces)
-            visual.visible = True
-            if first or abs(mesh.box_A - self._box) > 1e-3:
-                self._box = mesh.box_A
-                self.reset_camera()
-        self.canvas.update()
+            return
+        verts = mesh.vertices
+        if which == 1 and self.side_by_side:
+            verts = verts + np.array([mesh.box_A, 0, 0], np.float32)
+        visual.set_data(vertices=verts, faces=mesh.faces)
+        visual.visible = True
 
     @staticmethod
     def _blank(visual) -> None:
         visual.set_data(vertices=np.eye(3, dtype=np.float32), faces=np.array([[0, 1, 2]], np.uint32))
         visual.visible = False
+
+    def render_mesh(self, mesh: Mesh, turn_deg: float = 0.0) -> np.ndarray:
+        """An image [h, w, 4] of `mesh` alone (no pinned surface), the camera turned by
+        `turn_deg`; what the view shows is left as it was (an empty view shows `mesh` after)."""
+        if self.data[0] is None:
+            self.set_mesh(mesh)
+        cam, pinned = self.view.camera, self.meshes[1]
+        azimuth, pinned_visible = cam.azimuth, pinned.visible
+        self._upload(0, mesh)
+        pinned.visible = False
+        cam.azimuth = azimuth + turn_deg
+        try:
+            return self.render()
+        finally:
+            cam.azimuth, pinned.visible = azimuth, pinned_visible
+            self._upload(0, self.data[0])
+            self.canvas.update()
 
     def set_side_by_side(self, on: bool) -> None:
         self.side_by_side = on

@@ -41,12 +41,13 @@ class JobThread(QThread):
 
     A job is a callable `job(emit, is_stale)`: `emit(obj)` sends `obj` through `result` (a job
     may emit several results, e.g. a preview then the full map); `is_stale()` turns true when a
-    newer foreground job has arrived, so a long job can give up early.
+    newer foreground job has arrived, so a long job can give up early. `busy(True, what)` and
+    `busy(False, what)` bracket each job, `what` being the words it was submitted with.
     """
 
     result = pyqtSignal(object)
     error = pyqtSignal(str)
-    busy = pyqtSignal(bool)
+    busy = pyqtSignal(bool, str)
 
     def __init__(self, name: str, parent=None):
         super().__init__(parent)
@@ -57,16 +58,16 @@ class JobThread(QThread):
         self._generation = 0
         self._stopping = False
 
-    def submit(self, job) -> None:
+    def submit(self, job, what: str = "") -> None:
         """Run `job` next, replacing any foreground job that has not started yet."""
         with self._cond:
-            self._pending = job
+            self._pending = job, what
             self._generation += 1
             self._cond.notify()
 
-    def submit_background(self, job) -> None:
+    def submit_background(self, job, what: str = "") -> None:
         with self._cond:
-            self._background.append(job)
+            self._background.append((job, what))
             self._cond.notify()
 
     def clear_background(self) -> None:
@@ -93,13 +94,13 @@ class JobThread(QThread):
                 if self._stopping:
                     return
                 if self._pending is not None:
-                    job, self._pending = self._pending, None
+                    (job, what), self._pending = self._pending, None
                     generation = self._generation
                     is_stale = lambda g=generation: self._generation != g or self._stopping
                 else:
-                    job = self._background.popleft()
+                    job, what = self._background.popleft()
                     is_stale = lambda: self._pending is not None or self._stopping
-            self.busy.emit(True)
+            self.busy.emit(True, what)
             try:
                 job(self.result.emit, is_stale)
             except Exception as e:  # noqa: BLE001 (reported to the user; the thread serves on)
@@ -107,7 +108,7 @@ class JobThread(QThread):
                 if not isinstance(e, (CryoscapeError, OSError)):
                     traceback.print_exc()
                 self.error.emit(msg)
-            self.busy.emit(False)
+            self.busy.emit(False, what)
 
 
 class TrainingWatcher(QThread):

@@ -153,6 +153,42 @@ def umap_embedding(z, *, n_neighbors: int = 15, min_dist: float = 0.1, seed: int
     return emb
 
 
+class UmapJob:
+    """`umap_embedding` computed in a spawned child process (umap's numba code holds the GIL
+    for seconds: a thread would stall its caller's other threads), or at once when cached or
+    `background` is False. `ready()` polls, `result()` waits; `close()` ends the child."""
+
+    def __init__(self, z, cache_dir, epoch=None, seed: int = 0, progress: bool = False,
+                 background: bool = True):
+        self._pool = self._async = self._emb = None
+        kwargs = {"cache_dir": cache_dir, "epoch": epoch, "seed": seed,
+                  "progress": print if progress else None}
+        if not background or umap_cache_path(z, cache_dir, epoch, seed=seed).is_file():
+            self._emb = umap_embedding(z, **kwargs)
+            return
+        import multiprocessing
+
+        self._pool = multiprocessing.get_context("spawn").Pool(1)
+        self._async = self._pool.apply_async(umap_embedding, (z,), kwargs)
+
+    def ready(self, wait_s: float = 0.0) -> bool:
+        """Whether the embedding is there (waiting up to `wait_s` for it)."""
+        if self._emb is None and wait_s > 0:
+            self._async.wait(wait_s)
+        return self._emb is not None or self._async.ready()
+
+    def result(self) -> np.ndarray:
+        if self._emb is None:
+            self._emb = self._async.get()
+        return self._emb
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+
+
 def tsne_embedding(z, *, perplexity: float = 30.0, seed: int = 0,
                    max_iter: int = 1000) -> np.ndarray:
     """2D t-SNE of z [N, 2] float32 (scikit-learn); slow beyond ~20k points."""

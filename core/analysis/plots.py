@@ -106,25 +106,6 @@ def plot_curves(path: str | os.PathLike, x, ys: dict, title: str = "", xlabel: s
     return _save(fig, path)
 
 
-def plot_fsc(path: str | os.PathLike, freq_A, fsc, title: str = "",
-             resolution: dict | None = None) -> Path:
-    """FSC curve against spatial frequency (1/A) with the 0.5 and 0.143 lines."""
-    fig = _figure(5.5, 3.8)
-    ax = fig.add_subplot(1, 1, 1)
-    ax.plot(freq_A, fsc, "-", color="navy")
-    for t in (0.5, 0.143):
-        ax.axhline(t, color="0.6", ls="--", lw=0.8)
-    ax.set_ylim(-0.2, 1.05)
-    ax.set_xlabel("spatial frequency (1/A)")
-    ax.set_ylabel("FSC")
-    if resolution:
-        a = resolution.get("first_crossing_A")
-        if a is not None and np.isfinite(a):
-            title = f"{title}  (0.143: {a:.1f} A)"
-    ax.set_title(title, fontsize=9)
-    return _save(fig, path)
-
-
 def plot_map_montage(path: str | os.PathLike, volumes, titles: Sequence[str] | None = None,
                      title: str = "", ncols: int = 10) -> Path:
     """Projections (sums along z) of maps [M, D, D, D] in a grid, to see a series at a

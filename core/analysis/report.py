@@ -93,7 +93,7 @@ def analyze(run, outdir: str | os.PathLike, epoch: int | None = None, k: int = 2
     umap_job = None
     if zdim > 1 and not skip_umap:
         cache = cache_dir if cache_dir is not None else umap_cache_dir(run, out)
-        umap_job = UmapJob(z, cache, epoch, seed, progress, background=umap_background)
+        umap_job = embed.UmapJob(z, cache, epoch, seed, progress, background=umap_background)
         lap("umap_start")
     try:
         res = embed.pca(z)
@@ -159,35 +159,6 @@ def _report_maps(run, out, z, res, km, summary, D, epoch, n_traverse, progress) 
                             desc=f"PC{pc} traversal")
         add(f"pc{pc}", series, [f"{v:.2f}" for v in values],
             f"PC{pc} traversal, 5th to 95th percentile (projections along z)")
-
-
-class UmapJob:
-    """The report's UMAP embedding, computed while the maps are decoded: in a spawned child
-    process (umap's numba code runs on one core and holds the GIL), or in place when cached
-    or `background` is False. `result()` waits for it; `close()` ends the child."""
-
-    def __init__(self, z, cache_dir, epoch, seed: int, progress: bool, background: bool = True):
-        self._pool = self._async = self._emb = None
-        kwargs = {"cache_dir": cache_dir, "epoch": epoch, "seed": seed,
-                  "progress": print if progress else None}
-        if not background or embed.umap_cache_path(z, cache_dir, epoch, seed=seed).is_file():
-            self._emb = embed.umap_embedding(z, **kwargs)
-            return
-        import multiprocessing
-
-        self._pool = multiprocessing.get_context("spawn").Pool(1)
-        self._async = self._pool.apply_async(embed.umap_embedding, (z,), kwargs)
-
-    def result(self) -> np.ndarray:
-        if self._emb is None:
-            self._emb = self._async.get()
-        return self._emb
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
-            self._pool = None
 
 
 def _series_info(series, root: Path) -> dict:

@@ -102,12 +102,13 @@ def resample_path(points, n: int) -> np.ndarray:
 
 
 def path_through(z, anchors: Sequence[int], n: int = 10, graph: bool = False,
-                 k: int = 10) -> np.ndarray:
+                 k: int = 10, knn=None) -> np.ndarray:
     """n points [n, zdim] along a path visiting the anchor particles in order: straight
-    segments between their z, or (graph=True) the kNN-graph shortest path through the data."""
+    segments between their z, or (graph=True) the kNN-graph shortest path through the data
+    (`knn`: a `knn_graph(z, k)` built before, to reuse)."""
     z = _z2d(z)
     if graph:
-        return resample_path(z[graph_path(z, anchors, k=k)], n)
+        return resample_path(z[graph_path(z, anchors, k=k, graph=knn)], n)
     anchors = list(anchors)
     if len(anchors) < 2:
         raise CryoscapeError("a path needs at least two particles")

@@ -77,13 +77,9 @@ def read_mrc_header(path: str | os.PathLike) -> MrcHeader:
     return MrcHeader(shape, apix, dtype, is_stack, origin, 1024 + ext)
 
 
-def read_mrc(path: str | os.PathLike, mmap: bool = False) -> tuple[np.ndarray, float]:
-    """(data, apix). In memory: float32. With mmap=True: a read-only memory map of the data
-    in the file's own dtype (convert slices with np.asarray(..., np.float32))."""
+def read_mrc(path: str | os.PathLike) -> tuple[np.ndarray, float]:
+    """(data as float32, apix). Image stacks bigger than memory: `core.io.stack`."""
     read_mrc_header(path)  # a clear error for damaged or truncated files
-    if mmap:
-        with _open(path, mrcfile.mmap) as m:
-            return m.data, _apix(m)
     with _open(path, mrcfile.open) as m:
         return np.array(m.data, dtype=np.float32), _apix(m)  # writable, native byte order
 

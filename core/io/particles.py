@@ -45,6 +45,19 @@ def _cs_frame(arr: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
+def read_metadata(path: str | os.PathLike) -> pd.DataFrame | None:
+    """The per-particle table of a .star (its particle block) or .cs file (vector fields split
+    into `name[j]` columns); None for image stacks (.mrcs/.txt), which have none."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".star":
+        from cryoscape.core.io.star import read_star
+        return read_star(path).particles
+    if suffix == ".cs":
+        from cryoscape.core.io.cs import read_cs
+        return _cs_frame(read_cs(path))
+    return None
+
+
 def _check_len(what: str, path, n_arr: int, n: int) -> None:
     if n_arr != n:
         raise InputFileError(path, f"holds {what} for {n_arr} particles, but the images "

@@ -42,6 +42,8 @@ class TrainData:
         self.device = torch.device(device)
         self.invert = invert
         self.lattice = SliceLattice(self.D, enc_radius, self.device)
+        # images are preprocessed on the CPU: the lattice's coordinates and mask there, once
+        self._coords_cpu, self._keep_cpu = self.lattice.full_coords.cpu(), self.lattice.keep.cpu()
         self._window = (preprocess.window_mask(self.D, window_r) if window else None)
         self.rot = (torch.as_tensor(np.asarray(p.rotations), dtype=torch.float32)
                     if p.rotations is not None else None)
@@ -73,8 +75,8 @@ class TrainData:
         h = preprocess.preprocess_images(raw, window=self._window, invert=self.invert,
                                          norm=self.norm).reshape(len(idx), -1)
         if self.shifts is not None:
-            h = center_hartley(h, self.lattice.full_coords.cpu(), self.shifts[idx])
-        return h[:, self.lattice.keep.cpu()]
+            h = center_hartley(h, self._coords_cpu, self.shifts[idx])
+        return h[:, self._keep_cpu]
 
     def batch(self, idx: torch.Tensor):
         """(y, rot, ctf) of the images `idx` (a 1-D LongTensor), on the device."""

@@ -136,8 +136,9 @@ class Trainer:
                  progress=True, overrides=None):
         self.rd = RunDir(outdir)
         self.callback, self.progress = callback, progress
+        norm = None                      # a resumed run keeps its image normalisation
         if resume:
-            cfg = self._resume_config(overrides or {})
+            cfg, norm = self._resume_config(overrides or {})
         elif self.rd.checkpoint.exists() or self.rd.weights(1).exists():
             raise CryoscapeError(f"{outdir} already holds a run: continue it with --resume "
                                  "or choose another output folder")
@@ -146,7 +147,6 @@ class Trainer:
         self.device = pick_device(cfg.device)
         self.use_amp = cfg.amp and native_bf16(self.device)
         state = ckpt.load(self.rd.checkpoint) if resume else None
-        norm = self.rd.read_config()["dataset_args"]["norm"] if resume else None
         self.data = load_data(cfg, self.device, norm, progress)
         D = self.data.D
         torch.manual_seed(cfg.seed)
@@ -181,10 +181,12 @@ class Trainer:
                 if module is not None:
                     module.compile()
 
-    def _resume_config(self, overrides: dict) -> TrainConfig:
+    def _resume_config(self, overrides: dict) -> tuple[TrainConfig, list]:
+        """The saved settings (with `overrides` applied) and image normalisation."""
         if not self.rd.checkpoint.exists():
             raise CryoscapeError(f"{self.rd.path}: nothing to resume (no checkpoint.pt)")
-        saved = TrainConfig.from_dict(self.rd.read_config()["cryoscape"]["train_args"])
+        config = self.rd.read_config()
+        saved = TrainConfig.from_dict(config["cryoscape"]["train_args"])
         bad = set(overrides) - RESUME_OVERRIDES
         if bad:
             raise CryoscapeError(f"--resume cannot change {', '.join(sorted(bad))}; "
@@ -192,7 +194,7 @@ class Trainer:
         for name, value in overrides.items():
             if value is not None:
                 setattr(saved, name, value)
-        return saved
+        return saved, config["dataset_args"]["norm"]
 
     def _restore(self, s: dict) -> None:
         self.model.load_state_dict(s["model_state_dict"])

@@ -143,6 +143,12 @@ def moved_run(cryodrgn_run, tmp_path):
     return dst
 
 
+def open_run(qtbot, window, run):
+    """Show `run` (a Run or SyntheticRun) and wait for its embedding and clusters."""
+    window.explorer.set_run(run)
+    qtbot.waitUntil(lambda: window.state.labels is not None, timeout=20000)
+
+
 def wait_surface(qtbot, window, source="exact", timeout=30000):
     """Wait until the volume view shows a surface from `source` ('exact', 'preview', 'cache')."""
     qtbot.waitUntil(lambda: window.volume.shown is not None

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from cryoscape.core.errors import CryoscapeError
 from PyQt6.QtCore import QPoint, Qt
 
-from tests.gui.conftest import SyntheticRun, wait_surface
-
-
-def _open(qtbot, window, run):
-    window.explorer.set_run(run)
-    qtbot.waitUntil(lambda: window.state.labels is not None, timeout=20000)
+from tests.gui.conftest import SyntheticRun, open_run, wait_surface
 
 
 def test_scatter_holds_every_particle_and_colours(qtbot, window, synthetic_run):
-    _open(qtbot, window, synthetic_run)
+    open_run(qtbot, window, synthetic_run)
     assert window.latent.n_points == 300 and window.latent.n_drawn == 300
     assert len(window.latent.scatter.data) == 300
     pca = window.state.embedding
@@ -42,7 +38,7 @@ def test_scatter_holds_every_particle_and_colours(qtbot, window, synthetic_run):
 
 
 def test_click_decodes_and_threshold_remeshes(qtbot, window, synthetic_run):
-    _open(qtbot, window, synthetic_run)
+    open_run(qtbot, window, synthetic_run)
     lv = window.latent
     i = int(np.argmax(window.state.embedding[:, 0]))      # an outlying, isolated point
     qtbot.mouseClick(lv.plot.viewport(), Qt.MouseButton.LeftButton, pos=lv.pixel_of(i))
@@ -60,7 +56,7 @@ def test_click_decodes_and_threshold_remeshes(qtbot, window, synthetic_run):
 
 
 def test_cache_shows_nearest_surface_at_once(qtbot, window, synthetic_run):
-    _open(qtbot, window, synthetic_run)
+    open_run(qtbot, window, synthetic_run)
     ex = window.explorer
     qtbot.waitUntil(lambda: ex.cache.n_ready == len(ex.cache.index) > 10, timeout=30000)
     assert set(window.state.centre_index) <= set(ex.cache.index)       # k-means centres
@@ -78,7 +74,7 @@ def test_cache_shows_nearest_surface_at_once(qtbot, window, synthetic_run):
 
 
 def test_lasso_and_rectangle_make_named_selections(qtbot, window, synthetic_run, tmp_path):
-    _open(qtbot, window, synthetic_run)
+    open_run(qtbot, window, synthetic_run)
     lv = window.latent
     window.latent.set_mode("lasso")
     xy = window.state.embedding
@@ -108,12 +104,13 @@ def test_lasso_and_rectangle_make_named_selections(qtbot, window, synthetic_run,
 
 
 def test_trajectory_exports_maps_and_cxc(qtbot, window, synthetic_run, tmp_path):
-    _open(qtbot, window, synthetic_run)
+    open_run(qtbot, window, synthetic_run)
     z = synthetic_run.latents()
     i, j = int(np.argmin(z[:, 0])), int(np.argmax(z[:, 0]))
     window.trajectory.set_waypoints([i, j])
     window.trajectory.n.setValue(6)
     window.trajectory._compute()
+    qtbot.waitUntil(lambda: window.state.path_z is not None, timeout=10000)
     assert window.state.path_z.shape == (6, 2)
     assert np.allclose(window.state.path_z[0], z[i]) and np.allclose(window.state.path_z[-1], z[j])
     assert window.latent.path.xData is not None and len(window.latent.path.xData) == 6
@@ -136,21 +133,62 @@ def test_trajectory_exports_maps_and_cxc(qtbot, window, synthetic_run, tmp_path)
     assert np.abs(v0 - v5).max() > 0.1                       # the maps change along the path
 
 
+def test_path_through_data_reuses_the_graph(qtbot, window, synthetic_run):
+    from cryoscape.core.analysis.trajectory import path_through
+
+    open_run(qtbot, window, synthetic_run)
+    ex, z = window.explorer, synthetic_run.latents()
+    window.state.set_waypoints([0, 1, 2])
+    ex.compute_path(n=7, through_data=True)
+    assert window.state.path_z is None                       # computed in the worker
+    qtbot.waitUntil(lambda: window.state.path_z is not None, timeout=10000)
+    assert np.allclose(window.state.path_z, path_through(z, [0, 1, 2], n=7, graph=True),
+                       atol=1e-6)
+    graph = ex._knn[1]
+    window.state.set_waypoints([3, 4])
+    ex.compute_path(n=5, through_data=True)
+    qtbot.waitUntil(lambda: len(window.state.path_z) == 5, timeout=10000)
+    assert ex._knn[1] is graph                               # built once per epoch shown
+    ex.compute_pc_path(pc=2, n=3)
+    qtbot.waitUntil(lambda: len(window.state.path_z) == 3, timeout=10000)
+    with pytest.raises(CryoscapeError, match="two waypoints"):
+        window.state.set_waypoints([3])
+        ex.compute_path()
+    ex.compute_pc_path(pc=5)                                 # zdim 2: the worker says why
+    qtbot.waitUntil(lambda: bool(window.errors), timeout=10000)
+    assert "PC5 does not exist" in window.errors[-1]
+
+
 def test_trajectory_movie_gif(qtbot, window, synthetic_run, tmp_path):
-    _open(qtbot, window, synthetic_run)
+    open_run(qtbot, window, synthetic_run)
     window.state.set_waypoints([0, 1])
     window.explorer.compute_path(n=4)
-    out = window.export_movie(tmp_path / "path.gif")
+    qtbot.waitUntil(lambda: window.state.path_z is not None, timeout=10000)
+    window.explorer.decode_particle(2)
+    wait_surface(qtbot, window, "exact")
+    shown = window.volume.view.data[0]
+    written = []
+    window.explorer.task_done.connect(lambda name, res: written.append(res)
+                                      if name == "movie" else None)
+    with pytest.raises(CryoscapeError, match=r"path\.avi: a movie is written as \.gif or \.mp4"):
+        window.export_movie(tmp_path / "path.avi")              # said before any decoding
+    out = tmp_path / "path.gif"
+    window.export_movie(out)
+    assert not out.exists()                                  # decoded and meshed in a worker
+    qtbot.waitUntil(lambda: bool(written), timeout=30000)
+    assert written == [out]
     import imageio.v3 as iio
     frames = iio.imread(out, index=None)
     view = window.volume.view.canvas.size
     assert frames.shape[0] == 4 and frames.shape[1:3] == (view[1], view[0])
     assert frames[0].std() > 5                               # a surface, not a blank frame
+    assert np.abs(frames[0].astype(int) - frames[-1]).max() > 50   # the frames differ
+    assert window.volume.view.data[0] is shown               # the view shows what it did
 
 
 def test_zdim1_shows_histogram(qtbot, window, tmp_path):
     run = SyntheticRun(tmp_path / "z1", n=400, zdim=1)
-    _open(qtbot, window, run)
+    open_run(qtbot, window, run)
     lv = window.latent
     assert lv.histogram and lv.hist.isVisible() and not lv.scatter.isVisible()
     counts = lv.hist.yData
@@ -166,7 +204,7 @@ def test_zdim1_shows_histogram(qtbot, window, tmp_path):
 
 
 def test_pin_and_side_by_side(qtbot, window, synthetic_run):
-    _open(qtbot, window, synthetic_run)
+    open_run(qtbot, window, synthetic_run)
     ex = window.explorer
     ex.decode_particle(0)
     wait_surface(qtbot, window)
@@ -212,7 +250,7 @@ def test_colour_by_metadata_column(qtbot, window, tmp_path):
                                rotations=random_rotations(n, np.random.default_rng(0)),
                                apix=2.0, D=32))
     run = SyntheticRun(tmp_path / "meta", n=n, particles_path=star)
-    _open(qtbot, window, run)
+    open_run(qtbot, window, run)
     qtbot.waitUntil(lambda: window.state.metadata is not None, timeout=10000)
     items = [window.colour_box.itemText(k) for k in range(window.colour_box.count())]
     assert "rlnAngleRot" in items and not window.colour_note.isVisible()

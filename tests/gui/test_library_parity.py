@@ -5,19 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests.gui.conftest import SyntheticRun
-
-
-def _open(qtbot, window, run):
-    window.explorer.set_run(run)
-    qtbot.waitUntil(lambda: window.state.labels is not None, timeout=20000)
+from tests.gui.conftest import SyntheticRun, open_run
 
 
 def test_clusters_are_the_cli_clusters(qtbot, window, tmp_path):
     from cryoscape.core.analysis.sampling import kmeans
 
     run = SyntheticRun(tmp_path / "r", seed=1)       # latents where n_init matters
-    _open(qtbot, window, run)
+    open_run(qtbot, window, run)
     z = run.latents()
     km = kmeans(z)                                    # as `cryoscape analyze/select` (defaults)
     assert np.array_equal(window.state.labels, km.labels)
@@ -40,10 +35,14 @@ def test_umap_uses_the_cli_cache(qtbot, window, tmp_path):
     run = SyntheticRun(tmp_path / "r")
     run.path.mkdir()
     emb = _fake_umap(run, 2)
-    _open(qtbot, window, run)
+    open_run(qtbot, window, run)
+    labels = window.state.labels
     window.embedding_box.setCurrentText("UMAP")
     qtbot.waitUntil(lambda: window.state.embedding_kind == "UMAP", timeout=20000)
     assert np.array_equal(window.state.embedding, emb)       # read back, not recomputed
+    assert window.state.labels is labels                     # the same latents' clusters
+    assert window.state._tree is not None                    # built in the analysis thread
+    np.testing.assert_array_equal(window.state.project(run.latents()[[5, 9]]), emb[[5, 9]])
     assert sorted(p.name for p in run.path.iterdir()) == ["analysis_cache"]
     assert window.latent.plot.getAxis("bottom").labelText == "UMAP1"
 
@@ -52,14 +51,13 @@ def test_training_epochs_do_not_recompute_umap(qtbot, window, tmp_path, monkeypa
     run = SyntheticRun(tmp_path / "r")
     run.path.mkdir()
     _fake_umap(run, 2)
-    _open(qtbot, window, run)
+    open_run(qtbot, window, run)
     from cryoscape.app.gui.training_panel import TrainingPanel
     monkeypatch.setattr(TrainingPanel, "running", property(lambda self: True))
     window.embedding_box.setCurrentText("UMAP")          # the user asks for the epoch shown
     assert "UMAP for epoch 2 only" in window.statusBar().currentMessage()
     qtbot.waitUntil(lambda: window.state.embedding_kind == "UMAP", timeout=20000)
-    # a training epoch arrives (the watcher's signal; the run re-read from disk)
-    monkeypatch.setattr(window.explorer, "reload_epochs", lambda: list(run.epochs))
+    # a training epoch arrives (the watcher's signal)
     window._training_epoch(str(run.path), 1)
     qtbot.waitUntil(lambda: window.state.epoch == 1 and window.state.labels is not None,
                     timeout=20000)
@@ -88,7 +86,7 @@ def test_exported_indices_follow_the_run_index(qtbot, window, tmp_path):
     ind = np.sort(np.random.default_rng(1).choice(total, n, replace=False))
     save_index(run.path / "ind.pkl", ind)
     run.config = {"dataset_args": {"ind": "ind.pkl"}}
-    _open(qtbot, window, run)
+    open_run(qtbot, window, run)
     sel = np.array([0, 5, 17, 299])
     name = window.state.add_selection(sel)
     out = window.explorer.export_selection(name, tmp_path / "sel.pkl")
@@ -101,7 +99,7 @@ def test_exported_indices_follow_the_run_index(qtbot, window, tmp_path):
 def test_axes_have_no_si_prefix(qtbot, window, tmp_path):
     run = SyntheticRun(tmp_path / "r")
     run._z = {e: z * 1e-3 for e, z in run._z.items()}          # small latents
-    _open(qtbot, window, run)
+    open_run(qtbot, window, run)
     qtbot.wait(100)
     for axis in ("bottom", "left"):
         ax = window.latent.plot.getAxis(axis)
