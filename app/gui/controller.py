@@ -45,6 +45,35 @@ class MeshResult:
 
 
 @dataclass
+class Colouring:
+    """What the particles are coloured by: `values` [N] (None: one colour) and their RGBA
+    `colours` [N, 4] uint8."""
+    by: str
+    values: np.ndarray | None = None
+    colours: np.ndarray | None = None
+
+
+def colouring(by: str, labels, xy, metadata) -> Colouring:
+    """Colour by k-means `labels`, the density of the 2D view `xy` (none for a histogram),
+    a `metadata` column, or 'none'; an unknown column falls back to k-means. Costly for a
+    million particles (a density, two sorts): run it in a worker thread."""
+    from cryoscape.app.gui.latent_view import colourise
+
+    if by not in COLOURINGS and (metadata is None or by not in metadata.columns):
+        by = "k-means"
+    if by == "k-means":
+        values = labels
+    elif by == "density":
+        from cryoscape.core.analysis.sampling import density_2d
+        values = density_2d(xy).at(xy) if xy is not None else None
+    elif by == "none":
+        values = None
+    else:
+        values = metadata[by].to_numpy()
+    return Colouring(by, values, None if values is None else colourise(values))
+
+
+@dataclass
 class _Analysis:
     generation: int
     kind: str
@@ -52,6 +81,10 @@ class _Analysis:
     pca: tuple | None
     kmeans: object | None
     tree: object | None = None       # UMAP: a KD-tree of z, to place points on the view
+    colouring: Colouring | None = None
+
+
+COLOURINGS = ("k-means", "density", "none")    # besides the metadata columns
 
 
 @dataclass
@@ -119,18 +152,21 @@ class Explorer(QObject):
         self.mesh_thread = JobThread("mesh", self)
         self.analysis_thread = JobThread("analysis", self)
         self.trajectory_thread = JobThread("trajectory", self)
+        self.colour_thread = JobThread("colouring", self)
         self.threads = [self.decode_thread, self.mesh_thread, self.analysis_thread,
-                        self.trajectory_thread]
+                        self.trajectory_thread, self.colour_thread]
         self.decode_thread.result.connect(self._on_decoded)
         self.mesh_thread.result.connect(self._on_meshed)
         self.analysis_thread.result.connect(self._on_analysis)
         self.trajectory_thread.result.connect(self._on_analysis)
+        self.colour_thread.result.connect(self._on_analysis)
         for t in (self.analysis_thread, self.trajectory_thread):
             t.busy.connect(self._on_busy)
         for t in self.threads:      # bound methods: delivered on the GUI thread (queued)
             t.error.connect(self._on_error)
             t.start()
         self.embedding_kind = "PCA"
+        self.colour_by = "k-means"            # what the user asked for (the state: what's shown)
         self.current: VolumeResult | None = None
         self.current_mesh: Mesh | None = None
         self.pinned: VolumeResult | None = None
@@ -234,7 +270,9 @@ class Explorer(QObject):
                 from threadpoolctl import threadpool_limits
                 with threadpool_limits(1):       # leave the other cores to the GUI
                     self._clusters = z, kmeans(z, k=k)
-            emit(_Analysis(gen, kind, xy, p, self._clusters[1], tree))
+            labels = self._clusters[1].labels
+            emit(_Analysis(gen, kind, xy, p, self._clusters[1], tree,
+                           colouring(self.colour_by, labels, xy, self.state.metadata)))
         self.analysis_thread.submit_background(
             job, "UMAP (computing in the background)" if kind == "UMAP" else
             "Embedding and clustering")
@@ -266,11 +304,12 @@ class Explorer(QObject):
             return
         if res.generation != self._generation:
             return
-        self.state.set_embedding(res.kind, res.xy, res.pca, res.tree)   # histogram: xy None
         if res.kmeans is not None:
             self.state.set_clusters(res.kmeans.labels, res.kmeans.medoids)
-            if self.state.colour_by == "density":
-                self.set_colouring("density")
+        self.state.set_embedding(res.kind, res.xy, res.pca, res.tree, res.colouring)
+        if res.kmeans is not None:
+            if res.colouring.by != self.colour_by:      # asked for while this was computed
+                self.set_colouring(self.colour_by)
             self._fill_cache(res.xy)
 
     def _fill_cache(self, xy) -> None:
@@ -288,21 +327,20 @@ class Explorer(QObject):
             self.decode_thread.submit_background(job)
 
     def set_colouring(self, by: str) -> None:
-        """'k-means', 'density', 'none' or a metadata column."""
+        """Colour by 'k-means', 'density', 'none' or a metadata column (computed in the
+        colouring thread; `state.colouring_changed` when shown)."""
         st = self.state
-        if by == "k-means":
-            values = st.labels
-        elif by == "density":
-            from cryoscape.core.analysis.sampling import density_2d
-            xy = st.embedding                       # None for zdim 1: nothing to colour
-            values = density_2d(xy).at(xy) if xy is not None else None
-        elif by == "none":
-            values = None
-        elif st.metadata is not None and by in st.metadata.columns:
-            values = st.metadata[by].to_numpy()
-        else:
+        if by not in COLOURINGS and (st.metadata is None or by not in st.metadata.columns):
             raise CryoscapeError(st.metadata_note or f"no metadata column {by!r}")
-        st.set_colouring(by, values)
+        self.colour_by = by
+        gen, labels, xy, metadata = self._generation, st.labels, st.embedding, st.metadata
+        if labels is None:                      # the analysis under way colours them
+            return
+
+        def job(emit, is_stale):
+            c = colouring(by, labels, xy, metadata)
+            emit(_Done(lambda: st.set_colouring(c) if gen == self._generation else None))
+        self.colour_thread.submit(job)
 
     # -- decoding ----------------------------------------------------------------------------
     def decode_particle(self, i: int) -> None:

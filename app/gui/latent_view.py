@@ -15,6 +15,7 @@ from PyQt6.QtWidgets import QGraphicsItem, QLabel, QToolBar, QVBoxLayout, QWidge
 from scipy.spatial import cKDTree
 
 MODES = ("pick", "lasso", "rect", "path")
+PLAIN = "#7cc4f0"                           # points without colouring, the histogram
 MODE_TIPS = {"pick": "Click a point to decode its volume; drag to pan (P)",
              "lasso": "Draw a lasso around particles to select them (L)",
              "rect": "Drag a rectangle to select particles (R)",
@@ -90,7 +91,7 @@ class LatentView(QWidget):
         self.scatter.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self.selected = pg.ScatterPlotItem(size=8, pen=pg.mkPen("#ffd166", width=1.2),
                                            brush=None, pxMode=True)
-        self.hist = pg.PlotCurveItem(pen=pg.mkPen("#7cc4f0"))
+        self.hist = pg.PlotCurveItem(pen=pg.mkPen(PLAIN))
         self.path = pg.PlotCurveItem(pen=pg.mkPen("#ff8c42", width=3))
         self.waypoints = pg.ScatterPlotItem(size=12, symbol="d", brush="#ff8c42",
                                             pen=pg.mkPen("w", width=1))
@@ -151,8 +152,9 @@ class LatentView(QWidget):
         self.toolbar.show()
         self.plot.show()
 
-    def set_points(self, xy: np.ndarray, axis_names=("PC1", "PC2"), keep_view=False) -> None:
-        """Show a scatter of `xy` [N, 2]."""
+    def set_points(self, xy: np.ndarray, axis_names=("PC1", "PC2"), keep_view=False,
+                   colours: np.ndarray | None = None) -> None:
+        """Show a scatter of `xy` [N, 2], coloured by `colours` (see `set_brushes`)."""
         self._show_plot()
         self.histogram = False
         self.hist.hide()
@@ -165,7 +167,7 @@ class LatentView(QWidget):
         span = np.ptp(drawn, axis=0) if n else np.ones(2)
         self._scale = 1.0 / np.where(span > 0, span, 1.0)
         self._tree = cKDTree(drawn * self._scale) if n else None
-        self.scatter.setData(pos=drawn, data=self._drawn)
+        self.scatter.setData(pos=drawn, data=self._drawn, brush=self._brushes(colours))
         self.scatter.show()
         self.plot.setLabel("bottom", axis_names[0])
         self.plot.setLabel("left", axis_names[1])
@@ -200,16 +202,19 @@ class LatentView(QWidget):
         return len(self._drawn)
 
     def set_brushes(self, colours: np.ndarray | None) -> None:
-        """Per-particle RGBA colours [N, 4] uint8 (None: one colour)."""
-        if self.histogram or self.xy is None:
-            return
-        if colours is None:
-            self.scatter.setBrush(pg.mkBrush("#7cc4f0"))
-            return
-        c = colours[self._drawn]
-        keys, inv = np.unique(c, axis=0, return_inverse=True)
-        brushes = np.array([pg.mkBrush(*k) for k in keys], dtype=object)
-        self.scatter.setBrush(brushes[inv.ravel()])
+        """Per-particle RGBA colours [N, 4] uint8 (None, or colours of other particles: one
+        colour)."""
+        if not self.histogram and self.xy is not None:
+            self.scatter.setBrush(self._brushes(colours))
+
+    def _brushes(self, colours: np.ndarray | None):
+        """A brush per drawn point (one brush per distinct colour), or the plain brush."""
+        if colours is None or len(colours) != len(self.xy):
+            return pg.mkBrush(PLAIN)
+        rgba = np.ascontiguousarray(colours[self._drawn], dtype=np.uint8)
+        keys, inv = np.unique(rgba.view(np.uint32).ravel(), return_inverse=True)
+        brushes = [pg.mkBrush(*k) for k in keys.view(np.uint8).reshape(-1, 4)]
+        return np.array(brushes, dtype=object)[inv]
 
     def set_selected(self, ind: np.ndarray | None) -> None:
         if ind is None or self.xy is None or self.histogram:

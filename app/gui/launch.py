@@ -112,7 +112,7 @@ def run_demo(args, data: Path, t_start: float | None = None) -> int:
                 print(f"first epoch's latents on screen after "
                       f"{time.perf_counter() - t_start:.1f} s", flush=True)
                 window.close()
-        window.state.colouring_changed.connect(shown)
+        window.state.embedding_changed.connect(shown)
     if not args.no_train:
         window._guard(window.training.start)
     return app.exec()

@@ -6,8 +6,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from cryoscape.app.gui.controller import Explorer
-from cryoscape.app.gui.latent_view import LatentView, colourise
+from cryoscape.app.gui.controller import COLOURINGS, Explorer
+from cryoscape.app.gui.latent_view import LatentView
 from cryoscape.app.gui.selection_panel import SelectionPanel
 from cryoscape.app.gui.training_panel import TrainingPanel
 from cryoscape.app.gui.trajectory_panel import TrajectoryPanel
@@ -95,7 +95,7 @@ class MainWindow(QMainWindow):
         self.embedding_box = QComboBox()
         self.embedding_box.addItems(["PCA", "UMAP"])
         self.colour_box = QComboBox()
-        self.colour_box.addItems(["k-means", "density", "none"])
+        self.colour_box.addItems(COLOURINGS)
         self.colour_note = QLabel()
         self.colour_note.setObjectName("colourNote")
         self.colour_note.setStyleSheet("color: #d9a05b;")
@@ -183,9 +183,7 @@ class MainWindow(QMainWindow):
         ex.task_done.connect(self._task_done)
         st.latents_changed.connect(self._latents_changed)
         st.embedding_changed.connect(self._embedding_changed)
-        st.colouring_changed.connect(
-            lambda: self.latent.set_brushes(None if st.colour_values is None
-                                            else colourise(st.colour_values)))
+        st.colouring_changed.connect(lambda: self.latent.set_brushes(st.colours))
         st.metadata_changed.connect(self._metadata_changed)
         st.current_changed.connect(self._current_changed)
         st.path_changed.connect(self._path_changed)
@@ -339,8 +337,7 @@ class MainWindow(QMainWindow):
             return
         names = ("PC1", "PC2") if st.embedding_kind == "PCA" else ("UMAP1", "UMAP2")
         keep = self.latent.n_points == st.n and not self.latent.histogram
-        self.latent.set_points(st.embedding, names, keep_view=keep)
-        self.latent.set_brushes(None if st.colour_values is None else colourise(st.colour_values))
+        self.latent.set_points(st.embedding, names, keep_view=keep, colours=st.colours)
         self._current_changed()
         self._path_changed()
 
@@ -349,7 +346,7 @@ class MainWindow(QMainWindow):
         self.colour_box.blockSignals(True)
         current = self.colour_box.currentText()
         self.colour_box.clear()
-        self.colour_box.addItems(["k-means", "density", "none"] + st.metadata_columns)
+        self.colour_box.addItems(COLOURINGS + tuple(st.metadata_columns))
         self.colour_box.setCurrentText(current)
         self.colour_box.blockSignals(False)
         self.colour_note.setText(st.metadata_note)

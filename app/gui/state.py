@@ -33,8 +33,9 @@ class ExplorerState(QObject):
         self.pca: tuple[np.ndarray, np.ndarray] | None = None   # (mean, components [2, zdim])
         self.labels: np.ndarray | None = None       # k-means cluster of each particle
         self.centre_index: np.ndarray | None = None  # on-data particle nearest each centre
-        self.colour_by = "k-means"
+        self.colour_by = "k-means"                  # what the points are coloured by
         self.colour_values: np.ndarray | None = None
+        self.colours: np.ndarray | None = None      # their RGBA [N, 4] uint8
         self.metadata = None                        # pandas.DataFrame | None
         self.metadata_note = ""                     # why metadata colouring is off
         self.metadata_columns: list[str] = []       # the columns worth colouring by
@@ -68,6 +69,7 @@ class ExplorerState(QObject):
         self.waypoints, self.path_z, self.path_xy = [], None, None
         self.current_z, self.current_index = None, None
         self.metadata, self.metadata_note, self.metadata_columns = None, "", []
+        self.colour_values, self.colours = None, None
         self.epoch = None
         self.run_changed.emit()
         self.set_epoch(epoch if epoch is not None else (run.epochs[-1] if run.epochs else None))
@@ -88,12 +90,17 @@ class ExplorerState(QObject):
         self.embedding, self.pca, self.embedding_kind = None, None, "PCA"
         self.latents_changed.emit()
 
-    def set_embedding(self, kind: str, xy: np.ndarray | None, pca=None, tree=None) -> None:
+    def set_embedding(self, kind: str, xy: np.ndarray | None, pca=None, tree=None,
+                      colouring=None) -> None:
         """The 2D view: PCA (`pca` = (mean, components)), UMAP (`tree`: a cKDTree of z built
-        off the GUI thread, or built here on first use) or None for a histogram (zdim 1)."""
+        off the GUI thread, or built here on first use) or None for a histogram (zdim 1);
+        `colouring` (a controller.Colouring) comes with it, drawn with the points."""
         self.embedding_kind, self.embedding, self.pca = kind, xy, pca
         if tree is not None:
             self._tree = tree
+        if colouring is not None:
+            self.colour_by, self.colour_values, self.colours = \
+                colouring.by, colouring.values, colouring.colours
         if self.path_z is not None:
             self.path_xy = self.project(self.path_z)
         self.embedding_changed.emit()
@@ -116,11 +123,11 @@ class ExplorerState(QObject):
 
     def set_clusters(self, labels: np.ndarray, centre_index: np.ndarray) -> None:
         self.labels, self.centre_index = labels, centre_index
-        if self.colour_by == "k-means":
-            self.set_colouring("k-means", labels)
 
-    def set_colouring(self, by: str, values: np.ndarray | None) -> None:
-        self.colour_by, self.colour_values = by, values
+    def set_colouring(self, colouring) -> None:
+        """A controller.Colouring for the points shown."""
+        self.colour_by, self.colour_values, self.colours = \
+            colouring.by, colouring.values, colouring.colours
         self.colouring_changed.emit()
 
     def set_metadata(self, table, note: str = "", columns: list[str] | None = None) -> None:

@@ -28,13 +28,29 @@ def test_scatter_holds_every_particle_and_colours(qtbot, window, synthetic_run):
     assert np.array_equal(window.state.centre_index, km.medoids)
     brushes = {b.color().name() for b in window.latent.scatter.data["brush"]}
     assert len(brushes) == 20                                          # one colour per cluster
-    window.colour_box.setCurrentText("density")
-    assert window.state.colour_by == "density" and window.state.colour_values.shape == (300,)
+    window.colour_box.setCurrentText("density")                     # in the colouring thread
+    qtbot.waitUntil(lambda: window.state.colour_by == "density", timeout=10000)
+    from cryoscape.core.analysis.sampling import density_2d
+    xy = window.state.embedding
+    np.testing.assert_allclose(window.state.colour_values, density_2d(xy).at(xy))
+    assert len({b.color().name() for b in window.latent.scatter.data["brush"]}) > 20
     # the epoch slider (a row of its own, not squeezed) shows the other epoch's latents
     assert window.epoch_slider.width() > 150
     window.epoch_slider.setValue(0)
     qtbot.waitUntil(lambda: window.state.epoch == 1 and window.state.labels is not None)
     assert np.allclose(window.state.z, synthetic_run.latents(1))
+    xy = window.state.embedding                  # coloured by its own density, drawn with it
+    assert window.state.colour_by == "density"
+    np.testing.assert_allclose(window.state.colour_values, density_2d(xy).at(xy))
+    # a colouring chosen while the latents are analysed is the one shown
+    window.explorer.set_run(synthetic_run)
+    window.colour_box.setCurrentText("none")
+    qtbot.waitUntil(lambda: window.state.labels is not None and window.state.colour_by == "none",
+                    timeout=10000)
+    assert window.state.colours is None
+    scatter = window.latent.scatter                          # one brush for every point
+    assert set(scatter.data["brush"]) == {None} and scatter.opts["brush"].color().name() == \
+        "#7cc4f0"
 
 
 def test_click_decodes_and_threshold_remeshes(qtbot, window, synthetic_run):
@@ -210,9 +226,12 @@ def test_pin_and_side_by_side(qtbot, window, synthetic_run):
     wait_surface(qtbot, window)
     window.volume.pin_button.setChecked(True)
     qtbot.waitUntil(lambda: window.volume.view.data[1] is not None, timeout=10000)
-    window.volume.side_box.setChecked(True)
-    pinned = window.volume.view.meshes[1].mesh_data.get_vertices()
-    assert pinned[:, 0].min() > -1e-3 + window.volume.view.data[1].vertices[:, 0].min()
+    window.volume.side_box.setChecked(True)                  # a box to the right
+    view = window.volume.view
+    verts = view.data[1].vertices
+    shifted = view.meshes[1].transform.map(verts)[:, :3]
+    np.testing.assert_allclose(shifted, verts + [view.data[1].box_A, 0, 0], atol=1e-4)
+    assert view.view.camera.center[0] > 0                    # both in view
     window.volume.pin_button.setChecked(False)
     qtbot.waitUntil(lambda: window.volume.view.data[1] is None, timeout=5000)
 
@@ -255,6 +274,7 @@ def test_colour_by_metadata_column(qtbot, window, tmp_path):
     items = [window.colour_box.itemText(k) for k in range(window.colour_box.count())]
     assert "rlnAngleRot" in items and not window.colour_note.isVisible()
     window.colour_box.setCurrentText("rlnAngleRot")
+    qtbot.waitUntil(lambda: window.state.colour_by == "rlnAngleRot", timeout=10000)
     values = window.state.colour_values
     assert window.state.colour_by == "rlnAngleRot" and len(values) == n
     assert np.allclose(values, window.state.metadata["rlnAngleRot"])

@@ -32,7 +32,8 @@ def test_cryodrgn_run_opens_without_particles(qtbot, window, moved_run, fixtures
     assert window.colour_note.isVisible() and "not found" in window.colour_note.text()
     assert window.colour_box.count() == 3                    # k-means, density, none
     window.colour_box.setCurrentText("density")
-    assert window.state.colour_by == "density" and not window.errors
+    qtbot.waitUntil(lambda: window.state.colour_by == "density", timeout=10000)
+    assert not window.errors
     # maps still decode
     window.explorer.decode_particle(0)
     wait_surface(qtbot, window, "exact", timeout=60000)
