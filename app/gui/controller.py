@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 from cryoscape.app.gui.decode_cache import CacheProgress, DecodeCache
+from cryoscape.app.gui.isosurface import Mesh, isosurface
 from cryoscape.app.gui.state import ExplorerState
-from cryoscape.app.gui.volume_view import Mesh, isosurface
 from cryoscape.app.gui.workers import JobThread
 from cryoscape.core.errors import CryoscapeError
 from PyQt6.QtCore import QObject, pyqtSignal

@@ -130,6 +130,9 @@ class MainWindow(QMainWindow):
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(160)
         self.progress.setRange(0, 0)
+        policy = self.progress.sizePolicy()     # shown and hidden without moving the layout:
+        policy.setRetainSizeWhenHidden(True)    # a relayout resizes and repaints every dock
+        self.progress.setSizePolicy(policy)
         self.progress.hide()
         self.progress_label = QLabel()
         sb.addPermanentWidget(self.progress_label)

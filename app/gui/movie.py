@@ -52,7 +52,7 @@ def trajectory_meshes(run, path_z, sigma: float = 2.0, D: int | None = None,
                       epoch: int | None = None) -> list:
     """The isosurface of each map along `path_z` [M, zdim] (decoded at box `D`): slow work that
     the GUI runs in a worker thread."""
-    from cryoscape.app.gui.volume_view import isosurface
+    from cryoscape.app.gui.isosurface import isosurface
 
     vols = run.decode(np.asarray(path_z, np.float32), D=D or run.D, epoch=epoch)
     box = run.D * run.apix

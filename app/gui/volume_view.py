@@ -1,58 +1,21 @@
-"""The 3D view: isosurface meshes in a vispy SceneCanvas, and the marching cubes that make them.
+"""The 3D view: isosurface meshes in a vispy SceneCanvas.
 
-`isosurface` runs in a worker thread (never vispy's `Isosurface` visual, which meshes on the GUI
-thread), and so does the per-vertex work vispy would do when drawing (unindexing, normals for
-smooth shading: ~35 ms for a 64³ map's surface); `VolumeView` only uploads finished meshes.
-Coordinates are in Å, centred on the box, so a reduced-box preview and the full map overlap.
+The meshes are made in worker threads (`isosurface`; never vispy's `Isosurface` visual, which
+meshes on the GUI thread), their normals included: the view only uploads and draws them.
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import vispy
 
 vispy.use("pyqt6")
+from cryoscape.app.gui.isosurface import Mesh
 from PyQt6.QtWidgets import QVBoxLayout, QWidget
 from vispy import scene
-from vispy.geometry import MeshData
 from vispy.visuals.transforms import STTransform
 
 SURFACE = (0.55, 0.75, 0.95, 1.0)
 PINNED = (0.98, 0.70, 0.30, 0.45)
-
-
-@dataclass
-class Mesh:
-    """A triangle mesh in Å: `vertices` [V, 3] (x, y, z), `faces` [F, 3], at `level`;
-    `meshdata`: vispy's MeshData for it, vertex normals computed."""
-    vertices: np.ndarray
-    faces: np.ndarray
-    level: float
-    box_A: float
-    meshdata: MeshData | None = None
-
-    def __post_init__(self):
-        if self.meshdata is None and len(self.faces):
-            self.meshdata = MeshData(vertices=self.vertices, faces=self.faces)
-            self.meshdata.get_vertex_normals(indexed="faces")     # computed now, and cached
-
-
-def isosurface(volume: np.ndarray, sigma: float, box_A: float) -> Mesh:
-    """Marching cubes at mean + sigma * std of `volume` [z, y, x], scaled to a box of `box_A` Å.
-
-    A level outside the map's range gives an empty mesh.
-    """
-    from skimage.measure import marching_cubes
-
-    vol = np.asarray(volume, dtype=np.float32)
-    level = float(vol.mean() + sigma * vol.std())
-    d = vol.shape[0]
-    if not vol.min() < level < vol.max():
-        return Mesh(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint32), level, box_A)
-    verts, faces, _, _ = marching_cubes(vol, level, allow_degenerate=False)
-    verts = (verts[:, ::-1] - d / 2) * (box_A / d)      # [z, y, x] -> (x, y, z) in Å
-    return Mesh(verts.astype(np.float32), faces.astype(np.uint32), level, box_A)
 
 
 class VolumeView(QWidget):
