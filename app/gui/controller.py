@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from cryoscape.app.gui.decode_cache import CacheProgress, DecodeCache
+from cryoscape.app.gui.decode_cache import CacheProgress, DecodeCache, cache_anchors
 from cryoscape.app.gui.isosurface import Mesh, isosurface
 from cryoscape.app.gui.state import ExplorerState
 from cryoscape.app.gui.workers import JobThread
@@ -82,6 +82,7 @@ class _Analysis:
     kmeans: object | None
     tree: object | None = None       # UMAP: a KD-tree of z, to place points on the view
     colouring: Colouring | None = None
+    anchors: np.ndarray | None = None        # the particles whose maps the cache holds
 
 
 COLOURINGS = ("k-means", "density", "none")    # besides the metadata columns
@@ -211,7 +212,7 @@ class Explorer(QObject):
         return run
 
     def set_run(self, run, epoch: int | None = None) -> None:
-        self.cache.plan(np.zeros((0, 1), np.float32), None)
+        self.cache.plan(np.zeros((0, 1), np.float32), [])
         self.decode_thread.clear_background()
         self.current, self.current_mesh, self.pinned, self.path_volumes = None, None, None, []
         self.state.set_run(run, epoch)
@@ -270,9 +271,11 @@ class Explorer(QObject):
                 from threadpoolctl import threadpool_limits
                 with threadpool_limits(1):       # leave the other cores to the GUI
                     self._clusters = z, kmeans(z, k=k)
-            labels = self._clusters[1].labels
-            emit(_Analysis(gen, kind, xy, p, self._clusters[1], tree,
-                           colouring(self.colour_by, labels, xy, self.state.metadata)))
+            km = self._clusters[1]
+            view = xy if xy is not None else np.stack([z[:, 0], np.zeros(len(z))], 1)
+            emit(_Analysis(gen, kind, xy, p, km, tree,
+                           colouring(self.colour_by, km.labels, xy, self.state.metadata),
+                           cache_anchors(view, km.medoids, self.cache.grid)))
         self.analysis_thread.submit_background(
             job, "UMAP (computing in the background)" if kind == "UMAP" else
             "Embedding and clustering")
@@ -310,14 +313,12 @@ class Explorer(QObject):
         if res.kmeans is not None:
             if res.colouring.by != self.colour_by:      # asked for while this was computed
                 self.set_colouring(self.colour_by)
-            self._fill_cache(res.xy)
+            self._fill_cache(res.anchors)
 
-    def _fill_cache(self, xy) -> None:
-        z = self.state.z
-        xy = xy if xy is not None else np.stack([z[:, 0], np.zeros(len(z))], 1)
+    def _fill_cache(self, anchors) -> None:
         self.cache.D = min(self.cache.D, self.state.run.D)
         self.decode_thread.clear_background()
-        self.cache.plan(z, xy, self.state.centre_index)
+        self.cache.plan(self.state.z, anchors)
         box = self.state.run.D * self.state.run.apix
 
         def mesher(vol):
