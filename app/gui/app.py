@@ -50,6 +50,22 @@ class GuiGarbageCollector:
                     gc.freeze()
 
 
+def report_unexpected_errors(window) -> None:
+    """An exception escaping a Qt slot (a bug) goes to stderr and to the window's error dialog
+    (scripted runs then fail with it), instead of aborting the application, which PyQt6 does
+    under the default `sys.excepthook`."""
+    import traceback
+
+    def hook(kind, value, tb):
+        sys.stderr.write("".join(traceback.format_exception(kind, value, tb)))
+        if issubclass(kind, KeyboardInterrupt):
+            window.close()
+            return
+        window.show_error("Unexpected error", f"{kind.__name__}: {value}\n\nThis is a bug in "
+                          "cryoscape; the traceback is on the terminal. Please report it.")
+    sys.excepthook = hook
+
+
 def application(argv: list[str] | None = None):
     """The QApplication (created once), styled and named for QSettings."""
     from PyQt6.QtGui import QIcon

@@ -215,6 +215,8 @@ class Explorer(QObject):
         self.cache.plan(np.zeros((0, 1), np.float32), [])
         self.decode_thread.clear_background()
         self.current, self.current_mesh, self.pinned, self.path_volumes = None, None, None, []
+        if self.colour_by not in COLOURINGS:    # another run's metadata column
+            self.colour_by = "k-means"
         self.state.set_run(run, epoch)
         what = "homogeneous (decoder only, one map)" if self.state.homogeneous else \
             f"{self.state.n} particles, zdim {self.state.zdim}"
@@ -311,8 +313,8 @@ class Explorer(QObject):
             self.state.set_clusters(res.kmeans.labels, res.kmeans.medoids)
         self.state.set_embedding(res.kind, res.xy, res.pca, res.tree, res.colouring)
         if res.kmeans is not None:
-            if res.colouring.by != self.colour_by:      # asked for while this was computed
-                self.set_colouring(self.colour_by)
+            if res.colouring.by != self.colour_by and self._can_colour(self.colour_by):
+                self.set_colouring(self.colour_by)      # asked for while this was computed
             self._fill_cache(res.anchors)
 
     def _fill_cache(self, anchors) -> None:
@@ -327,11 +329,15 @@ class Explorer(QObject):
         for job in self.cache.jobs(self.decode_fn(), mesher):
             self.decode_thread.submit_background(job)
 
+    def _can_colour(self, by: str) -> bool:
+        md = self.state.metadata
+        return by in COLOURINGS or (md is not None and by in md.columns)
+
     def set_colouring(self, by: str) -> None:
         """Colour by 'k-means', 'density', 'none' or a metadata column (computed in the
         colouring thread; `state.colouring_changed` when shown)."""
         st = self.state
-        if by not in COLOURINGS and (st.metadata is None or by not in st.metadata.columns):
+        if not self._can_colour(by):
             raise CryoscapeError(st.metadata_note or f"no metadata column {by!r}")
         self.colour_by = by
         gen, labels, xy, metadata = self._generation, st.labels, st.embedding, st.metadata

@@ -9,7 +9,7 @@ from cryoscape.core.errors import CryoscapeError
 
 def run_gui(args) -> int:
     """`cryoscape gui`: see app/commands/gui.py for the options."""
-    from cryoscape.app.gui.app import application
+    from cryoscape.app.gui.app import application, report_unexpected_errors
     from cryoscape.app.gui.main_window import MainWindow
     from PyQt6.QtCore import QSettings
 
@@ -22,6 +22,7 @@ def run_gui(args) -> int:
     settings = QSettings() if not scripted else QSettings(
         QSettings.Format.IniFormat, QSettings.Scope.UserScope, "cryoscape", "scripted")
     window = MainWindow(settings=settings, restore=not scripted)
+    report_unexpected_errors(window)
     if args.umap:
         window.embedding_box.setCurrentText("UMAP")
     if args.threshold is not None:
@@ -90,12 +91,13 @@ def run_demo(args, data: Path, t_start: float | None = None) -> int:
     """`cryoscape demo`: the explorer with training of the simulated data already started."""
     import time
 
-    from cryoscape.app.gui.app import application
+    from cryoscape.app.gui.app import application, report_unexpected_errors
     from cryoscape.app.gui.main_window import MainWindow
 
     t_start = time.perf_counter() if t_start is None else t_start
     app = application()
     window = MainWindow()
+    report_unexpected_errors(window)
     rundir = Path(args.outdir) / f"run-{time.strftime('%Y%m%d-%H%M%S')}"
     # Small, fast settings that separate the states within a few dozen short epochs. The
     # simulated images have no CTF and white protein, so they must not be inverted.

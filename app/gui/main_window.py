@@ -347,10 +347,9 @@ class MainWindow(QMainWindow):
     def _metadata_changed(self) -> None:
         st = self.state
         self.colour_box.blockSignals(True)
-        current = self.colour_box.currentText()
         self.colour_box.clear()
         self.colour_box.addItems(COLOURINGS + tuple(st.metadata_columns))
-        self.colour_box.setCurrentText(current)
+        self.colour_box.setCurrentText(self.explorer.colour_by)
         self.colour_box.blockSignals(False)
         self.colour_note.setText(st.metadata_note)
         self.colour_note.setVisible(bool(st.metadata_note))

@@ -279,6 +279,11 @@ def test_colour_by_metadata_column(qtbot, window, tmp_path):
     assert window.state.colour_by == "rlnAngleRot" and len(values) == n
     assert np.allclose(values, window.state.metadata["rlnAngleRot"])
     assert len({b.color().name() for b in window.latent.scatter.data["brush"]}) > 20
+    # another run, without that column: k-means colours, said so in the box
+    open_run(qtbot, window, SyntheticRun(tmp_path / "other", n=200))
+    qtbot.waitUntil(lambda: bool(window.state.metadata_note), timeout=10000)
+    assert window.state.colour_by == "k-means" and window.colour_box.currentText() == "k-means"
+    assert len(window.state.colour_values) == 200 and not window.errors
 
 
 def test_garbage_collector_scans_a_burst_once_and_freezes_it(qtbot, window):
@@ -304,3 +309,23 @@ def test_garbage_collector_scans_a_burst_once_and_freezes_it(qtbot, window):
     assert dead() is None                                 # the cycle was collected
     assert gc.get_freeze_count() >= frozen + len(burst)   # the survivors are frozen
     assert gc.get_count()[0] < 100
+
+
+def test_a_bug_in_a_slot_is_reported_not_fatal(qtbot, window, monkeypatch, capsys):
+    """PyQt6 aborts on an exception escaping a slot under the default excepthook: the
+    application's hook shows it in the error dialog instead (and scripted runs fail with it)."""
+    import sys
+
+    from cryoscape.app.gui.app import report_unexpected_errors
+    from PyQt6.QtCore import QTimer
+
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)   # restored after the test
+    report_unexpected_errors(window)
+
+    def buggy():
+        raise ZeroDivisionError("a bug")
+    QTimer.singleShot(0, buggy)
+    qtbot.waitUntil(lambda: bool(window.errors), timeout=5000)
+    assert window.errors[-1].startswith("ZeroDivisionError: a bug") and "bug in cryoscape" in \
+        window.errors[-1]
+    assert "Traceback" in capsys.readouterr().err and window.isVisible()
