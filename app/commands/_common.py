@@ -34,10 +34,9 @@ def add_metadata_args(parser, output: str, apix_help: str) -> None:
 
 
 def read_metadata(args):
-    """The parse-* input: ("star", StarFile, box size or None) or ("cs", array, box or None).
+    """The parse-* input: ("star", StarFile, box size or None) or ("cs", array, -D).
 
-    A .star's box size is -D, else its rlnImageSize, else its first stack's; a .cs's is -D,
-    else its blob/shape."""
+    A .star's box size is -D, else its rlnImageSize, else its first stack's."""
     from pathlib import Path
 
     from cryoscape.core.errors import InputFileError
@@ -48,8 +47,6 @@ def read_metadata(args):
         star = read_star(path)
         return "star", star, args.D or star_box_or_stack(star, args.datadir)
     if path.suffix.lower() == ".cs":
-        from cryoscape.core.io.cs import cs_box, read_cs
-        from cryoscape.core.io.stack import common_value
-        arr = read_cs(path)
-        return "cs", arr, args.D or common_value(cs_box(arr), "box size", path)
+        from cryoscape.core.io.cs import read_cs
+        return "cs", read_cs(path), args.D
     raise InputFileError(path, "expected a .star or .cs file")

@@ -19,15 +19,18 @@ def main(args):
     from cryoscape.core.io.cryodrgn import save_poses
 
     kind, meta, D = read_metadata(args)
-    if D is None:
-        field = "rlnImageSize" if kind == "star" else "blob/shape"
-        raise InputFileError(args.input, f"box size unknown (no {field}, no stack to read it "
-                                         "from): give -D")
     if kind == "star":
         from cryoscape.core.io.star import star_poses
+        if D is None:
+            raise InputFileError(args.input, "box size unknown (no rlnImageSize, no stack to "
+                                             "read it from): give -D")
         R, shifts = star_poses(meta, D=D, apix=args.apix)
     else:
-        from cryoscape.core.io.cs import cs_poses
+        from cryoscape.core.io.cs import cs_box, cs_poses
+        from cryoscape.core.io.stack import common_value
+        D = D or common_value(cs_box(meta), "box size", args.input)
+        if D is None:
+            raise InputFileError(args.input, "box size unknown (no blob/shape): give -D")
         R, shifts = cs_poses(meta, D=D, path=args.input)
     save_poses(args.output, R, shifts, D)
     print(f"{args.output}: poses of {len(R)} particles (box {D})")

@@ -51,18 +51,29 @@ class GuiGarbageCollector:
 
 
 def report_unexpected_errors(window) -> None:
-    """An exception escaping a Qt slot (a bug) goes to stderr and to the window's error dialog
-    (scripted runs then fail with it), instead of aborting the application, which PyQt6 does
-    under the default `sys.excepthook`."""
+    """An exception escaping a Qt slot or QThread (a bug) goes to stderr and to the window's
+    error dialog (scripted runs then fail with it), instead of aborting the application, which
+    PyQt6 does under the default `sys.excepthook`. From any thread: the dialog is opened on the
+    GUI thread (a queued signal)."""
     import traceback
+
+    from PyQt6.QtCore import QObject, pyqtSignal
+
+    class Relay(QObject):
+        error = pyqtSignal(str, str)
+        interrupted = pyqtSignal()
+
+    relay = Relay(window)
+    relay.error.connect(window.show_error)
+    relay.interrupted.connect(window.close)
 
     def hook(kind, value, tb):
         sys.stderr.write("".join(traceback.format_exception(kind, value, tb)))
         if issubclass(kind, KeyboardInterrupt):
-            window.close()
+            relay.interrupted.emit()
             return
-        window.show_error("Unexpected error", f"{kind.__name__}: {value}\n\nThis is a bug in "
-                          "cryoscape; the traceback is on the terminal. Please report it.")
+        relay.error.emit("Unexpected error", f"{kind.__name__}: {value}\n\nThis is a bug in "
+                         "cryoscape; the traceback is on the terminal. Please report it.")
     sys.excepthook = hook
 
 

@@ -90,7 +90,8 @@ COLOURINGS = ("k-means", "density", "none")    # besides the metadata columns
 
 @dataclass
 class _Done:
-    """A finished analysis job: `apply()` runs on the GUI thread."""
+    """A finished job of the analysis, trajectory, export or colouring thread: `apply()` runs
+    on the GUI thread."""
     apply: object
 
 
@@ -129,7 +130,9 @@ def colour_columns(table) -> list[str]:
 
 
 class Explorer(QObject):
-    """Runs the explorer's work in three threads: decode, mesh and analysis.
+    """Runs the explorer's work in worker threads: decode (maps, the cache), mesh (surfaces),
+    analysis (embedding, clusters, metadata), trajectory (paths and their previews), export
+    (map series, movies) and colouring.
 
     Clusters are `core.analysis.sampling.kmeans` with its defaults (k 20 as `cryoscape
     analyze/select --k`), so the explorer and the CLI show the same clusters.
@@ -139,7 +142,7 @@ class Explorer(QObject):
     volume_ready = pyqtSignal(object)      # VolumeResult (every stage)
     status = pyqtSignal(str)
     error = pyqtSignal(str, str)           # title, message
-    busy = pyqtSignal(bool, str)           # busy, what (analysis or trajectory work)
+    busy = pyqtSignal(bool, str)           # busy, what (analysis, trajectory, export work)
     cache_progress = pyqtSignal(int, int)
     task_done = pyqtSignal(str, object)    # name, result (exports, paths)
 
@@ -153,15 +156,16 @@ class Explorer(QObject):
         self.mesh_thread = JobThread("mesh", self)
         self.analysis_thread = JobThread("analysis", self)
         self.trajectory_thread = JobThread("trajectory", self)
+        self.export_thread = JobThread("export", self)
         self.colour_thread = JobThread("colouring", self)
         self.threads = [self.decode_thread, self.mesh_thread, self.analysis_thread,
-                        self.trajectory_thread, self.colour_thread]
+                        self.trajectory_thread, self.export_thread, self.colour_thread]
         self.decode_thread.result.connect(self._on_decoded)
         self.mesh_thread.result.connect(self._on_meshed)
         self.analysis_thread.result.connect(self._on_analysis)
-        self.trajectory_thread.result.connect(self._on_analysis)
-        self.colour_thread.result.connect(self._on_analysis)
-        for t in (self.analysis_thread, self.trajectory_thread):
+        for t in (self.trajectory_thread, self.export_thread, self.colour_thread):
+            t.result.connect(self._on_analysis)
+        for t in (self.analysis_thread, self.trajectory_thread, self.export_thread):
             t.busy.connect(self._on_busy)
         for t in self.threads:      # bound methods: delivered on the GUI thread (queued)
             t.error.connect(self._on_error)
@@ -186,11 +190,14 @@ class Explorer(QObject):
 
     # -- lifecycle ---------------------------------------------------------------------------
     def _on_busy(self, busy: bool, what: str) -> None:
-        name = self.sender().objectName()
-        if busy:
-            self._busy[name] = what
-        else:
+        self.set_busy(self.sender().objectName(), what if busy else None)
+
+    def set_busy(self, name: str, what: str | None) -> None:
+        """Task `name` is doing `what` (None: done); `busy` says whether any task is."""
+        if what is None:
             self._busy.pop(name, None)
+        else:
+            self._busy[name] = what
         self.busy.emit(bool(self._busy), next((w for w in self._busy.values() if w), ""))
 
     def _on_error(self, message: str) -> None:
@@ -257,6 +264,8 @@ class Explorer(QObject):
         def job(emit, is_stale):
             from cryoscape.core.analysis.embed import pca
             from cryoscape.core.analysis.sampling import kmeans
+            if gen != self._generation:          # other latents or view asked for since
+                return
             xy, p, tree = None, None, None
             if z.shape[1] > 1:
                 res = pca(z, 2)
@@ -274,9 +283,14 @@ class Explorer(QObject):
                 with threadpool_limits(1):       # leave the other cores to the GUI
                     self._clusters = z, kmeans(z, k=k)
             km = self._clusters[1]
+            if gen != self._generation:
+                return
+            try:
+                colours = colouring(self.colour_by, km.labels, xy, self.state.metadata)
+            except (TypeError, ValueError):      # a column that cannot be coloured
+                colours = colouring("k-means", km.labels, xy, None)
             view = xy if xy is not None else np.stack([z[:, 0], np.zeros(len(z))], 1)
-            emit(_Analysis(gen, kind, xy, p, km, tree,
-                           colouring(self.colour_by, km.labels, xy, self.state.metadata),
+            emit(_Analysis(gen, kind, xy, p, km, tree, colours,
                            cache_anchors(view, km.medoids, self.cache.grid)))
         self.analysis_thread.submit_background(
             job, "UMAP (computing in the background)" if kind == "UMAP" else
@@ -334,19 +348,26 @@ class Explorer(QObject):
         return by in COLOURINGS or (md is not None and by in md.columns)
 
     def set_colouring(self, by: str) -> None:
-        """Colour by 'k-means', 'density', 'none' or a metadata column (computed in the
-        colouring thread; `state.colouring_changed` when shown)."""
+        """Colour by 'k-means', 'density', 'none' or a metadata column: computed in the
+        colouring thread for the points shown (`state.colouring_changed`), or with the
+        analysis under way (`state.embedding_changed`)."""
         st = self.state
         if not self._can_colour(by):
             raise CryoscapeError(st.metadata_note or f"no metadata column {by!r}")
         self.colour_by = by
-        gen, labels, xy, metadata = self._generation, st.labels, st.embedding, st.metadata
-        if labels is None:                      # the analysis under way colours them
+        labels, xy, metadata = st.labels, st.embedding, st.metadata
+        if labels is None:
             return
+
+        def apply(c):
+            if st.embedding is xy and st.labels is labels:
+                st.set_colouring(c)
+            elif st.labels is not None and self.colour_by == by:
+                self.set_colouring(by)            # other points shown since: colour those
 
         def job(emit, is_stale):
             c = colouring(by, labels, xy, metadata)
-            emit(_Done(lambda: st.set_colouring(c) if gen == self._generation else None))
+            emit(_Done(lambda: apply(c)))
         self.colour_thread.submit(job)
 
     # -- decoding ----------------------------------------------------------------------------
@@ -542,7 +563,7 @@ class Explorer(QObject):
             if self._knn is None or self._knn[0] is not z:
                 self._knn = z, knn_graph(z)
             return path_through(z, waypoints, n=n, graph=True, knn=self._knn[1])
-        self._path_job(compute, "Finding a path through the data" if through_data else
+        self._path_job(compute, z, "Finding a path through the data" if through_data else
                        "Computing the path")
 
     def compute_pc_path(self, pc: int = 1, n: int = 10) -> None:
@@ -550,30 +571,30 @@ class Explorer(QObject):
         from cryoscape.core.analysis.trajectory import pc_traversal
 
         z = self._latents()
-        self._path_job(lambda: pc_traversal(z, pc=pc, n=n)[0], f"PC{pc} traversal")
+        self._path_job(lambda: pc_traversal(z, pc=pc, n=n)[0], z, f"PC{pc} traversal")
 
-    def _path_job(self, compute, what: str) -> None:
-        gen = self._generation
-
+    def _path_job(self, compute, z, what: str) -> None:
+        """`compute()` in the trajectory thread; its path is shown if the latents `z` still
+        are (a newer path request replaces one not started)."""
         def job(emit, is_stale):
             path = compute()
-            emit(_Done(lambda: self._set_path(path) if gen == self._generation else None))
+            emit(_Done(lambda: self._set_path(path) if self.state.z is z else None))
         self.trajectory_thread.submit(job, what)
 
     def _set_path(self, path) -> None:
+        """Show the path and decode its previews for playback (trajectory thread)."""
         self.state.set_path(path)
         self.path_volumes = []
-        path = np.asarray(path, np.float32)
+        shown = self.state.path_z
         decode, D = self.decode_fn(), min(PREVIEW_D, self.state.run.D)
-        gen = self._generation
 
         def job(emit, is_stale):
-            vols = decode(path, D)
-            emit(_Done(lambda: self._set_path_volumes(gen, list(vols))))
+            vols = list(decode(shown, D))
+            emit(_Done(lambda: self._set_path_volumes(shown, vols)))
         self.trajectory_thread.submit_background(job, "Decoding the path's previews")
 
-    def _set_path_volumes(self, gen, vols) -> None:
-        if gen == self._generation:
+    def _set_path_volumes(self, path_z, vols) -> None:
+        if self.state.path_z is path_z:             # still the path shown
             self.path_volumes = vols
             self.task_done.emit("path_volumes", len(vols))
 
@@ -594,7 +615,7 @@ class Explorer(QObject):
         return self.state.path_z.copy()
 
     def export_path(self, outdir, D: int | None = None) -> None:
-        """Decode the path at the full box (trajectory thread) and write MRC files + a .cxc."""
+        """Decode the path at the full box (export thread) and write MRC files + a .cxc."""
         from cryoscape.core.analysis.maps import write_maps
 
         path, run, epoch = self._path(), self.state.run, self.state.epoch
@@ -603,10 +624,10 @@ class Explorer(QObject):
             series = write_maps(run, path, outdir, D=D, epoch=epoch, prefix="traj_",
                                 progress=False)
             emit(_Done(lambda: self.task_done.emit("export_path", series)))
-        self.trajectory_thread.submit_background(job, f"Writing {len(path)} maps to {outdir}")
+        self.export_thread.submit_background(job, f"Writing {len(path)} maps to {outdir}")
 
     def movie_meshes(self, out, D: int | None = None) -> None:
-        """Decode and mesh the path's maps for a movie (trajectory thread); then
+        """Decode and mesh the path's maps for a movie (export thread); then
         `task_done('movie_meshes', (out, meshes))` asks the window to render them."""
         from cryoscape.app.gui.movie import movie_path, trajectory_meshes
 
@@ -614,18 +635,19 @@ class Explorer(QObject):
             self.state.epoch, self.state.threshold
 
         def job(emit, is_stale):
-            meshes = trajectory_meshes(run, path, sigma, D, epoch)
-            emit(_Done(lambda: self.task_done.emit("movie_meshes", (out, meshes))))
-        self.trajectory_thread.submit_background(job, f"Decoding {len(path)} movie frames")
+            meshes = trajectory_meshes(run, path, sigma, D, epoch, stop=is_stale)
+            if meshes is not None:
+                emit(_Done(lambda: self.task_done.emit("movie_meshes", (out, meshes))))
+        self.export_thread.submit_background(job, f"Decoding {len(path)} movie frames")
 
     def write_movie(self, frames, out, fps: float = 8.0) -> None:
-        """Encode rendered frames as a GIF/MP4 (trajectory thread); `task_done('movie', path)`."""
+        """Encode rendered frames as a GIF/MP4 (export thread); `task_done('movie', path)`."""
         from cryoscape.app.gui.movie import write_movie
 
         def job(emit, is_stale):
             path = write_movie(frames, out, fps=fps)
             emit(_Done(lambda: self.task_done.emit("movie", path)))
-        self.trajectory_thread.submit_background(job, f"Writing {out}")
+        self.export_thread.submit_background(job, f"Writing {out}")
 
 
 def umap_cache_dir(run) -> Path:

@@ -61,8 +61,8 @@ class DecodeCache:
 
     def plan(self, z: np.ndarray, anchors: np.ndarray) -> None:
         """Cache the maps at these particles (see `cache_anchors`); forget the old ones."""
-        self.index = np.asarray(anchors, dtype=np.int64)
         with self._lock:
+            self.index = np.asarray(anchors, dtype=np.int64)
             self.generation += 1
             self.z = np.asarray(z, np.float32)[self.index] if len(self.index) else \
                 np.zeros((0, z.shape[1]), np.float32)
@@ -86,7 +86,7 @@ class DecodeCache:
                     self.volumes[lo + k] = np.asarray(v, np.float32)
             if mesher is not None:
                 for k, v in enumerate(vols):
-                    self.set_mesh(lo + k, *mesher(v))
+                    self.set_mesh(lo + k, *mesher(v), generation=gen)
             with self._lock:
                 done = sum(v is not None for v in self.volumes)
             emit(CacheProgress(done, total, gen))

@@ -2,9 +2,10 @@
 
 skimage's marching cubes holds the GIL for its whole run (25 ms for a 64³ map, 240 ms for
 128³), and so would vispy's per-vertex normals (`np.add.at`): a worker doing either stalls the
-event loop as long. So the map is meshed in slabs of a few planes (each call a few ms, the GIL
-free in between), the slabs' shared vertices are merged, and the smooth-shading normals are
-summed with `np.bincount`. Coordinates are in Å, centred on the box, so a reduced-box preview
+event loop as long. So the map is meshed in slabs of a few planes (a call meshes SLAB_VOXELS
+voxels, ~5 ms, or one plane pair where a plane is bigger: ~20 ms at 256³; the GIL is free in
+between), the slabs' shared vertices are merged, and the smooth-shading normals are summed
+with `np.bincount`. Coordinates are in Å, centred on the box, so a reduced-box preview
 and the full map overlap.
 """
 from __future__ import annotations

@@ -443,16 +443,36 @@ class MainWindow(QMainWindow):
         `explorer.task_done('movie', path)` at the end."""
         self.explorer.movie_meshes(path, D)
 
+    def _render_movie(self, out, meshes) -> None:
+        """Render the movie's frames here (OpenGL), a frame per event-loop turn; a movie
+        rendering already replaces the one before."""
+        from cryoscape.app.gui.movie import MovieRenderer
+
+        self._stop_movie()
+        self._movie = movie = MovieRenderer(self.volume.view, meshes, parent=self)
+        self.explorer.set_busy("movie", f"Rendering {len(meshes)} movie frames")
+
+        def finished(frames=None, error=None):
+            self._stop_movie()
+            if error:
+                self.show_error("Movie failed", f"{out}: {error}")
+            else:
+                self.explorer.write_movie(frames, out)
+        movie.done.connect(lambda frames: finished(frames))
+        movie.failed.connect(lambda error: finished(error=error))
+
+    def _stop_movie(self) -> None:
+        if self._movie is not None:
+            self._movie.cancel()
+            self._movie.deleteLater()
+            self._movie = None
+            self.explorer.set_busy("movie", None)
+
     def _task_done(self, name: str, result) -> None:
         if name == "export_path":
             self.statusBar().showMessage(f"Wrote {len(result.paths)} maps and {result.cxc}", 10000)
         elif name == "movie_meshes":
-            from cryoscape.app.gui.movie import MovieRenderer
-
-            out, meshes = result
-            self._movie = MovieRenderer(self.volume.view, meshes, parent=self)
-            self._movie.done.connect(lambda frames: self.explorer.write_movie(frames, out))
-            self._busy(True, f"Rendering {len(meshes)} movie frames")
+            self._guard(self._render_movie, *result)
         elif name == "movie":
             self.statusBar().showMessage(f"Wrote {result}", 10000)
 
@@ -529,8 +549,7 @@ class MainWindow(QMainWindow):
     def shutdown(self) -> None:
         """Stop training (child process), the worker threads and the playback timer."""
         self.trajectory.timer.stop()
-        if self._movie is not None:
-            self._movie.cancel()
+        self._stop_movie()
         self.training.shutdown()
         self.explorer.shutdown()
         self.volume.view.close_canvas()

@@ -49,25 +49,40 @@ def write_movie(frames: list[np.ndarray], path: str | os.PathLike, fps: float = 
 
 
 def trajectory_meshes(run, path_z, sigma: float = 2.0, D: int | None = None,
-                      epoch: int | None = None) -> list:
-    """The isosurface of each map along `path_z` [M, zdim] (decoded at box `D`): slow work that
-    the GUI runs in a worker thread."""
+                      epoch: int | None = None, stop=lambda: False, chunk: int = 4):
+    """The isosurface of each map along `path_z` [M, zdim] (decoded at box `D`, `chunk` maps
+    at a time): slow work that the GUI runs in a worker thread. None if `stop()` turns true."""
     from cryoscape.app.gui.isosurface import isosurface
 
-    vols = run.decode(np.asarray(path_z, np.float32), D=D or run.D, epoch=epoch)
-    box = run.D * run.apix
-    return [isosurface(v, sigma, box) for v in vols]
+    path_z, box, meshes = np.asarray(path_z, np.float32), run.D * run.apix, []
+    for i in range(0, len(path_z), chunk):
+        if stop():
+            return None
+        vols = run.decode(path_z[i:i + chunk], D=D or run.D, epoch=epoch)
+        meshes += [isosurface(v, sigma, box) for v in vols]
+    return meshes
+
+
+def camera_path(view, meshes, turn_deg: float = TURN_DEG) -> list[dict]:
+    """The camera of each frame: the view's (as the user left it), turning `turn_deg` a frame."""
+    start = view.movie_camera(meshes[0])
+    return [dict(start, azimuth=start["azimuth"] + turn_deg * k) for k in range(len(meshes))]
 
 
 class MovieRenderer(QObject):
-    """Renders meshes into frames with a view's camera, one frame per turn of the event loop
-    (the GUI stays responsive), turning `turn_deg` per frame; `done(frames)` at the end."""
+    """Renders meshes into frames of the view's current size and camera (turning a little each
+    frame), one frame per turn of the event loop, so the GUI stays responsive meanwhile;
+    `done(frames)` at the end, or `failed(message)`."""
 
     done = pyqtSignal(list)
+    failed = pyqtSignal(str)
 
-    def __init__(self, view, meshes, turn_deg: float = TURN_DEG, parent=None):
+    def __init__(self, view, meshes, parent=None):
         super().__init__(parent)
-        self.view, self.meshes, self.turn_deg = view, meshes, turn_deg
+        if not meshes:
+            raise CryoscapeError("no frames to render: the path is empty")
+        self.view, self.meshes = view, meshes
+        self.cameras, self.size = camera_path(view, meshes), tuple(view.canvas.size)
         self.frames: list[np.ndarray] = []
         self.timer = QTimer(self)
         self.timer.timeout.connect(self._next)
@@ -75,7 +90,12 @@ class MovieRenderer(QObject):
 
     def _next(self) -> None:
         k = len(self.frames)
-        self.frames.append(self.view.render_mesh(self.meshes[k], self.turn_deg * k))
+        try:
+            self.frames.append(self.view.render_mesh(self.meshes[k], self.cameras[k], self.size))
+        except Exception as e:  # noqa: BLE001 (an OpenGL failure: said, not raised in a slot)
+            self.timer.stop()
+            self.failed.emit(f"rendering frame {k + 1}: {e}")
+            return
         if len(self.frames) == len(self.meshes):
             self.timer.stop()
             self.done.emit(self.frames)
@@ -97,7 +117,9 @@ def render_trajectory(run, path_z, out, sigma: float = 2.0, D: int | None = None
     view.show()
     QApplication.processEvents()
     try:
-        frames = [view.render_mesh(m, TURN_DEG * k) for k, m in enumerate(meshes)]
+        size = tuple(view.canvas.size)
+        frames = [view.render_mesh(m, cam, size)
+                  for m, cam in zip(meshes, camera_path(view, meshes))]
     finally:
         view.close_canvas()
         view.close()

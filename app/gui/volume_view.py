@@ -29,7 +29,9 @@ class VolumeView(QWidget):
         self.meshes = [scene.visuals.Mesh(shading="smooth", color=SURFACE, parent=self.view.scene),
                        scene.visuals.Mesh(shading="smooth", color=PINNED, parent=self.view.scene)]
         self.meshes[1].set_gl_state("translucent", depth_test=True, cull_face=False)
-        for m in self.meshes:
+        self.frame_mesh = scene.visuals.Mesh(shading="smooth", color=SURFACE,
+                                             parent=self.view.scene)     # movie frames
+        for m in (*self.meshes, self.frame_mesh):
             self._blank(m)
         self.data: list[Mesh | None] = [None, None]
         self.side_by_side = False
@@ -41,14 +43,14 @@ class VolumeView(QWidget):
 
     def _headlight(self) -> None:
         """Light from the camera, whichever way the user turns the object."""
-        light = (0, 1, 0, 0)
-        for m in self.meshes:
+        light, visuals = (0, 1, 0, 0), (*self.meshes, self.frame_mesh)
+        for m in visuals:
             m.shading_filter.light_dir = light[:3]
         initial = self.view.camera.transform.imap(light)
 
         def follow(event=None):
             d = self.view.camera.transform.map(initial)[:3]
-            for m in self.meshes:
+            for m in visuals:
                 m.shading_filter.light_dir = d
         self.view.scene.transform.changed.connect(follow)
 
@@ -80,22 +82,32 @@ class VolumeView(QWidget):
         visual.set_data(vertices=np.eye(3, dtype=np.float32), faces=np.array([[0, 1, 2]], np.uint32))
         visual.visible = False
 
-    def render_mesh(self, mesh: Mesh, turn_deg: float = 0.0) -> np.ndarray:
-        """An image [h, w, 4] of `mesh` alone (no pinned surface), the camera turned by
-        `turn_deg`; what the view shows is left as it was (an empty view shows `mesh` after)."""
-        if self.data[0] is None:
-            self.set_mesh(mesh)
-        cam, pinned = self.view.camera, self.meshes[1]
-        azimuth, pinned_visible = cam.azimuth, pinned.visible
-        self._upload(0, mesh)
-        pinned.visible = False
-        cam.azimuth = azimuth + turn_deg
+    def render_mesh(self, mesh: Mesh, camera: dict, size: tuple[int, int]) -> np.ndarray:
+        """An image [h, w, 4] of `mesh` alone at `size`, seen with `camera` (a state of this
+        view's camera); the view's own surfaces and camera are left as they are."""
+        cam, visuals = self.view.camera, self.meshes
+        saved, visible = cam.get_state(), [v.visible for v in visuals]
+        self.frame_mesh.set_data(meshdata=mesh.meshdata)
+        self.frame_mesh.visible = len(mesh.faces) > 0
+        for v in visuals:
+            v.visible = False
+        cam.set_state(camera)
         try:
-            return self.render()
+            return self.canvas.render(size=size, alpha=False)
         finally:
-            cam.azimuth, pinned.visible = azimuth, pinned_visible
-            self._upload(0, self.data[0])
+            cam.set_state(saved)
+            for v, on in zip(visuals, visible):
+                v.visible = on
+            self._blank(self.frame_mesh)
             self.canvas.update()
+
+    def movie_camera(self, mesh: Mesh) -> dict:
+        """The camera state for a movie of `mesh`: the view's, or one framing `mesh` when the
+        view has shown nothing yet."""
+        if all(m is None for m in self.data) and len(mesh.faces):
+            self._box = mesh.box_A
+            self.reset_camera()
+        return self.view.camera.get_state()
 
     def set_side_by_side(self, on: bool) -> None:
         """The pinned surface beside the current one (a box to the right), or overlaid."""

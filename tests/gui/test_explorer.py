@@ -167,6 +167,16 @@ def test_path_through_data_reuses_the_graph(qtbot, window, synthetic_run):
     assert ex._knn[1] is graph                               # built once per epoch shown
     ex.compute_pc_path(pc=2, n=3)
     qtbot.waitUntil(lambda: len(window.state.path_z) == 3, timeout=10000)
+    # two paths asked for at once: the second's previews are the ones played back
+    window.state.set_waypoints([0, 1])
+    ex.compute_path(n=4)
+    window.state.set_waypoints([2, 3])
+    ex.compute_path(n=6)
+    qtbot.waitUntil(lambda: len(ex.path_volumes) == 6, timeout=20000)
+    qtbot.wait(300)
+    assert len(window.state.path_z) == 6 and len(ex.path_volumes) == 6
+    np.testing.assert_allclose(ex.path_volumes[0], synthetic_run.decode(z[2:3], D=32)[0],
+                               atol=1e-5)
     with pytest.raises(CryoscapeError, match="two waypoints"):
         window.state.set_waypoints([3])
         ex.compute_path()
@@ -182,7 +192,12 @@ def test_trajectory_movie_gif(qtbot, window, synthetic_run, tmp_path):
     qtbot.waitUntil(lambda: window.state.path_z is not None, timeout=10000)
     window.explorer.decode_particle(2)
     wait_surface(qtbot, window, "exact")
-    shown = window.volume.view.data[0]
+    view = window.volume.view
+    shown = view.data[0]
+    # a movie frame of the surface on show, with the view's camera, is the view's picture
+    frame = view.render_mesh(shown, view.view.camera.get_state(), tuple(view.canvas.size))
+    assert np.abs(frame.astype(int) - view.render()).mean() < 1 and frame.std() > 5
+    assert view.data[0] is shown and view.meshes[0].visible and not view.frame_mesh.visible
     written = []
     window.explorer.task_done.connect(lambda name, res: written.append(res)
                                       if name == "movie" else None)
@@ -200,6 +215,17 @@ def test_trajectory_movie_gif(qtbot, window, synthetic_run, tmp_path):
     assert frames[0].std() > 5                               # a surface, not a blank frame
     assert np.abs(frames[0].astype(int) - frames[-1]).max() > 50   # the frames differ
     assert window.volume.view.data[0] is shown               # the view shows what it did
+    assert window._movie is None and not window.errors
+    # an OpenGL failure while rendering: said once, rendering stopped
+    def broken(*args):
+        raise RuntimeError("no GL")
+    window.volume.view.render_mesh = broken
+    window.export_movie(tmp_path / "broken.gif")
+    qtbot.waitUntil(lambda: bool(window.errors), timeout=30000)
+    qtbot.wait(100)
+    assert len(window.errors) == 1 and "rendering frame 1: no GL" in window.errors[0]
+    assert window._movie is None and not (tmp_path / "broken.gif").exists()
+    del window.volume.view.render_mesh
 
 
 def test_zdim1_shows_histogram(qtbot, window, tmp_path):
