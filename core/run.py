@@ -174,9 +174,14 @@ class Run:
         return self._apix[1]
 
     def metrics(self) -> list[dict]:
-        """Rows of metrics.jsonl ([] for cryoDRGN runs); a cut last line is skipped."""
+        """Per-epoch rows (epoch, loss, mse, kl, time...): metrics.jsonl (a cut last line is
+        skipped), or for a cryoDRGN run the epoch lines of its run.log."""
+        from cryoscape.core.io.cryodrgn import read_training_log
         from cryoscape.core.train.rundir import read_metrics
-        return read_metrics(self.path / "metrics.jsonl")
+
+        if self.is_cryoscape:
+            return read_metrics(self.path / "metrics.jsonl")
+        return read_training_log(self.path / "run.log")
 
     # ---- files --------------------------------------------------------------------------
     def _pick(self, files: dict, epoch: int | None, what: str) -> Path:

@@ -58,7 +58,7 @@ def test_cli_analyze(rundir, tmp_path):
     for f in ("index.html", "pca.png", "pca_hexbin.png", "kmeans/chimerax.cxc",
               "pc1/chimerax.cxc", "pc2/chimerax.cxc"):
         assert (rep / f).is_file(), f
-    assert not (rep / "loss.png").exists()  # cryoDRGN runs have no metrics.jsonl
+    assert (rep / "loss.png").is_file()  # the losses of cryoDRGN's run.log
     for key, n in (("kmeans", 4), ("pc1", 4), ("pc2", 4)):
         names = opened(rep / key / "chimerax.cxc")
         assert len(names) == n and all((rep / key / m).is_file() for m in names)
@@ -103,7 +103,7 @@ def test_cli_convergence(rundir, tmp_path):
     assert cli("convergence", rundir, "--k", 3, "-D", 16, "-o", tmp_path / "conv") == 0
     names = sorted(p.name for p in (tmp_path / "conv").iterdir())
     assert names == ["convergence.json", "convergence_clusters.png", "convergence_drift.png",
-                     "convergence_maps.png"]
+                     "convergence_maps.png", "loss.png"]           # loss: from run.log
 
 
 def test_cli_select_star_cs_with_training_index(run, rundir, tmp_path, fixtures_dir):

@@ -38,7 +38,13 @@ def test_rundir_opens(rundir):
     run = Run.open(rundir / "run")
     assert run.epochs == [1, 2, 3]
     assert (run.D, run.lattice_D, run.zdim) == (64, 65, 2)
-    assert not run.is_cryoscape and run.metrics() == []
+    assert not run.is_cryoscape
+    # the losses cryoDRGN logged for its 3 epochs (run.log)
+    rows = run.metrics()
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert rows[0] == pytest.approx({"epoch": 1, "loss": 1.306415, "mse": 1.3064,
+                                     "kl": 0.082765, "time": 1.430632})
+    assert rows[2]["loss"] == pytest.approx(1.231665)
     assert run.particles_path.name == "hand.mrcs"
     assert run.norm == pytest.approx((0.0, 94.45951080322266))
     assert run.weights_path().name == "weights.pkl" and run.weights_path(2).name == "weights.2.pkl"
@@ -217,3 +223,24 @@ def test_run_in_progress_shows_new_epochs(rundir, tmp_path):
     for name in ("weights.1.pkl", "z.1.pkl"):
         (tmp_path / name).symlink_to(rundir / "run" / name)
     assert run.epochs == [1] and run.latents().shape == (100, 2)
+
+
+def test_training_log_lines(tmp_path):
+    """run.log epoch lines of cryoDRGN's train_vae and train_nn (homogeneous), a day-long
+    epoch, and other lines around them."""
+    from cryoscape.core.io.cryodrgn import read_training_log
+
+    log = tmp_path / "run.log"
+    log.write_text(
+        "Namespace(...)\n"
+        "2024-01-01 10:00:00     # [Train Epoch: 1/2] [100/100 images] gen loss=1.2, kld=0.1\n"
+        "2024-01-01 10:00:01     # =====> Epoch: 1 Average gen loss = 1.25, KLD = 0.5, "
+        "total loss = 1.3; Finished in 1 day, 2:03:04.5\n"
+        "# =====> Epoch: 2 Average loss = 0.75; Finished in 0:00:09.25\n"
+        "# =====> Epoch: 3 Average gen loss = nan, KLD = 1.0, total loss = nan\n")
+    rows = read_training_log(log)
+    assert rows[0] == {"epoch": 1, "loss": 1.3, "mse": 1.25, "kl": 0.5,
+                       "time": 26 * 3600 + 3 * 60 + 4.5}
+    assert rows[1] == {"epoch": 2, "loss": 0.75, "time": 9.25}
+    assert rows[2]["epoch"] == 3 and np.isnan(rows[2]["loss"]) and "time" not in rows[2]
+    assert read_training_log(tmp_path / "missing.log") == []

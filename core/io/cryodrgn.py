@@ -1,11 +1,13 @@
 """cryoDRGN pickles: poses `(R [N,3,3], trans [N,2] as a fraction of the box)` or `R` alone,
-CTF `[N, 9]` (`D, apix, dfU, dfV, dfAng, kV, Cs, w, phase`), index arrays.
+CTF `[N, 9]` (`D, apix, dfU, dfV, dfAng, kV, Cs, w, phase`), index arrays; and the per-epoch
+losses of a training's run.log.
 
 Inside cryoscape translations are `shifts` in pixels (see `cryoscape.core.poses`).
 """
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 from cryoscape.core.errors import InputFileError
@@ -86,3 +88,32 @@ def as_index(ind) -> np.ndarray:
 
 def save_index(path: str | os.PathLike, ind) -> None:
     save_pickle(path, np.asarray(ind, dtype=np.int64))
+
+
+_NUMBER = r"([-+\d.eE]+|nan|inf)"
+_EPOCH_LINE = re.compile(
+    rf"=====> Epoch: (\d+) Average (?:gen )?loss = {_NUMBER}"
+    rf"(?:, KLD = {_NUMBER}, total loss = {_NUMBER})?"
+    r"(?:.*?Finished in (?:(\d+) days?, )?(\d+):(\d+):([\d.]+))?")
+
+
+def read_training_log(path: str | os.PathLike) -> list[dict]:
+    """The epochs' losses in a cryoDRGN run.log (`# =====> Epoch: N Average gen loss = ...,
+    KLD = ..., total loss = ...; Finished in H:MM:SS`) as rows like cryoscape's
+    metrics.jsonl: epoch, loss (the total), mse (cryoDRGN's "gen loss"), kl, time (s). A
+    homogeneous run's lines (`Average loss = ...`) give epoch and loss; [] without a log."""
+    try:
+        with open(path, errors="replace") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return []
+    rows = []
+    for m in _EPOCH_LINE.finditer(text):
+        epoch, gen, kld, total, days, h, mins, secs = m.groups()
+        row = {"epoch": int(epoch), "loss": float(total if total is not None else gen)}
+        if kld is not None:
+            row.update(mse=float(gen), kl=float(kld))
+        if h is not None:
+            row["time"] = (int(days or 0) * 24 + int(h)) * 3600 + int(mins) * 60 + float(secs)
+        rows.append(row)
+    return rows

@@ -26,6 +26,10 @@ def test_cryodrgn_run_opens_without_particles(qtbot, window, moved_run, fixtures
     assert st.epoch == 3 and list(st.run.epochs) == [1, 2, 3]
     assert window.latent.n_points == 100 == len(window.latent.scatter.data)
     assert np.allclose(st.z, expected, atol=1e-6)
+    # the loss curve of cryoDRGN's run.log
+    assert list(window.training.loss_curve.xData) == [1, 2, 3]
+    assert window.training.loss_curve.yData[0] == pytest.approx(1.306415)
+    assert not window.training.loss_note.isVisible()
     # particle files dangle: the run still opens, and the colouring says why metadata is off
     qtbot.waitUntil(lambda: bool(st.metadata_note), timeout=10000)
     assert st.metadata is None and "not found" in st.metadata_note
