@@ -310,6 +310,7 @@ class MainWindow(QMainWindow):
         self.view_controls.setVisible(not st.homogeneous)
         for w in (self.trajectory, self.selections):
             w.setEnabled(not st.homogeneous)
+        self.trajectory.pc.setMaximum(max(st.zdim, 1))   # the principal components there are
         if st.homogeneous:
             self.latent.set_message(HOMOGENEOUS_NOTE)
         elif st.zdim == 1:

@@ -72,6 +72,7 @@ class ExplorerState(QObject):
         self.colour_values, self.colours = None, None
         self.epoch = None
         self.run_changed.emit()
+        self.metadata_changed.emit()                # the last run's columns are gone
         self.set_epoch(epoch if epoch is not None else (run.epochs[-1] if run.epochs else None))
         self.selections_changed.emit()
         self.path_changed.emit()

@@ -235,7 +235,7 @@ def test_zdim1_shows_histogram(qtbot, window, tmp_path):
     assert lv.histogram and lv.hist.isVisible() and not lv.scatter.isVisible()
     counts = lv.hist.yData
     assert counts.sum() == 400
-    assert not window.embedding_box.isEnabled()
+    assert not window.embedding_box.isEnabled() and window.trajectory.pc.maximum() == 1
     i = int(np.argmax(run.latents()[:, 0]))
     qtbot.mouseClick(lv.plot.viewport(), Qt.MouseButton.LeftButton, pos=lv.pixel_of(i))
     wait_surface(qtbot, window, "exact")
@@ -305,8 +305,11 @@ def test_colour_by_metadata_column(qtbot, window, tmp_path):
     assert window.state.colour_by == "rlnAngleRot" and len(values) == n
     assert np.allclose(values, window.state.metadata["rlnAngleRot"])
     assert len({b.color().name() for b in window.latent.scatter.data["brush"]}) > 20
-    # another run, without that column: k-means colours, said so in the box
-    open_run(qtbot, window, SyntheticRun(tmp_path / "other", n=200))
+    # another run, without that column: k-means colours, said so in the box, which at once
+    # no longer offers the last run's columns
+    window.explorer.set_run(SyntheticRun(tmp_path / "other", n=200))
+    assert window.colour_box.count() == 3
+    qtbot.waitUntil(lambda: window.state.labels is not None, timeout=20000)
     qtbot.waitUntil(lambda: bool(window.state.metadata_note), timeout=10000)
     assert window.state.colour_by == "k-means" and window.colour_box.currentText() == "k-means"
     assert len(window.state.colour_values) == 200 and not window.errors
