@@ -310,7 +310,8 @@ class MainWindow(QMainWindow):
         self.view_controls.setVisible(not st.homogeneous)
         for w in (self.trajectory, self.selections):
             w.setEnabled(not st.homogeneous)
-        self.trajectory.pc.setMaximum(max(st.zdim, 1))   # the principal components there are
+        if self.trajectory.pc.maximum() != max(st.zdim, 1):   # the PCs there are (no repaint
+            self.trajectory.pc.setMaximum(max(st.zdim, 1))    # each epoch)
         if st.homogeneous:
             self.latent.set_message(HOMOGENEOUS_NOTE)
         elif st.zdim == 1:
