@@ -183,8 +183,13 @@ class UmapJob:
         return self._emb
 
     def close(self) -> None:
+        """End the child: let it exit if its work is done (so that it cleans up after
+        itself), else terminate it."""
         if self._pool is not None:
-            self._pool.terminate()
+            if self._async.ready():
+                self._pool.close()
+            else:
+                self._pool.terminate()
             self._pool.join()
             self._pool = None
 
