@@ -251,6 +251,7 @@ class TrainingPanel(QWidget):
         if pts:
             x, y = np.array(pts, dtype=float).T
             self.loss_curve.setData(x, y)
+            self.loss_plot.enableAutoRange()   # setRange below turned it off
         else:                                 # a run without metrics: not the last run's curve
             self.loss_curve.setData([], [])
             self.loss_plot.setRange(xRange=(0, 1), yRange=(0, 1), padding=0)

@@ -114,6 +114,11 @@ def test_axes_have_no_si_prefix(qtbot, window, tmp_path):
     x = window.training.loss_curve.xData
     assert x is None or len(x) == 0
     assert window.training.loss_note.isVisible()
+    # then a training's epochs arrive (its metrics.jsonl starts empty): all in view
+    window.training._set_metrics([{"epoch": e, "loss": 3.0 / e} for e in range(1, 13)])
+    qtbot.wait(100)
+    (x0, x1), (y0, y1) = window.training.loss_plot.getViewBox().viewRange()
+    assert x0 <= 1 and x1 >= 12 and y0 <= 0.25 and y1 >= 3.0
     # pyqtgraph would otherwise scale these axes
     import pyqtgraph as pg
     probe = pg.AxisItem("left")
