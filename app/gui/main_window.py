@@ -206,8 +206,8 @@ class MainWindow(QMainWindow):
             lambda by: by and self._guard(ex.set_colouring, by))
         self.selections.export_requested.connect(
             lambda name: self._guard(self.export_selection_dialog, name))
-        self.selections.highlight.connect(
-            lambda name: self.latent.set_selected(st.selections.get(name)))
+        self.selections.highlight.connect(lambda _: self._highlight_selection())
+        st.selections_changed.connect(self._highlight_selection)   # after the panel's refresh
         self.training.started.connect(self._training_started)
         self.training.epoch_ready.connect(self._training_epoch)
         self.training.finished.connect(self._training_finished)
@@ -343,6 +343,7 @@ class MainWindow(QMainWindow):
         names = ("PC1", "PC2") if st.embedding_kind == "PCA" else ("UMAP1", "UMAP2")
         keep = self.latent.n_points == st.n and not self.latent.histogram
         self.latent.set_points(st.embedding, names, keep_view=keep, colours=st.colours)
+        self._highlight_selection()
         self._current_changed()
         self._path_changed()
 
@@ -370,9 +371,12 @@ class MainWindow(QMainWindow):
 
     def _polygon_selected(self, ind) -> None:
         if len(ind):
-            name = self.state.add_selection(ind)
-            self.latent.set_selected(self.state.selections[name])
+            name = self.state.add_selection(ind)           # highlighted as the newest
             self.statusBar().showMessage(f"{name}: {len(ind)} particles", 5000)
+
+    def _highlight_selection(self) -> None:
+        """Outline the selection highlighted in the Selections panel, on the points shown."""
+        self.latent.set_selected(self.state.selections.get(self.selections.current_name()))
 
     def _epoch_moved(self, k: int) -> None:
         epochs = list(self.state.run.epochs) if self.state.run else []

@@ -52,6 +52,11 @@ class SelectionPanel(QWidget):
         if self.list.count():
             self.list.setCurrentRow(self.list.count() - 1)
 
+    def current_name(self) -> str | None:
+        """The selection highlighted in the list (None if there is none)."""
+        item = self.list.currentItem()
+        return item.data(Qt.ItemDataRole.UserRole) if item is not None else None
+
     def selected_names(self) -> list[str]:
         return [i.data(Qt.ItemDataRole.UserRole) for i in self.list.selectedItems()]
 
@@ -59,9 +64,9 @@ class SelectionPanel(QWidget):
         self.state.rename_selection(item.data(Qt.ItemDataRole.UserRole), item.text().strip())
 
     def _export(self) -> None:
-        item = self.list.currentItem()
-        if item is not None:
-            self.export_requested.emit(item.data(Qt.ItemDataRole.UserRole))
+        name = self.current_name()
+        if name is not None:
+            self.export_requested.emit(name)
 
     def _combine(self, how: str) -> None:
         from cryoscape.core.analysis import selection

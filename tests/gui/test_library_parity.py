@@ -37,12 +37,18 @@ def test_umap_uses_the_cli_cache(qtbot, window, tmp_path):
     emb = _fake_umap(run, 2)
     open_run(qtbot, window, run)
     labels = window.state.labels
+    window.latent.select_polygon(np.array([[0.0, 0], [5, 0], [5, 5], [0, 5]]))   # in PCA
+    sel = window.state.selections["selection 1"]
     window.embedding_box.setCurrentText("UMAP")
     qtbot.waitUntil(lambda: window.state.embedding_kind == "UMAP", timeout=20000)
     assert np.array_equal(window.state.embedding, emb)       # read back, not recomputed
     assert window.state.labels is labels                     # the same latents' clusters
     assert window.state._tree is not None                    # built in the analysis thread
     np.testing.assert_array_equal(window.state.project(run.latents()[[5, 9]]), emb[[5, 9]])
+    x, y = window.latent.selected.getData()                  # the outline follows the view
+    np.testing.assert_allclose(np.stack([x, y], 1), emb[sel], atol=1e-6)
+    open_run(qtbot, window, SyntheticRun(tmp_path / "other"))   # its selections are gone
+    assert len(window.latent.selected.getData()[0]) == 0
     assert sorted(p.name for p in run.path.iterdir()) == ["analysis_cache"]
     assert window.latent.plot.getAxis("bottom").labelText == "UMAP1"
 
