@@ -62,15 +62,15 @@ class VolumeView(QWidget):
         """Show `mesh` as the current (0) or pinned (1) surface; None hides it."""
         first = all(m is None for m in self.data)
         self.data[which] = mesh
-        self._upload(which, mesh)
+        self._put(self.meshes[which], mesh)
         if mesh is not None and len(mesh.faces) and (first or abs(mesh.box_A - self._box) > 1e-3):
             self._box = mesh.box_A
             self._place_pinned()
             self.reset_camera()
         self.canvas.update()
 
-    def _upload(self, which: int, mesh: Mesh | None) -> None:
-        visual = self.meshes[which]
+    def _put(self, visual, mesh: Mesh | None) -> None:
+        """Upload `mesh` into `visual`, or hide the visual (no mesh, an empty surface)."""
         if mesh is None or len(mesh.faces) == 0:
             self._blank(visual)
             return
@@ -83,12 +83,11 @@ class VolumeView(QWidget):
         visual.visible = False
 
     def render_mesh(self, mesh: Mesh, camera: dict, size: tuple[int, int]) -> np.ndarray:
-        """An image [h, w, 4] of `mesh` alone at `size`, seen with `camera` (a state of this
+        """An image [h, w, 3] of `mesh` alone at `size`, seen with `camera` (a state of this
         view's camera); the view's own surfaces and camera are left as they are."""
         cam, visuals = self.view.camera, self.meshes
         saved, visible = cam.get_state(), [v.visible for v in visuals]
-        self.frame_mesh.set_data(meshdata=mesh.meshdata)
-        self.frame_mesh.visible = len(mesh.faces) > 0
+        self._put(self.frame_mesh, mesh)
         for v in visuals:
             v.visible = False
         cam.set_state(camera)
@@ -133,7 +132,7 @@ class VolumeView(QWidget):
         self.canvas.update()
 
     def render(self) -> np.ndarray:
-        """The canvas as an RGBA image [h, w, 4] (offscreen-capable)."""
+        """The canvas as an RGB image [h, w, 3] (offscreen-capable)."""
         return self.canvas.render(alpha=False)
 
     def close_canvas(self) -> None:

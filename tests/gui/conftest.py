@@ -143,6 +143,25 @@ def moved_run(cryodrgn_run, tmp_path):
     return dst
 
 
+VIEW_BACKGROUND = (16, 22, 29)            # the 3D view's background, #10161d
+
+
+def surface_fraction(img) -> float:
+    """Fraction of a 3D-view image's pixels that are not its background: 0 for a blank view
+    (whose RGB values alone differ by channel: a `std()` would not tell)."""
+    rgb = np.asarray(img)[..., :3].astype(int)
+    return float((np.abs(rgb - VIEW_BACKGROUND).sum(-1) > 40).mean())
+
+
+def window_surface_fraction(img) -> float:
+    """In a screenshot of the main window (default layout, the 3D view on the right), the
+    fraction of its right 40% that is surface-blue: ~0.001 without a surface, 0.02-0.06
+    with one."""
+    rgb = np.asarray(img)[..., :3].astype(int)
+    right = rgb[:, int(0.6 * rgb.shape[1]):]
+    return float(((right[..., 2] > 120) & (right[..., 2] - right[..., 0] > 50)).mean())
+
+
 def open_run(qtbot, window, run):
     """Show `run` (a Run or SyntheticRun) and wait for its embedding and clusters."""
     window.explorer.set_run(run)
