@@ -16,6 +16,7 @@ from scipy.spatial import cKDTree
 
 MODES = ("pick", "lasso", "rect", "path")
 PLAIN = "#7cc4f0"                           # points without colouring, the histogram
+SELECTED = "#ffd166"                        # the outline of a selection
 MODE_TIPS = {"pick": "Click a point to decode its volume; drag to pan (P)",
              "lasso": "Draw a lasso around particles to select them (L)",
              "rect": "Drag a rectangle to select particles (R)",
@@ -89,9 +90,11 @@ class LatentView(QWidget):
         # the points are redrawn from a cached pixmap while only overlays (current point,
         # path, hover label) change: moving the marker does not repaint 50,000 points
         self.scatter.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
-        self.selected = pg.ScatterPlotItem(size=8, pen=pg.mkPen("#ffd166", width=1.2),
+        self.selected = pg.ScatterPlotItem(size=8, pen=pg.mkPen(SELECTED, width=1.2),
                                            brush=None, pxMode=True)
         self.hist = pg.PlotCurveItem(pen=pg.mkPen(PLAIN))
+        self.hist_selected = pg.PlotCurveItem(pen=pg.mkPen(SELECTED, width=1.2))
+        self._edges = np.zeros(0)                # the histogram's bin edges (zdim 1)
         self.path = pg.PlotCurveItem(pen=pg.mkPen("#ff8c42", width=3))
         self.waypoints = pg.ScatterPlotItem(size=12, symbol="d", brush="#ff8c42",
                                             pen=pg.mkPen("w", width=1))
@@ -99,8 +102,9 @@ class LatentView(QWidget):
                                           pen=pg.mkPen("#10161d", width=1))
         self.marker = pg.InfiniteLine(angle=90, pen=pg.mkPen("#ffffff", width=2))
         self.label = pg.TextItem(color="#dfe6ee", anchor=(0, 1), fill="#10161dcc")
-        for z, item in enumerate([self.hist, self.scatter, self.selected, self.path,
-                                  self.waypoints, self.current, self.marker, self.label]):
+        for z, item in enumerate([self.hist, self.hist_selected, self.scatter, self.selected,
+                                  self.path, self.waypoints, self.current, self.marker,
+                                  self.label]):
             item.setZValue(z)
             self.plot.addItem(item, ignoreBounds=item in (self.label, self.marker))
         self.marker.hide()
@@ -141,7 +145,8 @@ class LatentView(QWidget):
         self._drawn = np.zeros(0, np.int64)
         for item in (self.scatter, self.selected, self.path, self.waypoints, self.current):
             item.setData([], [])
-        self.hist.setData([], [])
+        for item in (self.hist, self.hist_selected):
+            item.setData([], [], stepMode=None)       # a histogram's stepMode wants one more x
         self.note.setText(text)
         self.plot.hide()
         self.toolbar.hide()
@@ -158,6 +163,7 @@ class LatentView(QWidget):
         self._show_plot()
         self.histogram = False
         self.hist.hide()
+        self.hist_selected.setData([], [], stepMode=None)
         self.xy = np.asarray(xy, dtype=np.float64)
         n = len(self.xy)
         rng = np.random.default_rng(0)
@@ -178,7 +184,7 @@ class LatentView(QWidget):
         """zdim 1: a histogram of z; picking uses the z value under the cursor."""
         self._show_plot()
         z1 = np.asarray(z1, dtype=np.float64).ravel()
-        counts, edges = np.histogram(z1, bins=bins)
+        counts, self._edges = np.histogram(z1, bins=bins)
         self.histogram = True
         self.xy = np.stack([z1, np.zeros_like(z1)], 1)
         self._drawn = np.zeros(0, np.int64)
@@ -186,7 +192,7 @@ class LatentView(QWidget):
         self._order = np.argsort(z1, kind="stable")
         self.scatter.setData([], [])
         self.scatter.hide()
-        self.hist.setData(edges, counts, stepMode="center", fillLevel=0, brush="#3c8dbc88")
+        self.hist.setData(self._edges, counts, stepMode="center", fillLevel=0, brush="#3c8dbc88")
         self.hist.show()
         self.plot.setLabel("bottom", "z")
         self.plot.setLabel("left", "particles")
@@ -217,8 +223,16 @@ class LatentView(QWidget):
         return np.array(brushes, dtype=object)[inv]
 
     def set_selected(self, ind: np.ndarray | None) -> None:
-        if ind is None or self.xy is None or self.histogram:
-            self.selected.setData([], [])
+        """Outline particles `ind` (None: none): their points, or for zdim 1 their histogram
+        drawn over everyone's."""
+        self.selected.setData([], [])
+        self.hist_selected.setData([], [], stepMode=None)
+        if ind is None or self.xy is None:
+            return
+        if self.histogram:
+            counts = np.histogram(self.xy[ind, 0], bins=self._edges)[0]
+            self.hist_selected.setData(self._edges, counts, stepMode="center", fillLevel=0,
+                                       brush=SELECTED + "66")
             return
         shown = np.intersect1d(ind, self._drawn) if len(ind) > self.max_drawn else ind
         self.selected.setData(pos=self.xy[shown])

@@ -316,6 +316,7 @@ class MainWindow(QMainWindow):
             self.latent.set_message(HOMOGENEOUS_NOTE)
         elif st.zdim == 1:
             self.latent.set_histogram(st.z[:, 0], keep_view=False)
+            self._highlight_selection()
 
     def _embedding_picked(self, kind: str) -> None:
         if kind == "UMAP" and self.training.running and self.state.z is not None:

@@ -243,6 +243,10 @@ def test_zdim1_shows_histogram(qtbot, window, tmp_path):
     assert lv.marker.isVisible()
     ind = lv.select_polygon(np.array([[0.0, 0], [10, 0], [10, 1]]))
     assert np.array_equal(ind, np.flatnonzero(run.latents()[:, 0] >= 0))
+    x, counts = lv.hist_selected.getData()                   # outlined: its own histogram
+    assert counts.sum() == len(ind) and x[np.flatnonzero(counts)[0]] >= lv.hist.xData[0]
+    lv.set_message("a homogeneous run next")                 # the histograms make way
+    assert lv.hist.getData()[0] is None or len(lv.hist.getData()[0]) == 0
 
 
 def test_pin_and_side_by_side(qtbot, window, synthetic_run):
