@@ -23,6 +23,7 @@ from cryoscape.core.errors import CryoscapeError
 from PyQt6.QtCore import QObject, pyqtSignal
 
 PREVIEW_D = 32
+COLOURINGS = ("k-means", "density", "none")    # besides the metadata columns
 
 
 @dataclass
@@ -53,13 +54,19 @@ class Colouring:
     colours: np.ndarray | None = None
 
 
+def can_colour(by: str, metadata) -> bool:
+    """Whether the points can be coloured by `by`: a built-in colouring or a column of
+    `metadata` (a DataFrame or None)."""
+    return by in COLOURINGS or (metadata is not None and by in metadata.columns)
+
+
 def colouring(by: str, labels, xy, metadata) -> Colouring:
     """Colour by k-means `labels`, the density of the 2D view `xy` (none for a histogram),
     a `metadata` column, or 'none'; an unknown column falls back to k-means. Costly for a
     million particles (a density, two sorts): run it in a worker thread."""
     from cryoscape.app.gui.latent_view import colourise
 
-    if by not in COLOURINGS and (metadata is None or by not in metadata.columns):
+    if not can_colour(by, metadata):
         by = "k-means"
     if by == "k-means":
         values = labels
@@ -83,9 +90,6 @@ class _Analysis:
     tree: object | None = None       # UMAP: a KD-tree of z, to place points on the view
     colouring: Colouring | None = None
     anchors: np.ndarray | None = None        # the particles whose maps the cache holds
-
-
-COLOURINGS = ("k-means", "density", "none")    # besides the metadata columns
 
 
 @dataclass
@@ -327,7 +331,8 @@ class Explorer(QObject):
             self.state.set_clusters(res.kmeans.labels, res.kmeans.medoids)
         self.state.set_embedding(res.kind, res.xy, res.pca, res.tree, res.colouring)
         if res.kmeans is not None:
-            if res.colouring.by != self.colour_by and self._can_colour(self.colour_by):
+            if res.colouring.by != self.colour_by and can_colour(self.colour_by,
+                                                                 self.state.metadata):
                 self.set_colouring(self.colour_by)      # asked for while this was computed
             self._fill_cache(res.anchors)
 
@@ -343,16 +348,12 @@ class Explorer(QObject):
         for job in self.cache.jobs(self.decode_fn(), mesher):
             self.decode_thread.submit_background(job)
 
-    def _can_colour(self, by: str) -> bool:
-        md = self.state.metadata
-        return by in COLOURINGS or (md is not None and by in md.columns)
-
     def set_colouring(self, by: str) -> None:
         """Colour by 'k-means', 'density', 'none' or a metadata column: computed in the
         colouring thread for the points shown (`state.colouring_changed`), or with the
         analysis under way (`state.embedding_changed`)."""
         st = self.state
-        if not self._can_colour(by):
+        if not can_colour(by, st.metadata):
             raise CryoscapeError(st.metadata_note or f"no metadata column {by!r}")
         self.colour_by = by
         labels, xy, metadata = st.labels, st.embedding, st.metadata

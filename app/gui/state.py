@@ -100,8 +100,7 @@ class ExplorerState(QObject):
         if tree is not None:
             self._tree = tree
         if colouring is not None:
-            self.colour_by, self.colour_values, self.colours = \
-                colouring.by, colouring.values, colouring.colours
+            self._take_colouring(colouring)
         if self.path_z is not None:
             self.path_xy = self.project(self.path_z)
         self.embedding_changed.emit()
@@ -127,9 +126,12 @@ class ExplorerState(QObject):
 
     def set_colouring(self, colouring) -> None:
         """A controller.Colouring for the points shown."""
+        self._take_colouring(colouring)
+        self.colouring_changed.emit()
+
+    def _take_colouring(self, colouring) -> None:
         self.colour_by, self.colour_values, self.colours = \
             colouring.by, colouring.values, colouring.colours
-        self.colouring_changed.emit()
 
     def set_metadata(self, table, note: str = "", columns: list[str] | None = None) -> None:
         self.metadata, self.metadata_note, self.metadata_columns = table, note, columns or []
