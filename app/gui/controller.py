@@ -154,6 +154,7 @@ class Explorer(QObject):
                  n_clusters: int = 20):
         super().__init__(parent)
         self.state = state or ExplorerState(self)
+        self.cache_D = cache_D                # the cache's box; smaller for smaller runs
         self.cache = DecodeCache(D=cache_D)
         self.n_clusters = n_clusters
         self.decode_thread = JobThread("decode", self)
@@ -337,7 +338,7 @@ class Explorer(QObject):
             self._fill_cache(res.anchors)
 
     def _fill_cache(self, anchors) -> None:
-        self.cache.D = min(self.cache.D, self.state.run.D)
+        self.cache.D = min(self.cache_D, self.state.run.D)
         self.decode_thread.clear_background()
         self.cache.plan(self.state.z, anchors)
         box = self.state.run.D * self.state.run.apix

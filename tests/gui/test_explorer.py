@@ -89,6 +89,16 @@ def test_cache_shows_nearest_surface_at_once(qtbot, window, synthetic_run):
     assert window.volume.shown.source == "exact"
 
 
+def test_cache_box_follows_each_run(qtbot, window, tmp_path):
+    """A small-box run caches small maps; the next, larger run gets the full cache box again."""
+    ex = window.explorer
+    for D, cached in ((16, 16), (32, 24), (64, 24)):
+        open_run(qtbot, window, SyntheticRun(tmp_path / f"d{D}", n=120, D=D))
+        qtbot.waitUntil(lambda: ex.cache.n_ready > 0, timeout=30000)
+        vol = ex.cache.nearest(window.state.z[0])[0]
+        assert ex.cache.D == cached and vol.shape == (cached,) * 3
+
+
 def test_lasso_and_rectangle_make_named_selections(qtbot, window, synthetic_run, tmp_path):
     open_run(qtbot, window, synthetic_run)
     lv = window.latent
