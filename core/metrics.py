@@ -1,5 +1,5 @@
 """Reconstruction and pose metrics: FSC and resolution, per-image FSC against ground truth,
-pose error after optimal global alignment (both hands).
+pose error after optimal global alignment (both hands; in `poseerror`).
 
 FSC follows cryoDRGN's shells exactly (DESIGN.md): on the centered FFT, shell i (1 .. D/2-1)
 holds the voxels with i-1 <= r < i (r in voxels from DC), FSC[0] = 1, frequency i/D.
@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from cryoscape.core.errors import CryoscapeError
 from cryoscape.core.fourier import fft3_center
+from cryoscape.core.poseerror import pose_error  # noqa: F401 (re-exported)
 
 
 def _as_numpy(vol) -> np.ndarray:
@@ -121,68 +122,6 @@ def per_image_fsc(predicted: Iterable, truth: Iterable, mask=None, apix: float =
             "res_px": res, "mean_res_px": float(res.mean()), "std_res_px": float(res.std()),
             "res_A": res * apix, "mean_res_A": float(res.mean() * apix),
             "median_res_A": float(np.median(res) * apix)}
-
-
-# --- poses ---------------------------------------------------------------------------------
-
-_FLIP = np.diag([1.0, 1.0, -1.0])
-
-
-def _procrustes(R_est: np.ndarray, R_ref: np.ndarray) -> np.ndarray:
-    """Rotation B minimising sum ||R_est_i - R_ref_i B||_F^2."""
-    M = np.einsum("nji,njk->ik", R_ref, R_est)  # sum R_ref_i^T R_est_i
-    U, _, Vt = np.linalg.svd(M)
-    S = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
-    return U @ S @ Vt
-
-
-def _align(R_est: np.ndarray, R_ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Global alignment: fit all poses, then refit twice without gross outliers (squared
-    error above 9x the median, i.e. angles above ~3x the median); (B, per-pose sq. error)."""
-    B = _procrustes(R_est, R_ref)
-    for _ in range(2):
-        err = ((R_est - R_ref @ B) ** 2).sum((1, 2))
-        keep = err <= 9 * np.median(err) + 1e-12
-        B = _procrustes(R_est[keep], R_ref[keep])
-    return B, ((R_est - R_ref @ B) ** 2).sum((1, 2))
-
-
-def pose_error(R_est, R_true, t_est=None, t_true=None) -> dict:
-    """Pose error after the optimal global rotation, trying both hands.
-
-    Poses act on row vectors (coords @ R), so a globally rotated reconstruction has poses
-    R_true @ B; a mirrored one has F @ R_true @ F @ B with F = diag(1, 1, -1) (the same
-    central slices of the mirrored map). Returns `hand` ("same" or "mirrored", whichever
-    fits better), `alignment` B, `median_frob2` (median squared Frobenius norm of
-    R_est - aligned R_true, the paper's Table 1; `median_frob` unsquared),
-    `median_angle_deg`, `mean_angle_deg`,
-    `angles_deg` [N], and with translations (px) `median_trans_px` (median Euclidean error;
-    a global rotation or mirror leaves the in-plane shifts unchanged).
-    """
-    R_est = np.asarray(R_est, dtype=np.float64).reshape(-1, 3, 3)
-    R_true = np.asarray(R_true, dtype=np.float64).reshape(-1, 3, 3)
-    if len(R_est) != len(R_true) or len(R_est) == 0:
-        raise CryoscapeError(f"pose error needs matching non-empty pose sets, got "
-                             f"{len(R_est)} and {len(R_true)}")
-    fits = {}
-    for hand, ref in (("same", R_true), ("mirrored", _FLIP @ R_true @ _FLIP)):
-        B, err = _align(R_est, ref)
-        fits[hand] = (float(np.median(err)), B, err, ref)
-    hand = min(fits, key=lambda h: fits[h][0])
-    med, B, err, ref = fits[hand]
-    cos = (np.einsum("nij,nij->n", R_est, ref @ B) - 1) / 2
-    angles = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
-    other = "mirrored" if hand == "same" else "same"
-    out = {"hand": hand, "alignment": B, "median_frob2": med, "mean_frob2": float(err.mean()),
-           "median_frob": float(np.median(np.sqrt(err))),
-           "median_angle_deg": float(np.median(angles)),
-           "mean_angle_deg": float(angles.mean()), "angles_deg": angles,
-           "other_hand_median_frob2": fits[other][0]}
-    if t_est is not None and t_true is not None:
-        d = np.linalg.norm(np.asarray(t_est, float).reshape(-1, 2)
-                           - np.asarray(t_true, float).reshape(-1, 2), axis=1)
-        out.update(median_trans_px=float(np.median(d)), mean_trans_px=float(d.mean()))
-    return out
 
 
 # --- output --------------------------------------------------------------------------------
