@@ -86,10 +86,10 @@ class _Analysis:
     kind: str
     xy: np.ndarray | None
     pca: tuple | None
-    kmeans: object | None
-    tree: object | None = None       # UMAP: a KD-tree of z, to place points on the view
-    colouring: Colouring | None = None
-    anchors: np.ndarray | None = None        # the particles whose maps the cache holds
+    kmeans: object
+    tree: object | None               # UMAP: a KD-tree of z, to place points on the view
+    colouring: Colouring
+    anchors: np.ndarray               # the particles whose maps the cache holds
 
 
 @dataclass
@@ -271,35 +271,37 @@ class Explorer(QObject):
             from cryoscape.core.analysis.sampling import kmeans
             if gen != self._generation:          # other latents or view asked for since
                 return
-            xy, p, tree = None, None, None
-            if z.shape[1] > 1:
-                res = pca(z, 2)
-                xy, p = res.coords.astype(np.float32), (res.mean, res.components)
-                if kind == "UMAP":
-                    emit(_Analysis(gen, "PCA", xy, p, None))
-                    xy, p = self._umap(z, umap_cache_dir(run), epoch,
-                                       lambda: gen != self._generation), None
-                    if xy is None:
-                        return
-                    from scipy.spatial import cKDTree
-                    tree = cKDTree(z)
             if self._clusters is None or self._clusters[0] is not z:
                 from threadpoolctl import threadpool_limits
                 with threadpool_limits(1):       # leave the other cores to the GUI
                     self._clusters = z, kmeans(z, k=k)
             km = self._clusters[1]
+            xy, p = None, None
+            if z.shape[1] > 1:
+                res = pca(z, 2)
+                xy, p = res.coords.astype(np.float32), (res.mean, res.components)
             if gen != self._generation:
                 return
-            try:
-                colours = colouring(self.colour_by, km.labels, xy, self.state.metadata)
-            except (TypeError, ValueError):      # a column that cannot be coloured
-                colours = colouring("k-means", km.labels, xy, None)
-            view = xy if xy is not None else np.stack([z[:, 0], np.zeros(len(z))], 1)
-            emit(_Analysis(gen, kind, xy, p, km, tree, colours,
-                           cache_anchors(view, km.medoids, self.cache.grid)))
+            emit(self._analysis(gen, "PCA" if xy is not None else "histogram", xy, p, km, z))
+            if kind == "UMAP":                   # the PCA view and clusters meanwhile
+                xy = self._umap(z, umap_cache_dir(run), epoch, lambda: gen != self._generation)
+                if xy is None:
+                    return
+                from scipy.spatial import cKDTree
+                emit(self._analysis(gen, "UMAP", xy, None, km, z, cKDTree(z)))
         self.analysis_thread.submit_background(
             job, "UMAP (computing in the background)" if kind == "UMAP" else
             "Embedding and clustering")
+
+    def _analysis(self, gen, kind, xy, p, km, z, tree=None) -> _Analysis:
+        """The view `xy` with its colouring and cache anchors (analysis thread)."""
+        try:
+            colours = colouring(self.colour_by, km.labels, xy, self.state.metadata)
+        except (TypeError, ValueError):          # a column that cannot be coloured
+            colours = colouring("k-means", km.labels, xy, None)
+        view = xy if xy is not None else np.stack([z[:, 0], np.zeros(len(z))], 1)
+        return _Analysis(gen, kind, xy, p, km, tree, colours,
+                         cache_anchors(view, km.medoids, self.cache.grid))
 
     def _umap(self, z, cache_dir, epoch, superseded):
         """UMAP in a child process, cached where `cryoscape analyze/select` cache it. None if
@@ -328,13 +330,11 @@ class Explorer(QObject):
             return
         if res.generation != self._generation:
             return
-        if res.kmeans is not None:
-            self.state.set_clusters(res.kmeans.labels, res.kmeans.medoids)
+        self.state.set_clusters(res.kmeans.labels, res.kmeans.medoids)
         self.state.set_embedding(res.kind, res.xy, res.pca, res.tree, res.colouring)
-        if res.kmeans is not None:
-            if res.colouring.by != self.colour_by and can_colour(self.colour_by,
-                                                                 self.state.metadata):
-                self.set_colouring(self.colour_by)      # asked for while this was computed
+        if res.colouring.by != self.colour_by and can_colour(self.colour_by, self.state.metadata):
+            self.set_colouring(self.colour_by)          # asked for while this was computed
+        if self.cache.z_source is not self.state.z:     # once per latents: hits go by z
             self._fill_cache(res.anchors)
 
     def _fill_cache(self, anchors) -> None:

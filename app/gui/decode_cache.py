@@ -54,6 +54,7 @@ class DecodeCache:
         self.D, self.grid, self.chunk = D, grid, chunk
         self.index = np.zeros(0, np.int64)
         self.z = np.zeros((0, 1), np.float32)
+        self.z_source: np.ndarray | None = None        # the latents planned for
         self.volumes: list[np.ndarray | None] = []
         self.meshes: dict[int, tuple[float, object]] = {}   # slot -> (sigma, mesh)
         self.generation = 0
@@ -63,6 +64,7 @@ class DecodeCache:
         """Cache the maps at these particles (see `cache_anchors`); forget the old ones."""
         with self._lock:
             self.index = np.asarray(anchors, dtype=np.int64)
+            self.z_source = z
             self.generation += 1
             self.z = np.asarray(z, np.float32)[self.index] if len(self.index) else \
                 np.zeros((0, z.shape[1]), np.float32)

@@ -60,6 +60,15 @@ class SyntheticRun:
         return self.apix * self.D / (D or self.D)
 
 
+def child_pids() -> set[int]:
+    """This process's live child processes, less multiprocessing's resource tracker (one per
+    interpreter, started with the first spawned child and kept until exit: not a leak)."""
+    from multiprocessing import resource_tracker
+
+    tracker = getattr(resource_tracker._resource_tracker, "_pid", None)
+    return _child_pids() - {tracker}
+
+
 def _child_pids() -> set[int]:
     me, kids = os.getpid(), set()
     for d in os.listdir("/proc"):
@@ -78,7 +87,7 @@ def _child_pids() -> set[int]:
 def no_leaks(qapp):
     """After the test: no visible top-level widget, no extra Python thread, no child process."""
     threads_before = {t.ident for t in threading.enumerate()}
-    kids_before = _child_pids()
+    kids_before = child_pids()
     yield
     from PyQt6.QtWidgets import QApplication
     for w in QApplication.topLevelWidgets():
@@ -88,7 +97,7 @@ def no_leaks(qapp):
     visible = [w for w in QApplication.topLevelWidgets() if w.isVisible()]
     extra_threads = [t for t in threading.enumerate() if t.ident not in threads_before
                      and not isinstance(t, threading._DummyThread)]  # Qt's own, checked apart
-    extra_kids = _child_pids() - kids_before
+    extra_kids = child_pids() - kids_before
     assert not visible, f"windows left open: {visible}"
     assert not extra_threads, f"threads left running: {extra_threads}"
     assert not extra_kids, f"child processes left: {extra_kids}"
@@ -143,6 +152,10 @@ def moved_run(cryodrgn_run, tmp_path):
     return dst
 
 
+# Waits end when what they wait for happens; this bound only stops a test that hangs (a busy
+# machine may be many times slower than an idle one).
+WAIT_MS = 600_000
+
 VIEW_BACKGROUND = (16, 22, 29)            # the 3D view's background, #10161d
 
 
@@ -165,10 +178,10 @@ def window_surface_fraction(img) -> float:
 def open_run(qtbot, window, run):
     """Show `run` (a Run or SyntheticRun) and wait for its embedding and clusters."""
     window.explorer.set_run(run)
-    qtbot.waitUntil(lambda: window.state.labels is not None, timeout=20000)
+    qtbot.waitUntil(lambda: window.state.labels is not None, timeout=WAIT_MS)
 
 
-def wait_surface(qtbot, window, source="exact", timeout=30000):
+def wait_surface(qtbot, window, source="exact", timeout=WAIT_MS):
     """Wait until the volume view shows a surface from `source` ('exact', 'preview', 'cache')."""
     qtbot.waitUntil(lambda: window.volume.shown is not None
                     and window.volume.shown.source == source, timeout=timeout)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests.gui.conftest import SyntheticRun, open_run
+from tests.gui.conftest import WAIT_MS, SyntheticRun, child_pids, open_run
 
 
 def test_clusters_are_the_cli_clusters(qtbot, window, tmp_path):
@@ -47,10 +47,40 @@ def test_umap_uses_the_cli_cache(qtbot, window, tmp_path):
     np.testing.assert_array_equal(window.state.project(run.latents()[[5, 9]]), emb[[5, 9]])
     x, y = window.latent.selected.getData()                  # the outline follows the view
     np.testing.assert_allclose(np.stack([x, y], 1), emb[sel], atol=1e-6)
-    open_run(qtbot, window, SyntheticRun(tmp_path / "other"))   # its selections are gone
+    assert window.latent.plot.getAxis("bottom").labelText == "UMAP1"
+    # another run: its clusters and PCA view at once, while its UMAP computes; no selections
+    open_run(qtbot, window, SyntheticRun(tmp_path / "other"))
     assert len(window.latent.selected.getData()[0]) == 0
     assert sorted(p.name for p in run.path.iterdir()) == ["analysis_cache"]
-    assert window.latent.plot.getAxis("bottom").labelText == "UMAP1"
+
+
+def _umap_child(qtbot, window, run):
+    """Open `run` in the UMAP view (not cached: computed in a child) and wait for that child;
+    returns its pid."""
+    before = child_pids()
+    window.embedding_box.setCurrentText("UMAP")
+    open_run(qtbot, window, run)
+    assert window.state.embedding_kind == "PCA"              # shown while UMAP computes
+    qtbot.waitUntil(lambda: bool(child_pids() - before), timeout=WAIT_MS)
+    (pid,) = child_pids() - before
+    return pid
+
+
+def test_umap_child_ends_with_its_view(qtbot, window, tmp_path):
+    """A UMAP still computing ends when another run opens (before writing its result) and
+    when the explorer closes."""
+    runs = [SyntheticRun(tmp_path / name, n=3000, zdim=8) for name in ("a", "b", "c")]
+    for run in runs:
+        run.path.mkdir()
+    pid = _umap_child(qtbot, window, runs[0])
+    window.embedding_box.setCurrentText("PCA")
+    open_run(qtbot, window, runs[1])
+    qtbot.waitUntil(lambda: pid not in child_pids(), timeout=WAIT_MS)
+    assert not list((runs[0].path / "analysis_cache").glob("*.npy"))   # ended, not finished
+    pid = _umap_child(qtbot, window, runs[2])
+    window.close()                                            # waits for its threads
+    assert pid not in child_pids()
+    assert not list((runs[2].path / "analysis_cache").glob("*.npy"))
 
 
 def test_training_epochs_do_not_recompute_umap(qtbot, window, tmp_path, monkeypatch):
