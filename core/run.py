@@ -252,32 +252,25 @@ class Run:
         """Voxel size in Å of maps decoded at box D (None: the training box)."""
         return self.apix * self.D / (D or self.D)
 
-    def encode(self, images, epoch: int | None = None, batch_size: int = 256,
-               **kwargs) -> np.ndarray:
-        """Posterior means (N, zdim) of new images under this run's encoder.
+    def posterior(self, images, epoch: int | None = None, batch_size: int = 256, *,
+                  ctf=None, shifts=None, poses=None, ind=None, datadir=None,
+                  device=None) -> tuple[np.ndarray, np.ndarray]:
+        """(mu, logvar) [N, zdim] float32 of images under this run's encoder, preprocessed,
+        centred and CTF-phase-flipped as its training images were (`core.train.encode`).
 
-        images: an array [N, D, D] (or ImageSource) of centred images without CTF correction,
-        preprocessed as the run's training data; or a particles path / Particles (poses and CTF
-        as for training, see `cryoscape.core.train.encode.encode_particles`, kwargs go there).
+        images: a particle file (with poses, ctf, ind, datadir files as for training), a
+        `Particles` (its index kept), or raw images [N, D, D] (array or ImageSource) with their
+        CTF [N, 9] (needed if the run trained with one) and content shifts [N, 2] px.
         """
+        from cryoscape.core.train.encode import as_particles, posterior
         if not self.zdim:
             raise CryoscapeError(f"{self.path}: a homogeneous run (zdim 0) has no encoder")
-        if isinstance(images, (str, os.PathLike)) or hasattr(images, "images"):
-            from cryoscape.core.train.encode import encode_particles
-            src = images if isinstance(images, (str, os.PathLike)) else images.path
-            return encode_particles(self, src, epoch=epoch, batch_size=batch_size,
-                                    **kwargs)[0]
-        from cryoscape.core.preprocess import preprocess_images, window_mask
-        ds = self.config["dataset_args"]
-        size = images.D if hasattr(images, "D") else np.shape(images)[-1]
-        if size != self.D:
-            raise CryoscapeError(f"images are {size} px; the run was trained on {self.D} px")
-        win = window_mask(self.D, ds.get("window_r", 0.85)) if ds.get("window", True) else None
-        model = self.model(epoch)
-        out = []
-        with torch.inference_mode():
-            for s in range(0, len(images), batch_size):
-                h = preprocess_images(np.asarray(images[s:s + batch_size]), win,
-                                      ds.get("invert_data", True), self.norm)
-                out.append(model.encode_images(h.to(self.device))[0].cpu())
-        return torch.cat(out).numpy().astype(np.float32)
+        particles = as_particles(images, poses=poses, ctf=ctf, shifts=shifts, ind=ind,
+                                 datadir=datadir)
+        return posterior(self.model(epoch), self.config, particles, batch_size=batch_size,
+                         device=device or self.device)
+
+    def encode(self, images, epoch: int | None = None, batch_size: int = 256,
+               **kwargs) -> np.ndarray:
+        """Posterior means (N, zdim) float32 of images: `posterior(...)[0]`."""
+        return self.posterior(images, epoch, batch_size, **kwargs)[0]

@@ -167,9 +167,9 @@ def test_encode_reproduces_training_latents(tiny_run, tmp_path):
 
 def test_encode_matches_cryodrgn_eval_z(fixtures_dir):
     """Preprocessing and encoder input as cryoDRGN: its own run's latents, reproduced."""
-    from cryoscape.core.train.encode import encode_particles
+    from cryoscape.core.run import Run
     run = fixtures_dir / "cryodrgn_rundir" / "run"
-    mu, logvar = encode_particles(run, fixtures_dir / "hand" / "hand.mrcs", epoch=3)
+    mu, logvar = Run.open(run).posterior(fixtures_dir / "hand" / "hand.mrcs", epoch=3)
     np.testing.assert_allclose(mu, np.load(fixtures_dir / "cryodrgn_rundir" / "expected" /
                                            "z_mu.npy"), atol=1e-5)
     np.testing.assert_allclose(logvar, load_pickles(run / "z.3.pkl")[1], atol=1e-5)

@@ -24,11 +24,11 @@ def add_args(parser):
 def main(args):
     import numpy as np
     from cryoscape.core.io.atomic import atomic_open
-    from cryoscape.core.train.encode import encode_particles
+    from cryoscape.core.run import Run
 
-    mu, logvar = encode_particles(args.run, args.particles, poses=args.poses, ctf=args.ctf,
-                                  ind=args.ind, datadir=args.datadir, epoch=args.epoch,
-                                  batch_size=args.batch_size, device=args.device)
+    mu, logvar = Run.open(args.run).posterior(
+        args.particles, args.epoch, args.batch_size, poses=args.poses, ctf=args.ctf,
+        ind=args.ind, datadir=args.datadir, device=args.device)
     for path, arr in ((args.output, mu), (args.logvar, logvar)):
         if path:
             with atomic_open(path, "wb") as f:

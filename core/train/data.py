@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from cryoscape.core import preprocess
 from cryoscape.core.errors import InputFileError
-from cryoscape.core.io.particles import load_particles
+from cryoscape.core.io.particles import Particles, load_particles
 from cryoscape.core.train.forward import SliceLattice, center_hartley
 
 NORM_IMAGES = 1000   # images used to estimate the normalisation, as cryoDRGN
@@ -32,11 +32,12 @@ class TrainData:
                  lazy=False, invert=True, window=True, window_r=0.85, norm=None,
                  enc_radius=None, need_poses=True, device="cpu", progress=False):
         # images stay memory-mapped: in memory only the preprocessed lattice points are kept
-        p = load_particles(particles, poses=poses, ctf=ctf, ind=ind, datadir=datadir, lazy=True,
-                           need_poses=need_poses)
+        p = particles if isinstance(particles, Particles) else load_particles(
+            particles, poses=poses, ctf=ctf, ind=ind, datadir=datadir, lazy=True,
+            need_poses=need_poses)
         if p.D % 2:
-            raise InputFileError(particles, f"image box must be even, got {p.D} (downsample "
-                                            "to an even box first)")
+            raise InputFileError(p.path, f"image box must be even, got {p.D} (downsample "
+                                         "to an even box first)")
         self.particles, self.images = p, p.images
         self.N, self.D, self.apix, self.lazy = len(p.images), p.D, p.apix, lazy
         self.device = torch.device(device)

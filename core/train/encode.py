@@ -1,8 +1,9 @@
-"""Latents of new images with a trained run (cryoscape or cryoDRGN): q(z|X) posterior means.
+"""Latents of images under a trained encoder (cryoscape or cryoDRGN): q(z|X) posteriors.
 
-The images go through the run's own preprocessing (window, inversion, Hartley transform,
-the run's `norm`), are centred with their translations and phase-flipped by their CTF, as in
-training; rotations are not needed.
+One pipeline for particle files, `Particles` and image arrays, and it is training's own:
+`TrainData` preprocesses the images as the run's training images were (window, inversion,
+Hartley transform, the run's `norm`) and centres them by their translations, and
+`forward.encoder_input` phase-flips them by the sign of their CTF. Rotations are not needed.
 """
 from __future__ import annotations
 
@@ -11,31 +12,59 @@ import os
 import numpy as np
 import torch
 from cryoscape.core.errors import CryoscapeError, InputFileError
+from cryoscape.core.io.particles import Particles, load_particles
+from cryoscape.core.io.stack import ImageSource
+from cryoscape.core.models.cryodrgn_compat import model_args
 from cryoscape.core.train.data import TrainData
 from cryoscape.core.train.loop import encode_all
 
 
-def encode_particles(run, particles: str | os.PathLike, *, poses=None,
-                     ctf=None, ind=None, datadir=None, lazy: bool = True,
-                     epoch: int | None = None, batch_size: int = 256,
-                     device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
-    """(mu, logvar) [N, zdim] float32 of `particles` under the encoder of `run` (a Run or
-    its folder)."""
-    from cryoscape.core.run import Run
-    run = run if isinstance(run, Run) else Run.open(run)
-    conf, ds, model_args = run.config, run.config["dataset_args"], run.model_args
-    if not run.zdim:
-        raise CryoscapeError(f"{run.path}: a homogeneous run (zdim 0) has no encoder")
-    data = TrainData(str(particles), poses=poses, ctf=ctf, ind=ind, datadir=datadir, lazy=lazy,
-                     invert=ds.get("invert_data", True), window=ds.get("window", True),
-                     window_r=ds.get("window_r", 0.85), norm=ds["norm"],
-                     enc_radius=model_args.get("enc_mask"), need_poses=False, device=device)
-    if data.D != run.D:
-        raise InputFileError(particles, f"images are {data.D} px but the run was trained on "
-                                        f"{run.D} px; downsample them first")
-    if (conf.get("cryoscape") or {}).get("uses_ctf", bool(ds.get("ctf"))) and data.ctf is None:
-        raise CryoscapeError(f"{run.path} was trained with CTF correction: give --ctf (or a "
-                             ".star/.cs with CTF) for the images")
-    model = run.model(epoch).to(device)
+def as_particles(images, *, poses=None, ctf=None, shifts=None, ind=None,
+                 datadir=None) -> Particles:
+    """The `Particles` to encode: a particle file (.mrcs/.txt/.star/.cs; poses, ctf, ind and
+    datadir as `load_particles` takes them), a `Particles` (as it is, index included), or images
+    [N, D, D] (an array or ImageSource) with their CTF [N, 9] (cryoDRGN parameters) and the
+    content shifts [N, 2] px that training undid (None: centred)."""
+    if isinstance(images, Particles):
+        return images
+    if isinstance(images, (str, os.PathLike)):
+        return load_particles(images, poses=poses, ctf=ctf, ind=ind, datadir=datadir, lazy=True)
+    src = images if isinstance(images, ImageSource) else ImageSource.from_array(
+        np.asarray(images, dtype=np.float32).reshape(-1, *np.shape(images)[-2:]))
+    n = len(src)
+    for what, arr, width in (("ctf", ctf, 9), ("shifts", shifts, 2)):
+        if arr is not None and np.shape(arr) != (n, width):
+            raise CryoscapeError(f"{what} must be [{n}, {width}] for {n} images, got "
+                                 f"{list(np.shape(arr))}")
+    ctf = None if ctf is None else np.asarray(ctf, dtype=np.float32)
+    shifts = None if shifts is None else np.asarray(shifts, dtype=np.float32)
+    apix = float(ctf[0, 1]) if ctf is not None and n else src.apix
+    return Particles(src, None, shifts, ctf, apix, src.D, None, "images")
+
+
+def uses_ctf(config: dict) -> bool:
+    """Whether a run's encoder saw CTF-phase-flipped images."""
+    ds = config.get("dataset_args") or {}
+    return bool((config.get("cryoscape") or {}).get("uses_ctf", bool(ds.get("ctf"))))
+
+
+def posterior(model, config: dict, particles: Particles, *, batch_size: int = 256,
+              device="cpu") -> tuple[np.ndarray, np.ndarray]:
+    """(mu, logvar) [N, zdim] float32 of `particles` under `model`, a run's VAE with its
+    config (cryoDRGN's sections: dataset_args, lattice_args, model_args)."""
+    ds = config["dataset_args"]
+    D = int(config["lattice_args"]["D"]) - 1
+    if particles.D != D:
+        raise InputFileError(particles.path, f"images are {particles.D} px but the run was "
+                                             f"trained on {D} px; downsample them first")
+    if uses_ctf(config) and particles.ctf is None:
+        raise InputFileError(particles.path, "the run was trained with CTF correction: give "
+                                             "the images' CTF (--ctf, a .star/.cs with CTF, or "
+                                             "ctf= for arrays)")
+    data = TrainData(particles, invert=ds.get("invert_data", True),
+                     window=ds.get("window", True), window_r=ds.get("window_r", 0.85),
+                     norm=ds["norm"], enc_radius=model_args(config).get("enc_mask"),
+                     lazy=True, need_poses=False, device=device)
+    model = model.to(device)
     with torch.no_grad():
         return encode_all(model, data, batch_size)
