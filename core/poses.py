@@ -4,6 +4,13 @@ content is displaced in its image (+x along columns, +y along rows).
 cryoDRGN pickles store trans = -shift / D; RELION's rlnOriginX(Angst) and cryoSPARC's
 alignments3D/shift are the opposite of the displacement (the shift that re-centres), in
 pixels (or A) of their own pixel size.
+
+Tilt pairs (the paper's appendix D.2): each particle is imaged again with the stage tilted by
+a known angle about the microscope's x axis (the images' columns). With poses acting on row
+vectors (`coords_3d = coords_2d @ R`), the tilted image's pose is `tilt_rotation(deg) @ R`, as in
+cryoDRGN: the specimen, as posed in the untilted image, turned by +deg about x (right-handed,
+y towards z) before it is projected along z. Both images share the particle's shift, as
+cryoDRGN's tilt-pair training assumes.
 """
 from __future__ import annotations
 
@@ -28,3 +35,22 @@ def shifts_from_origin(origin_px) -> np.ndarray:
 def shifts_to_origin(shifts) -> np.ndarray:
     """Displacement in pixels -> RELION origin / cryoSPARC shift in pixels."""
     return -np.asarray(shifts, dtype=np.float32)
+
+
+def tilt_rotation(tilt_deg: float) -> np.ndarray:
+    """The stage tilt: rotation by `tilt_deg` about x, [[1, 0, 0], [0, c, -s], [0, s, c]]
+    (cryoDRGN's `xrot`), float32."""
+    a = np.radians(tilt_deg)
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]], dtype=np.float32)
+
+
+def tilted_poses(R, tilt_deg: float):
+    """Poses [N, 3, 3] of the tilted images of particles with poses R (numpy or torch, the
+    same type, dtype and device back): tilt_rotation(tilt_deg) @ R."""
+    T = tilt_rotation(tilt_deg)
+    if hasattr(R, "detach"):  # a torch tensor
+        import torch
+        return torch.as_tensor(T, dtype=R.dtype, device=R.device) @ R
+    R = np.asarray(R)
+    return T.astype(np.result_type(R.dtype, np.float32)) @ R

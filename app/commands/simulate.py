@@ -4,6 +4,8 @@ Writes DIR/particles.mrcs, particles.star (RELION 3.1, poses + CTF), poses.pkl a
 (cryoDRGN), truth.npz (per-image coordinate or state, rotations, shifts) and, with
 --save-volumes, DIR/volumes/ (ground-truth maps and coords.txt). Particles follow RELION's
 contrast (protein white). SNR: variance of the noise-free images over that of the noise.
+With --tilt-deg, tilt pairs (the paper's appendix D.2): every particle imaged again with the
+stage tilted about x, in DIR/particles_tilt.mrcs, particles_tilt.star and poses_tilt.pkl.
 """
 from __future__ import annotations
 
@@ -33,6 +35,9 @@ def add_args(parser):
                         metavar=("MIN", "MAX"), help="defocus range in um (1 3)")
     parser.add_argument("--max-shift", type=float, default=0.0, metavar="PX",
                         help="shifts uniform in [-PX, PX] pixels per axis (0)")
+    parser.add_argument("--tilt-deg", type=float, metavar="DEG",
+                        help="also image every particle tilted by DEG about x (tilt pairs; "
+                             "same conformation, shift and CTF, its own noise)")
     parser.add_argument("--save-volumes", action="store_true", help="write ground-truth maps")
     parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
     parser.add_argument("-o", "--outdir", required=True, help="output folder")
@@ -76,8 +81,10 @@ def main(args):
     ds = simulate(source, args.n, args.outdir, D=args.D if args.model or args.pdb else None,
                   apix=apix, snr=args.snr, ctf=args.ctf, max_shift=args.max_shift,
                   states=args.states, save_volumes=args.save_volumes, seed=args.seed,
-                  defocus=(args.defocus[0] * 1e4, args.defocus[1] * 1e4), progress=True)
+                  defocus=(args.defocus[0] * 1e4, args.defocus[1] * 1e4),
+                  tilt_deg=args.tilt_deg, progress=True)
     noise = f", SNR {ds.snr:g} (noise sd {ds.noise_std:.4g})" if ds.snr else ", no noise"
-    print(f"simulate: {ds.n} images of {ds.kind}, D={ds.D}, {ds.apix:.4g} A/px{noise}"
+    tilt = "" if ds.tilt_deg is None else f", each also tilted by {ds.tilt_deg:g} deg"
+    print(f"simulate: {ds.n} images of {ds.kind}, D={ds.D}, {ds.apix:.4g} A/px{noise}{tilt}"
           f" -> {ds.path}")
     return 0

@@ -9,7 +9,11 @@ first, noise added in a second pass once the signal variance is known), so memor
 
 The folder holds `particles.mrcs`, `particles.star` (RELION 3.1, poses and CTF), `poses.pkl`
 and `ctf.pkl` (cryoDRGN), `truth.npz` and, on request, `volumes/` (MRC maps and coords.txt).
-Everything is deterministic given the seed.
+With a tilt (tilt pairs, the paper's appendix D.2) every particle is imaged a second time with
+the stage tilted about x (poses `core.poses.tilted_poses`; same conformation, shift and CTF,
+independent noise at the same SNR): `particles_tilt.mrcs`, `particles_tilt.star` and
+`poses_tilt.pkl` beside the others, the tilt in truth.npz. Everything is deterministic given
+the seed; the untilted files do not depend on whether a tilt is asked for.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from cryoscape.core.io.atomic import atomic_open
 from cryoscape.core.io.cryodrgn import save_ctf, save_poses
 from cryoscape.core.io.mrc import new_mrc_stack, write_mrc
 from cryoscape.core.io.star import make_star, write_star
+from cryoscape.core.poses import tilted_poses
 from cryoscape.core.rotations import random_rotations
 from cryoscape.core.simulate.projection import form_images, project_batch
 from cryoscape.core.simulate.volumes import (
@@ -49,6 +54,7 @@ class SimulatedDataset:
     snr: float | None
     signal_var: float
     noise_std: float
+    tilt_deg: float | None = None
 
 
 def _random_ctf(n, D, apix, rng, defocus, astigmatism, voltage, cs, amp_contrast) -> np.ndarray:
@@ -140,11 +146,12 @@ def _write_truth(out, kind, labels, states, D, apix, volumes, save_volumes, trut
         np.savez(f, **truth)
 
 
-def _write_stack(path, chunks, n, D, apix, snr, seed, batch_size, progress):
+def _write_stack(path, chunks, n, D, apix, snr, noise_seed, batch_size, progress,
+                 desc="simulate"):
     """Write the clean images, then add the noise for `snr` (None: none) in a second pass.
     Returns (signal variance, noise standard deviation)."""
     bar = tqdm(total=n * (1 if snr is None else 2), unit="img", disable=not progress,
-               desc="simulate")
+               desc=desc)
     var_sum, noise_std = 0.0, 0.0
     with new_mrc_stack(path, (n, D, D), apix) as data:
         for i, img in chunks:
@@ -153,7 +160,7 @@ def _write_stack(path, chunks, n, D, apix, snr, seed, batch_size, progress):
             bar.update(len(i))
         if snr is not None:
             noise_std = float(np.sqrt(var_sum / n / snr))
-            noise_rng = np.random.default_rng([seed, 1])
+            noise_rng = np.random.default_rng(noise_seed)
             for s in range(0, n, batch_size):
                 e = min(n, s + batch_size)
                 data[s:e] += noise_std * noise_rng.standard_normal((e - s, D, D), np.float32)
@@ -167,7 +174,8 @@ def simulate(source, n: int, outdir: str | os.PathLike, *, D: int | None = None,
              max_shift: float = 0.0, states: int = 10, save_volumes: bool = False, seed: int = 0,
              defocus: tuple[float, float] = (10000.0, 30000.0), astigmatism: float = 500.0,
              voltage: float = 300.0, cs: float = 2.7, amp_contrast: float = 0.1,
-             batch_size: int = 256, progress: bool = False) -> SimulatedDataset:
+             tilt_deg: float | None = None, batch_size: int = 256,
+             progress: bool = False) -> SimulatedDataset:
     """Simulate `n` particle images into `outdir` (see the module docstring).
 
     `source`: a built-in model kind (volumes.KINDS; needs D; apix defaults to MODEL_BOX_A / D;
@@ -175,6 +183,7 @@ def simulate(source, n: int, outdir: str | os.PathLike, *, D: int | None = None,
     ([z, y, x]; each image then shows one of them, drawn uniformly; apix defaults to 1).
     `snr` None (or inf) writes noise-free images; defocus range (A), astigmatism (largest
     dfU - dfV, A), voltage (kV), cs (mm) and amp_contrast describe the random CTFs.
+    `tilt_deg`: also write the tilted image of every particle (tilt pairs).
     """
     if n < 1:
         raise CryoscapeError("the number of images must be at least 1")
@@ -182,6 +191,8 @@ def simulate(source, n: int, outdir: str | os.PathLike, *, D: int | None = None,
         raise CryoscapeError(f"SNR must be positive, got {snr}")
     if max_shift < 0:
         raise CryoscapeError(f"the largest shift must not be negative, got {max_shift}")
+    if tilt_deg is not None and not abs(tilt_deg) <= 90:
+        raise CryoscapeError(f"the tilt must lie within -90 .. 90 degrees, got {tilt_deg}")
     kind, volumes, D, apix, states = _resolve_source(source, D, apix, states)
 
     rng = np.random.default_rng(seed)
@@ -198,16 +209,25 @@ def simulate(source, n: int, outdir: str | os.PathLike, *, D: int | None = None,
 
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
-    stale = [out / "ctf.pkl", out / "volumes" / "coords.txt", *out.glob("volumes/vol_*.mrc")]
+    stale = [out / "ctf.pkl", out / "volumes" / "coords.txt", *out.glob("volumes/vol_*.mrc"),
+             *(out / f for f in ("particles_tilt.mrcs", "particles_tilt.star", "poses_tilt.pkl"))]
     for f in stale:  # outputs of an earlier run that this one would not overwrite
         f.unlink(missing_ok=True)
     batch_size = max(1, min(batch_size, 2**24 // (D * D)))
-    chunks = _clean_chunks(kind, volumes, labels, R, shifts if max_shift > 0 else None,
-                           ctf_params, D, states, batch_size)
-    signal_var, noise_std = _write_stack(out / "particles.mrcs", chunks, n, D, apix,
-                                         snr if noisy else None, seed, batch_size, progress)
 
-    save_poses(out / "poses.pkl", R, shifts, D)
+    def write_stack(name, rotations, noise_seed, desc):
+        chunks = _clean_chunks(kind, volumes, labels, rotations, shifts if max_shift > 0 else None,
+                               ctf_params, D, states, batch_size)
+        return _write_stack(out / f"{name}.mrcs", chunks, n, D, apix, snr if noisy else None,
+                            noise_seed, batch_size, progress, desc)
+
+    def write_metadata(name, poses_name, rotations):
+        save_poses(out / poses_name, rotations, shifts, D)
+        names = [f"{i + 1:06d}@{name}.mrcs" for i in range(n)]
+        write_star(out / f"{name}.star", make_star(names, rotations, shifts, ctf_params, apix, D))
+
+    signal_var, noise_std = write_stack("particles", R, [seed, 1], "simulate")
+
     if ctf_params is not None:
         save_ctf(out / "ctf.pkl", ctf_params)
     truth = {"kind": kind, "rotations": R, "shifts": shifts, "D": D, "apix": apix, "seed": seed,
@@ -215,8 +235,13 @@ def simulate(source, n: int, outdir: str | os.PathLike, *, D: int | None = None,
              "noise_std": noise_std, "states": states}
     if ctf_params is not None:
         truth["ctf"] = ctf_params
+    if tilt_deg is not None:
+        R_tilt = tilted_poses(R, tilt_deg)
+        var_tilt, std_tilt = write_stack("particles_tilt", R_tilt, [seed, 2], "simulate tilt")
+        write_metadata("particles_tilt", "poses_tilt.pkl", R_tilt)
+        truth.update(tilt_deg=float(tilt_deg), rotations_tilt=R_tilt, signal_var_tilt=var_tilt,
+                     noise_std_tilt=std_tilt)
     _write_truth(out, kind, labels, states, D, apix, volumes, save_volumes, truth)
-    names = [f"{i + 1:06d}@particles.mrcs" for i in range(n)]
-    write_star(out / "particles.star", make_star(names, R, shifts, ctf_params, apix, D))
+    write_metadata("particles", "poses.pkl", R)
     return SimulatedDataset(out, n, D, float(apix), kind, snr if noisy else None, signal_var,
-                            noise_std)
+                            noise_std, None if tilt_deg is None else float(tilt_deg))
