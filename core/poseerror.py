@@ -153,20 +153,15 @@ def read_poses(path: str | os.PathLike, D: int | None = None
     if not path.is_file():
         raise InputFileError(path, "file not found")
     suffix = path.suffix.lower()
-    if suffix == ".star":
-        from cryoscape.core.io.stack import common_value
-        from cryoscape.core.io.star import read_star, star_box, star_poses
-        star = read_star(path)
-        D = D or common_value(star_box(star), "box size", path)
-        R, shifts = star_poses(star, D=D)
-        return R, shifts, D
-    if suffix == ".cs":
-        from cryoscape.core.io.cs import cs_box, cs_poses, read_cs
-        from cryoscape.core.io.stack import common_value
-        arr = read_cs(path)
-        D = D or common_value(cs_box(arr), "box size", path)
-        R, shifts = cs_poses(arr, D=D, path=path)
-        return R, shifts, D
-    from cryoscape.core.io.cryodrgn import load_poses
-    R, shifts = load_poses(path, D=D)
+    if suffix not in (".star", ".cs"):
+        from cryoscape.core.io.cryodrgn import load_poses
+        return (*load_poses(path, D=D), D)
+    from cryoscape.core.io.cs import cs_box, cs_poses, read_cs
+    from cryoscape.core.io.stack import common_value
+    from cryoscape.core.io.star import read_star, star_box, star_poses
+    star = suffix == ".star"
+    meta = read_star(path) if star else read_cs(path)
+    box = common_value(star_box(meta) if star else cs_box(meta), "box size", path)
+    D = D or (None if box is None else int(box))
+    R, shifts = star_poses(meta, D=D) if star else cs_poses(meta, D=D, path=path)
     return R, shifts, D
