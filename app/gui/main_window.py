@@ -265,8 +265,7 @@ class MainWindow(QMainWindow):
 
     def _open_run(self, path: Path, epoch) -> None:
         run = self.explorer.open_run(path, epoch)
-        if not self.training.running:
-            self.training._set_metrics(run.metrics())
+        self.training.show_run(run)
         self._add_recent(str(path.resolve()))
         self.setWindowTitle(f"cryoscape — {path.name}")
 
@@ -415,7 +414,7 @@ class MainWindow(QMainWindow):
             last = tail.strip().splitlines()[-1] if tail.strip() else f"exit status {rc}"
             self.show_error("Training failed", last)
         else:
-            self.statusBar().showMessage("Training stopped", 5000)
+            self.statusBar().showMessage(self.training.outcome.capitalize(), 15000)
 
     # -- trajectories ------------------------------------------------------------------------
     def _compute_path(self, waypoints, n, through) -> None:

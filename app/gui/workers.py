@@ -111,17 +111,24 @@ class JobThread(QThread):
             self.busy.emit(False, what)
 
 
+def _last_state(line: bytes) -> str:
+    """What a terminal shows of `line`: the text after its last carriage return."""
+    return line.rstrip(b"\r").rsplit(b"\r", 1)[-1].decode(errors="replace").rstrip()
+
+
 class TrainingWatcher(QThread):
     """Runs `cryoscape train` in a child process and watches its run directory.
 
     Signals: `epoch(N)` when epoch N's files are complete, `metrics(list[dict])` with every row
-    of `metrics.jsonl` when it changes, `log(str)` for the child's output,
+    of `metrics.jsonl` when it changes, `log(str)` for each line of the child's output,
+    `progress(str)` for its progress bar's line as it is redrawn,
     `finished_training(returncode, tail)`.
     """
 
     epoch = pyqtSignal(int)
     metrics = pyqtSignal(list)
     log = pyqtSignal(str)
+    progress = pyqtSignal(str)
     finished_training = pyqtSignal(int, str)
 
     def __init__(self, train_args: list[str], rundir: str | os.PathLike, poll_s: float = 0.2,
@@ -176,23 +183,29 @@ class TrainingWatcher(QThread):
             if done:
                 break
             time.sleep(self.poll_s)
-        self._read_output(buf + b"\n")
+        self._read_output(buf, final=True)
         self._scan()
         self.process.stdout.close()
         self.finished_training.emit(self.process.returncode, "\n".join(self._tail))
 
-    def _read_output(self, buf: bytes) -> bytes:
+    def _read_output(self, buf: bytes, final: bool = False) -> bytes:
+        """Emit the finished lines of the child's output (`final`: the last line too); a
+        progress bar redraws its line with '\r': only its last state is logged, and the line
+        being redrawn goes to `progress`."""
         try:
             chunk = self.process.stdout.read() or b""
         except (BlockingIOError, ValueError):
             chunk = b""
-        buf += chunk
-        *lines, buf = buf.replace(b"\r", b"\n").split(b"\n")
+        buf += chunk + (b"\n" if final else b"")
+        *lines, buf = buf.split(b"\n")
         for line in lines:
-            text = line.decode(errors="replace").rstrip()
+            text = _last_state(line)
             if text:
                 self._tail.append(text)
                 self.log.emit(text)
+        if chunk and b"\r" in buf:
+            buf = buf[buf.rstrip(b"\r").rfind(b"\r"):]
+            self.progress.emit(_last_state(buf))
         return buf
 
     def _scan(self) -> None:

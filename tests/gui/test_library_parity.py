@@ -141,17 +141,17 @@ def test_axes_have_no_si_prefix(qtbot, window, tmp_path):
         ax = window.latent.plot.getAxis(axis)
         assert ax.autoSIPrefixScale == 1.0 and "(x" not in ax.labelString()
     assert window.latent.plot.getAxis("bottom").labelText == "PC1"
-    window.training._set_metrics([{"epoch": e, "loss": 1e-4 / e} for e in range(1, 6)])
+    window.training.set_metrics([{"epoch": e, "loss": 1e-4 / e} for e in range(1, 6)])
     qtbot.wait(100)
     ax = window.training.loss_plot.getAxis("left")
     assert ax.autoSIPrefixScale == 1.0 and "(x" not in ax.labelString()
     assert not window.training.loss_note.isVisible()
-    window.training._set_metrics([])                # a run without metrics: no stale curve
+    window.training.set_metrics([])                # a run without metrics: no stale curve
     x = window.training.loss_curve.xData
     assert x is None or len(x) == 0
     assert window.training.loss_note.isVisible()
     # then a training's epochs arrive (its metrics.jsonl starts empty): all in view
-    window.training._set_metrics([{"epoch": e, "loss": 3.0 / e} for e in range(1, 13)])
+    window.training.set_metrics([{"epoch": e, "loss": 3.0 / e} for e in range(1, 13)])
     qtbot.wait(100)
     (x0, x1), (y0, y1) = window.training.loss_plot.getViewBox().viewRange()
     assert x0 <= 1 and x1 >= 12 and y0 <= 0.25 and y1 >= 3.0

@@ -2,21 +2,17 @@
 here), a star-file export from a lasso, the screenshot, and training from the panel."""
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 from PyQt6.QtCore import Qt
 
-from tests.gui.conftest import surface_fraction, wait_surface
-
-SCREENSHOT_COPY = "/tmp/cryoscape_screenshot.png"
+from tests.gui.conftest import WAIT_MS, surface_fraction, wait_surface
 
 
 def _open(qtbot, window, path):
     window.open_run(path)
     assert not window.errors, window.errors
-    qtbot.waitUntil(lambda: window.state.labels is not None, timeout=30000)
+    qtbot.waitUntil(lambda: window.state.labels is not None, timeout=WAIT_MS)
 
 
 def test_cryodrgn_run_opens_without_particles(qtbot, window, moved_run, fixtures_dir):
@@ -31,22 +27,22 @@ def test_cryodrgn_run_opens_without_particles(qtbot, window, moved_run, fixtures
     assert window.training.loss_curve.yData[0] == pytest.approx(1.306415)
     assert not window.training.loss_note.isVisible()
     # particle files dangle: the run still opens, and the colouring says why metadata is off
-    qtbot.waitUntil(lambda: bool(st.metadata_note), timeout=10000)
+    qtbot.waitUntil(lambda: bool(st.metadata_note), timeout=WAIT_MS)
     assert st.metadata is None and "not found" in st.metadata_note
     assert window.colour_note.isVisible() and "not found" in window.colour_note.text()
     assert window.colour_box.count() == 3                    # k-means, density, none
     window.colour_box.setCurrentText("density")
-    qtbot.waitUntil(lambda: window.state.colour_by == "density", timeout=10000)
+    qtbot.waitUntil(lambda: window.state.colour_by == "density", timeout=WAIT_MS)
     assert not window.errors
     # maps still decode
     window.explorer.decode_particle(0)
-    wait_surface(qtbot, window, "exact", timeout=60000)
+    wait_surface(qtbot, window, "exact", timeout=WAIT_MS)
     assert window.volume.view.n_vertices > 100
 
 
 def test_stack_without_metadata_says_so(qtbot, window, cryodrgn_run):
     _open(qtbot, window, cryodrgn_run)
-    qtbot.waitUntil(lambda: bool(window.state.metadata_note), timeout=10000)
+    qtbot.waitUntil(lambda: bool(window.state.metadata_note), timeout=WAIT_MS)
     assert "image stack without metadata" in window.colour_note.text()
 
 
@@ -57,7 +53,7 @@ def test_click_decodes_real_map_and_screenshot(qtbot, window, cryodrgn_run, fixt
     _open(qtbot, window, cryodrgn_run)
     lv = window.latent
     qtbot.mouseClick(lv.plot.viewport(), Qt.MouseButton.LeftButton, pos=lv.pixel_of(50))
-    wait_surface(qtbot, window, "exact", timeout=60000)
+    wait_surface(qtbot, window, "exact", timeout=WAIT_MS)
     assert window.state.current_index == 50
     assert window.volume.view.n_vertices > 500
     # the map under the click is the one cryoDRGN's eval_vol decodes for particle 50
@@ -67,7 +63,7 @@ def test_click_decodes_real_map_and_screenshot(qtbot, window, cryodrgn_run, fixt
     assert np.linalg.norm(vol - ref) / np.linalg.norm(ref) < 1e-3
     n1 = window.volume.view.n_vertices
     window.volume.set_sigma(window.volume.sigma + 1.5)
-    qtbot.waitUntil(lambda: window.volume.view.n_vertices != n1, timeout=10000)
+    qtbot.waitUntil(lambda: window.volume.view.n_vertices != n1, timeout=WAIT_MS)
     # save map and ChimeraX script
     window.explorer.save_map(tmp_path / "m.mrc")
     assert read_mrc(tmp_path / "m.mrc")[0].shape == (64, 64, 64)
@@ -75,7 +71,6 @@ def test_click_decodes_real_map_and_screenshot(qtbot, window, cryodrgn_run, fixt
     wait_surface(qtbot, window, "exact")
     qtbot.wait(300)
     shot = window.save_screenshot(tmp_path / "window.png")
-    shutil.copy(shot, SCREENSHOT_COPY)
     from PyQt6.QtGui import QImage
     img = QImage(str(shot))
     assert img.width() >= 1000 and img.height() >= 600
@@ -130,24 +125,34 @@ def test_training_from_panel_updates_loss_and_scatter(qtbot, window, fixtures_di
     assert tp.running and not tp.start_button.isEnabled()
     # the first epochs arrive: the run opens (a histogram: zdim 1) and the loss curve grows
     qtbot.waitUntil(lambda: window.state.run is not None and window.state.labels is not None,
-                    timeout=90000)
+                    timeout=WAIT_MS)
     assert window.latent.histogram and window.latent.hist.yData.sum() == 100
     qtbot.waitUntil(lambda: window.state.epoch is not None and window.state.epoch >= 2,
-                    timeout=60000)
+                    timeout=WAIT_MS)
     assert len(tp.loss_curve.xData) >= 1
     first = window.state.epoch
-    qtbot.waitUntil(lambda: len(tp.loss_curve.xData) >= 2, timeout=60000)
+    qtbot.waitUntil(lambda: len(tp.loss_curve.xData) >= 2, timeout=WAIT_MS)
     lo, hi = tp.loss_plot.viewRange()[0]                 # epochs are ticked as whole numbers
     ticks = [v for _, vals in tp.loss_plot.getAxis("bottom").tickValues(lo, hi, 400)
              for v in vals]
     assert ticks and all(float(v).is_integer() for v in ticks)
     process = tp.watcher.process
-    with qtbot.waitSignal(tp.finished, timeout=60000):
+    with qtbot.waitSignal(tp.finished, timeout=WAIT_MS):
         qtbot.mouseClick(tp.stop_button, Qt.MouseButton.LeftButton)
     assert process.poll() is not None                    # the child process has ended
     assert not tp.running and tp.start_button.isEnabled()
-    assert window.state.epoch >= first
-    assert (rundir / "checkpoint.pt").exists() or list(rundir.glob("weights.*.pkl"))
+    # stopped inside an epoch, the resume point saved there; the explorer shows the last
+    # finished epoch and its loss, and Continue is offered
+    import json
+    status = json.loads((rundir / "status.json").read_text())
+    epochs = sorted(int(p.name.split(".")[1]) for p in rundir.glob("weights.*.pkl"))
+    assert status["state"] == "stopped" and status["epoch"] == epochs[-1] >= first
+    assert 0 < status["batch"] <= 5                      # 100 images in batches of 20
+    qtbot.waitUntil(lambda: window.state.epoch == epochs[-1], timeout=WAIT_MS)
+    assert list(tp.loss_curve.xData) == list(range(1, epochs[-1] + 1))
+    assert tp.log.toPlainText().splitlines()[-1] == \
+        f"training stopped in epoch {epochs[-1] + 1}: Continue resumes it"
+    assert tp.continue_button.isEnabled()
     assert not window.errors, window.errors
 
 
@@ -160,14 +165,14 @@ def test_recent_files_drop_and_chimerax(qtbot, window, moved_run, tmp_path, monk
     drop = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime,
                       Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
     window.dropEvent(drop)
-    qtbot.waitUntil(lambda: window.state.labels is not None, timeout=30000)
+    qtbot.waitUntil(lambda: window.state.labels is not None, timeout=WAIT_MS)
     assert window.state.run.path.resolve() == moved_run.resolve()
     assert window.settings.value("recent", [], type=list) == [str(moved_run.resolve())]
     assert [a.text() for a in window.recent_menu.actions()] == [str(moved_run.resolve())]
     # "Open in ChimeraX" without ChimeraX installed: map + script written, the user is told
     monkeypatch.setenv("PATH", str(tmp_path))
     window.explorer.decode_particle(3)
-    wait_surface(qtbot, window, "exact", timeout=60000)
+    wait_surface(qtbot, window, "exact", timeout=WAIT_MS)
     window.open_chimerax()
     outdir = moved_run / "cryoscape_maps"
     cxc = (outdir / "particle_3.cxc").read_text()
@@ -182,8 +187,8 @@ def test_pause_after_epoch(qtbot, window, fixtures_dir, tmp_path):
     tp = _configure_hand_training(window, fixtures_dir, rundir, zdim=2, epochs=500, batch=50,
                                   pe_dim=4)
     tp.start()
-    qtbot.waitUntil(lambda: window.state.run is not None, timeout=90000)
-    with qtbot.waitSignal(tp.finished, timeout=60000) as blocker:
+    qtbot.waitUntil(lambda: window.state.run is not None, timeout=WAIT_MS)
+    with qtbot.waitSignal(tp.finished, timeout=WAIT_MS) as blocker:
         tp.pause()
     assert blocker.args[0] == 0                          # a clean exit after the epoch
     epochs = sorted(int(p.name.split(".")[1]) for p in rundir.glob("weights.*.pkl"))
