@@ -51,7 +51,9 @@ def test_gui_movie_option(cryodrgn_run, tmp_path):
     r = _cryoscape("gui", cryodrgn_run, "--movie", out, "--path", 0, 50, 99, "-n", 3)
     assert r.returncode == 0, r.stderr
     import imageio.v3 as iio
-    assert len(iio.imread(out, index=None)) == 3
+    frames = iio.imread(out, index=None)
+    assert len(frames) == 3 and min(surface_fraction(f) for f in frames) > 0.01
+    assert np.abs(frames[0].astype(int) - frames[-1]).mean() > 1     # the frames differ
 
 
 def _has_pyav() -> bool:

@@ -78,10 +78,13 @@ def test_cache_shows_nearest_surface_at_once(qtbot, window, synthetic_run):
     assert set(window.state.centre_index) <= set(ex.cache.index)       # k-means centres
     qtbot.waitUntil(lambda: len(ex.cache.meshes) == len(ex.cache.index), timeout=30000)
     shown = []
-    ex.mesh_ready.connect(lambda r: shown.append(r.volume.source))
+    ex.mesh_ready.connect(shown.append)
     ex.decode_particle(5)
-    assert shown and shown[0] == "cache"                  # synchronously, before any decode
-    assert ex.timings["first_surface"] < 0.1
+    # synchronously, before any decode: the cached mesh of the cached map nearest in z
+    _, _, _, slot = ex.cache.nearest(window.state.z[5])
+    assert len(shown) == 1 and shown[0].volume.source == "cache"
+    assert shown[0].mesh is ex.cache.mesh(slot, window.state.threshold)
+    assert window.volume.shown.source == "cache"
     wait_surface(qtbot, window, "exact")
     ex.preview_particle(7)                                # hover: nearest cached surface
     assert window.volume.shown.source == "cache"

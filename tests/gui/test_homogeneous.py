@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.gui.conftest import SyntheticRun, wait_surface, window_surface_fraction
+from tests.gui.conftest import WAIT_MS, SyntheticRun, wait_surface, window_surface_fraction
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_homogeneous_run_shows_its_map(qtbot, window, homogeneous_run):
     assert not window.view_controls.isVisible()             # no View / Colour boxes
     assert not window.trajectory.isEnabled() and not window.selections.isEnabled()
     assert "homogeneous" in window.statusBar().currentMessage()
-    wait_surface(qtbot, window, "exact", timeout=60000)
+    wait_surface(qtbot, window, "exact", timeout=WAIT_MS)
     vol, apix = ex.current_map()
     ref = run.decode(None)                                   # z=None: the run's one map
     assert vol.shape == (32, 32, 32) and np.allclose(vol, ref[0], atol=1e-5)
@@ -49,7 +49,7 @@ def test_homogeneous_run_shows_its_map(qtbot, window, homogeneous_run):
     # the epoch slider: epoch 1's map
     req = ex._request
     window.epoch_slider.setValue(0)
-    qtbot.waitUntil(lambda: ex.current is not None and ex.current.request > req, timeout=60000)
+    qtbot.waitUntil(lambda: ex.current is not None and ex.current.request > req, timeout=WAIT_MS)
     assert st.epoch == 1 and window.epoch_label.text() == "epoch 1"
     ref1 = run.decode(None, epoch=1)[0]
     assert np.allclose(ex.current.volume, ref1, atol=1e-5)
@@ -58,7 +58,7 @@ def test_homogeneous_run_shows_its_map(qtbot, window, homogeneous_run):
         ex.compute_path()
     # a heterogeneous run afterwards: the scatter and the tools are back
     ex.set_run(SyntheticRun(homogeneous_run.parent / "synthetic"))
-    qtbot.waitUntil(lambda: st.labels is not None, timeout=20000)
+    qtbot.waitUntil(lambda: st.labels is not None, timeout=WAIT_MS)
     assert lv.plot.isVisible() and not lv.note.isVisible() and lv.n_points == 300
     assert window.trajectory.isEnabled() and window.view_controls.isVisible()
 
@@ -67,11 +67,12 @@ def test_homogeneous_screenshot_command(homogeneous_run, tmp_path):
     from tests.gui.test_cli import _cryoscape
 
     out = tmp_path / "homogeneous.png"
-    r = _cryoscape("gui", homogeneous_run, "--screenshot", out)
+    r = _cryoscape("gui", homogeneous_run, "--screenshot", out, "--threshold", 1)
     assert r.returncode == 0, r.stderr
     import imageio.v3 as iio
     img = iio.imread(out)
-    assert img.shape[0] > 500 and window_surface_fraction(img) > 0.002   # a 2-epoch map's bits
+    # a blank view: ~0.001; the 2-epoch map at 1 sigma: ~0.025 (at 2 sigma, scattered bits)
+    assert img.shape[0] > 500 and window_surface_fraction(img) > 0.01
     r = _cryoscape("gui", homogeneous_run, "--screenshot", out, "--particle", 3)
     assert r.returncode == 1 and "homogeneous" in r.stderr and "Traceback" not in r.stderr
     r = _cryoscape("movie", homogeneous_run, "--pc", 1, "-o", tmp_path / "m.gif")
