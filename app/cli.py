@@ -1,7 +1,8 @@
 """The `cryoscape` command: one subcommand per module in cryoscape.app.commands.
 
 Each command module has a docstring (its first line is the help), `add_args(parser)` and
-`main(args)`. Problems with the user's input (CryoscapeError) print one line and exit 1.
+`main(args)`. Problems with the user's input (CryoscapeError), and files that cannot be read or
+written (OSError naming the file), print one line and exit 1; CryoscapeWarnings print one line.
 Nothing here imports Qt; only the GUI commands do, inside their main().
 """
 from __future__ import annotations
@@ -10,10 +11,11 @@ import argparse
 import importlib
 import pkgutil
 import sys
+import warnings
 
 from cryoscape.app import commands
 from cryoscape.core import __version__
-from cryoscape.core.errors import CryoscapeError
+from cryoscape.core.errors import CryoscapeError, CryoscapeWarning
 
 
 def command_modules() -> dict:
@@ -43,10 +45,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    show_default = warnings.showwarning
+
+    def show(message, category, *rest, **kw):
+        if issubclass(category, CryoscapeWarning):
+            print(f"cryoscape {args.command}: warning: {message}", file=sys.stderr)
+        else:
+            show_default(message, category, *rest, **kw)
+
     try:
-        return args.func(args) or 0
+        with warnings.catch_warnings():
+            warnings.showwarning = show
+            return args.func(args) or 0
     except CryoscapeError as e:
         print(f"cryoscape {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        if e.filename is None:
+            raise
+        print(f"cryoscape {args.command}: error: {e.filename}: {e.strerror}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"cryoscape {args.command}: interrupted", file=sys.stderr)

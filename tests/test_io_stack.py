@@ -156,9 +156,14 @@ def test_lazy_source_pickles_without_data(two_stacks):
 
 
 def test_ctf_pickle_for_downsampled_images(tmp_path, fixtures_dir, rng):
-    """A CTF pickle of the original box keeps the physical pixel size for smaller images."""
+    """A CTF pickle of the original box keeps the physical pixel size for smaller images, and
+    says so."""
+    from cryoscape.core.errors import CryoscapeWarning
+
     write_mrc(tmp_path / "small.mrcs", rng.standard_normal((5, 64, 64)))
-    p = load_particles(tmp_path / "small.mrcs", ctf=fixtures_dir / "relion/relion31.ctf.pkl")
+    with pytest.warns(CryoscapeWarning, match=r"for a 256 px box at 2.806 A/px, the images are "
+                                              r"64 px: their pixel size is taken as 11.22 A/px"):
+        p = load_particles(tmp_path / "small.mrcs", ctf=fixtures_dir / "relion/relion31.ctf.pkl")
     np.testing.assert_allclose(p.ctf[:, 0], 64)
     np.testing.assert_allclose(p.ctf[:, 1], 2.806 * 4, rtol=1e-6)
     assert p.apix == pytest.approx(2.806 * 4) and p.images.apix == pytest.approx(2.806 * 4)

@@ -149,9 +149,9 @@ def test_eval_vol_command(rundir, rundir_vols, tmp_path):
     out = tmp_path / "vols"
     assert main(["eval-vol", str(rundir / "run"), "--epoch", "3", "--z-file",
                  str(rundir / "expected" / "z.txt"), "-o", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["vol_001.mrc", "vol_002.mrc", "vol_003.mrc"]
-    for i in range(3):
-        v, apix = read_mrc(out / f"vol_00{i + 1}.mrc")
+    assert sorted(p.name for p in out.iterdir()) == ["vol_000.mrc", "vol_001.mrc", "vol_002.mrc"]
+    for i in range(3):  # 0-based, as analyze and cryoDRGN number maps (the fixture: 1-based)
+        v, apix = read_mrc(out / f"vol_00{i}.mrc")
         ref, _ = read_mrc(rundir / "expected" / f"vol_00{i + 1}.mrc")
         assert rel_err(v, ref) <= 1e-4 and apix == pytest.approx(1.0)
     z = np.loadtxt(rundir / "expected" / "z.txt")[0]

@@ -23,12 +23,14 @@ def add_args(parser):
 def main(args):
     from pathlib import Path
 
+    from cryoscape.app.commands._common import check_outputs
     from cryoscape.core.analysis.report import analyze, resolve_epoch
     from cryoscape.core.run import Run
 
     run = Run.open(args.run)
     epoch = resolve_epoch(run, args.epoch)
     out = args.outdir or Path(run.path) / f"analyze.{epoch if epoch is not None else 'final'}"
+    check_outputs([out], folder=True)
     analyze(run, out, epoch=epoch, k=args.k, skip_umap=args.skip_umap, D=args.D,
             n_traverse=args.n_traverse, seed=args.seed)
     return 0

@@ -8,7 +8,7 @@ prints the half-map resolution.
 """
 from __future__ import annotations
 
-from cryoscape.app.commands._common import add_pose_ctf_args
+from cryoscape.app.commands._common import add_pose_ctf_args, check_outputs
 
 
 def _reg(value: str):
@@ -59,6 +59,11 @@ def main(args):
     particles = load_particles(args.particles, poses=args.poses,
                                ctf=None if args.no_ctf else args.ctf, ind=args.ind,
                                datadir=args.datadir, lazy=args.lazy, need_poses=True)
+    stem = out.with_suffix("")
+    extra = [] if args.no_half_maps else [f"{stem}_half1.mrc", f"{stem}_half2.mrc",
+                                          f"{stem}_fsc.txt", f"{stem}_fsc.png"]
+    check_outputs([out, *extra], [args.particles, args.poses, args.ctf, args.ind,
+                                  *particles.images.stacks])
     if args.no_ctf:
         particles.ctf = None
     if args.apix:
@@ -75,7 +80,6 @@ def main(args):
         if not args.no_half_maps:
             print("half-maps skipped: too few images")
         return 0
-    stem = out.with_suffix("")
     write_mrc(f"{stem}_half1.mrc", rec.half1, apix=rec.apix)
     write_mrc(f"{stem}_half2.mrc", rec.half2, apix=rec.apix)
     save_fsc(f"{stem}_fsc.txt", *rec.fsc)

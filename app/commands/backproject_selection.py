@@ -6,7 +6,7 @@ give them with --poses/--ctf where those are elsewhere.
 """
 from __future__ import annotations
 
-from cryoscape.app.commands._common import add_pose_ctf_args
+from cryoscape.app.commands._common import add_pose_ctf_args, check_outputs
 
 
 def add_args(parser):
@@ -24,6 +24,7 @@ def main(args):
     from cryoscape.core.io.cryodrgn import load_index
     from cryoscape.core.run import Run
 
+    check_outputs([args.outdir], folder=True)
     run = Run.open(args.run)
     ind = load_index(args.selection)
     parts = load_run_particles(run, args.particles, args.poses, args.ctf, args.datadir)

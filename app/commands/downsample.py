@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cryoscape.app.commands._common import check_outputs
+
 
 def add_args(parser):
     parser.add_argument("particles", help="input .mrcs, .mrc, .txt, .star or .cs")
@@ -26,20 +28,19 @@ def main(args):
     inp, out = Path(args.particles), Path(args.output)
     if out.suffix.lower() not in (".mrcs", ".mrc"):
         raise CryoscapeError(f"{out}: the output must be an .mrcs stack")
-    if inp.suffix.lower() in (".star", ".cs") and out.with_suffix(inp.suffix).resolve() == \
-            inp.resolve():
-        raise CryoscapeError(f"{out}: would overwrite the input {inp}; choose another name")
     if args.chunk is not None and args.chunk < 1:
         raise CryoscapeError("--chunk must be at least 1")
     src = open_images(inp, lazy=True, datadir=args.datadir)
     D = src.D
-    meta_out = None
-    if inp.suffix.lower() == ".star":  # read the metadata before writing anything
+    meta_out = out.with_suffix(inp.suffix.lower()) if inp.suffix.lower() in (".star", ".cs") \
+        else None
+    check_outputs([out, meta_out], [inp, *src.stacks])
+    if meta_out is not None and meta_out.suffix == ".star":  # read before writing anything
         from cryoscape.core.io.star import read_star, write_star
-        meta, meta_out = read_star(inp), out.with_suffix(".star")
-    elif inp.suffix.lower() == ".cs":
+        meta = read_star(inp)
+    elif meta_out is not None:
         from cryoscape.core.io.cs import read_cs, write_cs
-        meta, meta_out = read_cs(inp), out.with_suffix(".cs")
+        meta = read_cs(inp)
     apix = ds.downsample_stack(src, args.D, out, chunk=args.chunk)
     print(f"{out}: {len(src)} images, {D} -> {args.D} px, {src.apix:.4g} -> {apix:.4g} A/px")
     if meta_out is not None:

@@ -5,7 +5,7 @@ translations (from --poses or the .star/.cs) centre them and their CTF phase-fli
 """
 from __future__ import annotations
 
-from cryoscape.app.commands._common import add_pose_ctf_args
+from cryoscape.app.commands._common import add_pose_ctf_args, check_outputs
 
 
 def add_args(parser):
@@ -26,6 +26,7 @@ def main(args):
     from cryoscape.core.io.atomic import atomic_open
     from cryoscape.core.run import Run
 
+    check_outputs([args.output, args.logvar], [args.particles, args.poses, args.ctf, args.ind])
     mu, logvar = Run.open(args.run).posterior(
         args.particles, args.epoch, args.batch_size, poses=args.poses, ctf=args.ctf,
         ind=args.ind, datadir=args.datadir, device=args.device)

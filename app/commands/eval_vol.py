@@ -1,13 +1,14 @@
 """Decode volumes from a trained run (cryoscape or cryoDRGN) at given latent coordinates.
 
 One z (or a homogeneous run) writes OUT as one .mrc; several (a --z-file, or --z with a
-multiple of zdim values) write OUT/vol_001.mrc, vol_002.mrc, ... in the order given. -D decodes
-a smaller box quickly (a low-passed preview; voxel size scaled to match). Maps carry the run's
-voxel size (override with --apix) and are written atomically.
+multiple of zdim values) write OUT/vol_000.mrc, vol_001.mrc, ... in the order given (0-based, as
+cryoDRGN and `analyze` number maps). -D decodes a smaller box quickly (a low-passed preview;
+voxel size scaled to match). Maps carry the run's voxel size (override with --apix, which
+--lowpass then uses too) and are written atomically.
 """
 from __future__ import annotations
 
-from cryoscape.app.commands._common import positive_float
+from cryoscape.app.commands._common import check_outputs, positive_float
 
 
 def add_args(parser):
@@ -25,8 +26,9 @@ def add_args(parser):
     parser.add_argument("--invert", action="store_true", help="invert the contrast")
     parser.add_argument("--lowpass", type=positive_float, metavar="A",
                         help="low-pass to A Ångström")
-    parser.add_argument("--apix", type=float, help="voxel size of the training box in Å "
-                                                   "(default: from the run, else 1)")
+    parser.add_argument("--apix", type=positive_float,
+                        help="voxel size of the training box in Å (default: from the run, "
+                             "else 1); --lowpass uses it too")
     parser.add_argument("--prefix", default="vol_", help="file name prefix (default: vol_)")
     parser.add_argument("-c", "--config", help="config.yaml of a bare checkpoint (with --weights)")
     parser.add_argument("--weights", help="a bare checkpoint (with -c)")
@@ -48,7 +50,7 @@ def _latents(args, zdim: int):
         z = np.asarray(args.z, dtype=np.float32)
         if len(z) % zdim:
             raise CryoscapeError(f"--z got {len(z)} values; the run's zdim is {zdim}")
-        return z.reshape(-1, zdim)
+        return _finite(z.reshape(-1, zdim), "--z")
     if not args.z_file:
         raise CryoscapeError(f"give --z (zdim {zdim} values) or --z-file")
     try:
@@ -56,9 +58,24 @@ def _latents(args, zdim: int):
              else np.loadtxt(args.z_file, ndmin=2)).astype(np.float32)
     except (OSError, ValueError) as e:
         raise InputFileError(args.z_file, f"cannot read latents ({e})") from None
-    if z.size % zdim or z.size == 0:
-        raise InputFileError(args.z_file, f"{z.shape} values do not make rows of zdim {zdim}")
-    return z.reshape(-1, zdim)
+    if z.ndim == 1:  # one value per line (zdim 1), or one latent
+        z = z[:, None] if zdim == 1 else z[None]
+    if z.ndim != 2 or z.shape[1] != zdim or not len(z):
+        raise InputFileError(args.z_file, f"holds latents of shape {z.shape}; the run needs "
+                                          f"rows of zdim {zdim} values, one latent per row")
+    return _finite(z, args.z_file)
+
+
+def _finite(z, where: str):
+    """z, refused if it holds NaN or inf (the decoder would turn them into all-NaN maps)."""
+    import numpy as np
+    from cryoscape.core.errors import InputFileError
+
+    bad = ~np.isfinite(z).all(axis=1)
+    if bad.any():
+        raise InputFileError(where, f"latent {int(np.argmax(bad))} (0-based) holds NaN or "
+                                    f"inf ({bad.sum()} of {len(z)} latents do)")
+    return z
 
 
 def main(args):
@@ -66,6 +83,7 @@ def main(args):
     from pathlib import Path
 
     import torch
+    from cryoscape.core.decode import apply_map_options
     from cryoscape.core.errors import CryoscapeError
     from cryoscape.core.io.mrc import write_mrc
     from cryoscape.core.run import Run
@@ -87,21 +105,24 @@ def main(args):
     z = _latents(args, run.zdim)
     apix = (args.apix or run.apix) * run.D / (args.box or run.D)
     out = Path(args.output)
-    opts = {"D": args.box, "epoch": args.epoch, "flip": args.flip, "invert": args.invert,
-            "lowpass": args.lowpass}
-    if z is None or len(z) == 1:
-        if out.is_dir():
-            raise CryoscapeError(f"{out} is a directory; give a .mrc path for one volume")
-        write_mrc(out, run.decode(z, **opts)[0], apix=apix)
+    several = z is not None and len(z) > 1
+    if several and out.suffix == ".mrc":
+        raise CryoscapeError(f"{len(z)} volumes need an output directory, not {out}")
+    check_outputs([out], [args.z_file, args.config, args.weights], folder=several)
+
+    def decode(zs):  # map options at the maps' own voxel size (--apix included)
+        vols = run.decode(zs, D=args.box, epoch=args.epoch)
+        return apply_map_options(vols, apix, args.flip, args.invert, args.lowpass)
+
+    if not several:
+        write_mrc(out, decode(z)[0], apix=apix)
         print(f"cryoscape eval-vol: {out} ({args.box or run.D}^3, {apix:.4g} Å/px)")
         return 0
-    if out.suffix == ".mrc" or (out.exists() and not out.is_dir()):
-        raise CryoscapeError(f"{len(z)} volumes need an output directory, not {out}")
     os.makedirs(out, exist_ok=True)
     with tqdm(total=len(z), unit="vol", desc="eval-vol") as bar:
         for s in range(0, len(z), args.batch):
-            vols = run.decode(z[s:s + args.batch], **opts)
-            for i, v in enumerate(vols, start=s + 1):
+            vols = decode(z[s:s + args.batch])
+            for i, v in enumerate(vols, start=s):
                 write_mrc(out / f"{args.prefix}{i:03d}.mrc", v, apix=apix)
             bar.update(len(vols))
     print(f"cryoscape eval-vol: {len(z)} volumes in {out} ({args.box or run.D}^3, "

@@ -19,10 +19,12 @@ def add_args(parser):
 def main(args):
     from pathlib import Path
 
+    from cryoscape.app.commands._common import check_outputs
     from cryoscape.core.errors import InputFileError
     from cryoscape.core.io.mrc import read_mrc
     from cryoscape.core.metrics import format_resolution, fsc, plot_fsc, save_fsc
 
+    check_outputs([args.output, args.plot], [*args.volumes, args.mask])
     (a, apix_a), (b, _) = (read_mrc(p) for p in args.volumes)
     for p, v in zip(args.volumes, (a, b)):
         if v.ndim != 3 or len(set(v.shape)) != 1:

@@ -69,7 +69,26 @@ def _mrc(path) -> list[str]:
               f"origin {h.origin}")]
     if h.is_stack and len(h.shape) == 3:
         lines.append(f"  {h.shape[0]} images of {h.shape[2]} x {h.shape[1]} px")
-    return lines
+    return lines + _nonfinite(path, h)
+
+
+def _nonfinite(path, h, chunk_bytes: int = 1 << 26) -> list[str]:
+    """A warning line if the data hold NaN or inf values (read in bounded chunks)."""
+    import numpy as np
+    if h.dtype.kind != "f":
+        return []
+    data = np.memmap(path, dtype=h.dtype, mode="r", offset=h.data_offset, shape=h.shape)
+    data = data.reshape(-1, *h.shape[-2:])  # 2D slices: images of a stack, sections of a map
+    step = max(1, chunk_bytes // (data[0].nbytes or 1))
+    bad = np.concatenate([~np.isfinite(data[i:i + step]).all(axis=(1, 2))
+                          for i in range(0, len(data), step)])
+    if not bad.any():
+        return []
+    first = int(np.argmax(bad)) + 1
+    if not h.is_stack:
+        return [f"  WARNING: the map holds NaN or inf values ({bad.sum()} sections, first {first})"]
+    return [(f"  WARNING: {bad.sum()} image(s) hold NaN or inf values (first: image {first}, "
+             "1-based); training and reconstruction refuse them")]
 
 
 def _star(path) -> list[str]:

@@ -28,13 +28,14 @@ def add_args(parser):
 
 
 def main(args):
+    from cryoscape.app.commands._common import check_outputs
     from cryoscape.app.gui.app import application
     from cryoscape.app.gui.movie import movie_path, render_trajectory
     from cryoscape.core.analysis.trajectory import path_through, pc_traversal
     from cryoscape.core.errors import CryoscapeError
     from cryoscape.core.run import Run
 
-    movie_path(args.out)
+    check_outputs([movie_path(args.out)])
     run = Run.open(args.run)
     if not run.zdim:
         raise CryoscapeError(f"{args.run}: a homogeneous run (zdim 0) has no latent space to "

@@ -8,7 +8,7 @@ Ctrl-C stops after the current batch with a checkpoint; --resume continues exact
 """
 from __future__ import annotations
 
-from cryoscape.app.commands._common import add_pose_ctf_args
+from cryoscape.app.commands._common import add_pose_ctf_args, check_outputs
 
 
 def add_args(parser):
@@ -100,6 +100,7 @@ def main(args):
     from cryoscape.core.errors import CryoscapeError
     from cryoscape.core.train import TrainConfig, train
 
+    check_outputs([args.outdir], folder=True)
     values = {k: getattr(args, k) for k in FIELDS}
     if args.resume:
         overrides = {k: v for k, v in values.items() if v is not None}

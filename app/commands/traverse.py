@@ -27,6 +27,7 @@ def add_args(parser):
 
 
 def main(args):
+    from cryoscape.app.commands._common import check_outputs
     from cryoscape.core.analysis import trajectory
     from cryoscape.core.analysis.maps import write_maps
     from cryoscape.core.analysis.report import resolve_epoch
@@ -35,6 +36,7 @@ def main(args):
 
     if args.graph and args.path is None:
         raise CryoscapeError("--graph goes with --path")
+    check_outputs([args.outdir], folder=True)
     run = Run.open(args.run)
     epoch = resolve_epoch(run, args.epoch)
     z = run.latents(epoch)

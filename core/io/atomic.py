@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from cryoscape.core.errors import InputFileError
+
 _UMASK = os.umask(0)  # read once (os.umask can only be read by setting it)
 os.umask(_UMASK)
 
@@ -18,7 +20,11 @@ def atomic_path(path: str | os.PathLike):
     or a kill never leaves a truncated file behind.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise InputFileError(path, "cannot write: a file stands where its folder should be") \
+            from None
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     try:

@@ -68,13 +68,22 @@ def save_ctf(path: str | os.PathLike, params) -> None:
 
 
 def load_index(path: str | os.PathLike) -> np.ndarray:
-    """A 1D integer index array (a cryoDRGN `--ind` pickle)."""
+    """A 1D integer index array (a cryoDRGN `--ind` pickle) of distinct particles.
+
+    Duplicates are refused: a particle listed twice would count twice (in training, in a
+    reconstruction, in an exported subset), which an index is never meant to do."""
     ind = np.asarray(load_pickle(path))
     if ind.ndim != 1 or not (np.issubdtype(ind.dtype, np.integer) or ind.size == 0):
         raise InputFileError(path, f"expected a 1D array of integer indices, found "
                                    f"{ind.dtype} with shape {ind.shape}")
     if ind.size and ind.min() < 0:
         raise InputFileError(path, "index array holds negative indices")
+    values, counts = np.unique(ind, return_counts=True)
+    if (counts > 1).any():
+        k = int(np.argmax(counts > 1))
+        raise InputFileError(path, f"index lists {int((counts > 1).sum())} particle(s) more "
+                                   f"than once (particle {values[k]} {counts[k]} times); each "
+                                   "would count more than once: remove the duplicates")
     return ind.astype(np.int64)
 
 

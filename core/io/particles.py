@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from cryoscape.core.errors import InputFileError
+from cryoscape.core.errors import InputFileError, warn
 from cryoscape.core.io import cryodrgn
 from cryoscape.core.io.stack import ImageSource, cs_images, open_images, star_images
 
@@ -64,9 +64,14 @@ def _check_len(what: str, path, n_arr: int, n: int) -> None:
                                    f"number {n}")
 
 
-def _ctf_for_box(params: np.ndarray, D: int) -> np.ndarray:
+def _ctf_for_box(params: np.ndarray, D: int, path) -> np.ndarray:
     """CTF parameters for images of box D: a pickle made for the original box (column 0)
-    keeps its physical pixel size scaled to the new box, as cryoDRGN does."""
+    keeps its physical pixel size scaled to the new box, as cryoDRGN does (with a warning
+    naming both: a CTF file of another dataset would pass this way too)."""
+    if len(params) and params[0, 0] != D:
+        warn(f"{path}: the CTF parameters are for a {params[0, 0]:g} px box at "
+             f"{params[0, 1]:.4g} A/px, the images are {D} px: their pixel size is taken as "
+             f"{params[0, 0] * params[0, 1] / D:.4g} A/px (the same field of view)")
     params = params.copy()
     params[:, 1] = params[:, 0] * params[:, 1] / D
     params[:, 0] = D
@@ -107,7 +112,7 @@ def load_particles(path: str | os.PathLike, poses: str | os.PathLike | None = No
         R, shifts = cryodrgn.load_poses(poses, D=images.D)
         _check_len("poses", poses, len(R), n)
     if ctf is not None:
-        params = _ctf_for_box(cryodrgn.load_ctf(ctf), images.D)
+        params = _ctf_for_box(cryodrgn.load_ctf(ctf), images.D, ctf)
         _check_len("CTF parameters", ctf, len(params), n)
         if suffix not in (".star", ".cs"):  # the header's pixel size is often unset
             images.apix = float(params[0, 1])

@@ -13,6 +13,7 @@ import collections
 import os
 import pickle
 import re
+import warnings
 
 import numpy as np
 from cryoscape.core.errors import InputFileError
@@ -109,16 +110,33 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
                if mod.startswith("numpy")]
     allowed += [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
     try:
-        with torch.serialization.safe_globals(allowed):
+        with torch.serialization.safe_globals(allowed), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch's note on pickle protocols
             return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise InputFileError(path, "file not found") from None
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
-        m = re.search(r"(?:nsupported global: |unsupported )GLOBAL (\S+)", str(e))
-        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-        why = (f"refusing to unpickle {m.group(1)}, which could run code" if m else
-               (lines[-2] if len(lines) > 2 else (lines or [repr(e)])[0])[:200])
-        raise InputFileError(path, f"not a loadable torch checkpoint ({why})") from None
+        raise InputFileError(path, _refusal(str(e), path)) from None
+
+
+def _refusal(torch_message: str, path) -> str:
+    """What torch's safe loader refused and why, in one line (never its advice to load the
+    file unsafely)."""
+    m = re.search(r"(?:nsupported global: |unsupported )GLOBAL (\S+)", torch_message)
+    if m:
+        return (f"refused: the checkpoint references {m.group(1)}, which is not a tensor, "
+                "array or plain container; loading it could run code")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head.startswith(b"PK"):  # a torch.save (zip) file, damaged or of another kind
+        lines = [ln.strip() for ln in torch_message.splitlines()
+                 if ln.strip() and "weights_only" not in ln]
+        first = re.split(r"\.\s", (lines or ["unknown error"])[0])[0][:200]
+        return f"not a readable torch checkpoint, truncated or damaged ({first})"
+    if head[:1] == pickle.PROTO:
+        return ("refused: a plain pickle, not a torch checkpoint (torch.save); plain pickles "
+                "can run code, so weights are read only from torch checkpoints")
+    return "not a torch checkpoint (neither a torch.save file nor a pickle)"
 
 
 def save_pickle(path: str | os.PathLike, obj, *more) -> None:

@@ -22,6 +22,11 @@ from cryoscape.core.rotations import matrix_to_relion_euler, relion_euler_to_mat
 
 EULER = ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]
 DEFOCUS = ["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]
+# columns read as numbers: a value that is not one is reported when the file is read
+NUMERIC = [*EULER, *DEFOCUS, "rlnOriginX", "rlnOriginY", "rlnOriginXAngst", "rlnOriginYAngst",
+           "rlnPhaseShift", "rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast",
+           "rlnImagePixelSize", "rlnPixelSize", "rlnDetectorPixelSize", "rlnMagnification",
+           "rlnImageSize", "rlnOpticsGroup"]
 
 
 @dataclass
@@ -63,7 +68,22 @@ def read_star(path: str | os.PathLike) -> StarFile:
         head = f.read(4096)
     m = re.search(r"#\s*version\s+(\d{5})", head)
     version = int(m.group(1)) if m else (30001 if optics is not None else 30000)
-    return StarFile(blocks[pname].reset_index(drop=True), optics, version, path, pname, other)
+    particles = blocks[pname].reset_index(drop=True)
+    if particles.empty:
+        raise InputFileError(path, f"no particles: the table data_{pname} has no rows")
+    for table, block in ((particles, pname), (optics, "optics")):
+        _check_numbers(table, path, block)
+    return StarFile(particles, optics, version, path, pname, other)
+
+
+def _check_numbers(table: pd.DataFrame | None, path, block: str) -> None:
+    """Raise naming the file, block, column and row of a NUMERIC column's first non-number."""
+    for name in NUMERIC if table is not None else ():
+        if name in table.columns and not pd.api.types.is_numeric_dtype(table[name]):
+            values = pd.to_numeric(table[name], errors="coerce")
+            row = int(np.argmax(values.isna().to_numpy() & table[name].notna().to_numpy()))
+            raise InputFileError(path, f"column {name} of data_{block}, row {row + 1}: "
+                                       f"{table[name].iloc[row]!r} is not a number")
 
 
 def write_star(path: str | os.PathLike, star: StarFile) -> None:

@@ -12,8 +12,8 @@ import pickle
 
 import numpy as np
 import torch
-from cryoscape.core.errors import InputFileError
 from cryoscape.core.io.atomic import atomic_open
+from cryoscape.core.io.pickles import load_checkpoint
 from cryoscape.core.models.cryodrgn_compat import to_cryodrgn_state_dict
 
 FORMAT = "cryoscape-checkpoint-1"
@@ -26,14 +26,9 @@ def save(path: str | os.PathLike, obj: dict) -> None:
 
 
 def load(path: str | os.PathLike) -> dict:
-    """torch.load with weights_only=True onto the CPU; unreadable files raise InputFileError."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise InputFileError(path, "no such checkpoint") from None
-    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file for the user
-        raise InputFileError(path, f"not a readable checkpoint ({e.__class__.__name__}: {e})") \
-            from None
+    """torch.load with weights_only=True onto the CPU; unreadable or unsafe files raise
+    InputFileError (see `cryoscape.core.io.pickles.load_checkpoint`)."""
+    return load_checkpoint(path)
 
 
 def weights_dict(model: torch.nn.Module, optim: torch.optim.Optimizer, epoch: int,
