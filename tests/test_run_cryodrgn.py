@@ -244,3 +244,26 @@ def test_training_log_lines(tmp_path):
     assert rows[1] == {"epoch": 2, "loss": 0.75, "time": 9.25}
     assert rows[2]["epoch"] == 3 and np.isnan(rows[2]["loss"]) and "time" not in rows[2]
     assert read_training_log(tmp_path / "missing.log") == []
+
+
+def test_eval_vol_lowpass_follows_apix(rundir, tmp_path):
+    """--lowpass A cuts at D * apix / A Fourier pixels with the --apix given (the run's own
+    pixel size is 1 A): --apix 4 --lowpass 16 keeps radius <= 15 px untouched, none above 16."""
+    import torch
+    from cryoscape.app.cli import main
+    from cryoscape.core.fourier import fft3_center
+
+    z = [str(v) for v in np.loadtxt(rundir / "expected" / "z.txt")[0]]
+    run = str(rundir / "run")
+    assert main(["eval-vol", run, "--z", *z, "--apix", "4", "-o", str(tmp_path / "a.mrc")]) == 0
+    assert main(["eval-vol", run, "--z", *z, "--apix", "4", "--lowpass", "16", "-o",
+                 str(tmp_path / "b.mrc")]) == 0
+    (full, _), (low, apix) = read_mrc(tmp_path / "a.mrc"), read_mrc(tmp_path / "b.mrc")
+    assert apix == pytest.approx(4.0)
+    F, G = (fft3_center(torch.as_tensor(v)).numpy() for v in (full, low))
+    f = np.arange(64) - 32
+    r = np.sqrt(f[:, None, None] ** 2 + f[None, :, None] ** 2 + f[None, None, :] ** 2)
+    kept, cut = r <= 15, r > 16
+    np.testing.assert_allclose(G[kept], F[kept], atol=1e-3 * np.abs(F).max())
+    assert np.abs(G[cut]).max() <= 1e-4 * np.abs(F).max()
+    assert np.abs(F[(r > 5) & kept]).sum() > 0.05 * np.abs(F).sum()  # a cut at 4 px would show
