@@ -1,8 +1,10 @@
 """Simulate a small heterogeneous dataset, train on it and watch the latent space form live.
 
 The dataset (about a thousand noisy projections of a molecule in three conformations, with
-known poses) is written to OUTDIR/data once; training starts in the explorer's Training panel and
-the latent scatter refreshes after every epoch. Click a point at any time to see its volume.
+known poses, as a RELION .star and its .mrcs) is written to OUTDIR/data once and reused; each
+demo trains a new numbered run, OUTDIR/run-001, run-002, ..., in the explorer's Training panel.
+The latent scatter refreshes after every epoch, with the structure at the first cluster's
+centre; click a point at any time to see its structure.
 """
 from __future__ import annotations
 
@@ -30,11 +32,13 @@ def add_args(parser):
 
 
 def simulate_demo_data(args) -> Path:
-    """The demo dataset in OUTDIR/data (simulated once, then reused)."""
+    """The demo dataset in OUTDIR/data (simulated once, then reused: said so)."""
     from cryoscape.core.simulate import simulate
 
     data = Path(args.outdir) / "data"
-    if not (data / "particles.mrcs").exists() or not (data / "poses.pkl").exists():
+    if (data / "particles.star").exists() and (data / "particles.mrcs").exists():
+        print(f"using the dataset simulated before in {data} (delete it to simulate anew)")
+    else:
         print(f"simulating {args.images} images ({args.model}, D={args.box}) into {data}")
         simulate(args.model, args.images, data, D=args.box, snr=args.snr, states=3,
                  seed=0, progress=True)

@@ -129,6 +129,13 @@ class LatentView(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         layout.addWidget(self.toolbar)
+        self.hint = QLabel()                     # a line of guidance above the points
+        self.hint.setObjectName("latentHint")
+        self.hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.hint.setStyleSheet("background: #10161d; color: #ffd166; font-size: 15px; "
+                                "padding: 4px;")
+        self.hint.hide()
+        layout.addWidget(self.hint)
         layout.addWidget(self.plot)
         self.note = QLabel()
         self.note.setObjectName("latentNote")
@@ -139,6 +146,11 @@ class LatentView(QWidget):
         self.note.hide()
 
     # -- data --------------------------------------------------------------------------------
+    def set_hint(self, text: str | None) -> None:
+        """A line of guidance above the points (None hides it)."""
+        self.hint.setText(text or "")
+        self.hint.setVisible(bool(text))
+
     def set_message(self, text: str) -> None:
         """No points to show (e.g. a homogeneous run): a note in place of the plot."""
         self.xy, self.histogram, self._tree = None, False, None

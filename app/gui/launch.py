@@ -87,34 +87,78 @@ def _wait(window, condition, timeout: float, what: str) -> None:
         raise CryoscapeError(window.errors[-1])
 
 
+DEMO_HINT = "Click a point to see its structure"
+
+
+def next_run_dir(outdir: Path) -> Path:
+    """OUTDIR/run-NNN, numbered after the demo's runs already there."""
+    taken = [int(p.name[4:]) for p in Path(outdir).glob("run-*") if p.name[4:].isdigit()]
+    return Path(outdir) / f"run-{max(taken, default=0) + 1:03d}"
+
+
 def run_demo(args, data: Path, t_start: float | None = None) -> int:
-    """`cryoscape demo`: the explorer with training of the simulated data already started."""
+    """`cryoscape demo`: the explorer with training of the simulated data already started in
+    a new numbered run folder; the first cluster's structure is shown (and follows the epochs)
+    until the user clicks a point."""
     import time
 
     from cryoscape.app.gui.app import application, report_unexpected_errors
     from cryoscape.app.gui.main_window import MainWindow
 
     t_start = time.perf_counter() if t_start is None else t_start
+    rundir = next_run_dir(args.outdir)
+    earlier = sorted(p.name for p in Path(args.outdir).glob("run-*"))
     app = application()
     window = MainWindow()
     report_unexpected_errors(window)
-    rundir = Path(args.outdir) / f"run-{time.strftime('%Y%m%d-%H%M%S')}"
-    # Small, fast settings that separate the states within a few dozen short epochs. The
-    # simulated images have no CTF and white protein, so they must not be inverted.
-    window.training.configure(str(data / "particles.mrcs"), str(rundir),
-                              poses=str(data / "poses.pkl"), zdim=args.zdim, epochs=args.epochs,
-                              batch=16, enc=(2, args.width), dec=(args.layers, args.width),
+    # Small, fast settings that separate the states within a few dozen short epochs, from the
+    # .star (poses, and metadata to colour by). The simulated images have no CTF and white
+    # protein, so they must not be inverted.
+    window.training.configure(str(data / "particles.star"), str(rundir), zdim=args.zdim,
+                              epochs=args.epochs, batch=16, enc=(2, args.width),
+                              dec=(args.layers, args.width),
                               extra=f"--threads {args.threads} --uninvert-data --lr 2e-3 "
                                     "--domain hartley")
     window.docks["Training"].show()
+    window.latent.set_hint(DEMO_HINT)
     window.show()
-    if args.exit_after_first_epoch:
-        def shown():
-            if window.state.labels is not None and window.latent.n_points:
-                print(f"first epoch's latents on screen after "
-                      f"{time.perf_counter() - t_start:.1f} s", flush=True)
-                window.close()
-        window.state.embedding_changed.connect(shown)
-    if not args.no_train:
+    _follow_first_cluster(window, args.exit_after_first_epoch, t_start)
+    if earlier:
+        print(f"earlier demo runs in {args.outdir}: {', '.join(earlier)} "
+              "(open one with `cryoscape gui FOLDER`)")
+    if args.no_train:
+        print(f"the Training panel is filled in: Start trains into {rundir}")
+    else:
+        print(f"training into {rundir}", flush=True)
         window._guard(window.training.start)
     return app.exec()
+
+
+def _follow_first_cluster(window, exit_when_shown: bool, t_start: float) -> None:
+    """Show the structure at the first cluster's centre as soon as an epoch's latents and
+    clusters are there, again for every new epoch, until the user clicks a point (which also
+    hides the hint). `exit_when_shown`: say how long the first latents and the first
+    structure took, and close (benchmarks, tests)."""
+    import time
+
+    st, shown_epochs, clicked, latents_at = window.state, [], [], []
+
+    def embedding_changed():
+        if st.labels is None or clicked or st.epoch in shown_epochs:
+            return
+        shown_epochs.append(st.epoch)
+        latents_at.append(time.perf_counter() - t_start)
+        window.explorer.decode_particle(int(st.centre_index[0]))
+
+    def user_click(_):
+        clicked.append(True)
+        window.latent.set_hint(None)
+
+    def surface_shown(res):
+        if exit_when_shown and res.volume is not None and res.volume.source == "exact":
+            print(f"first epoch's latents on screen after {latents_at[0]:.1f} s; its first "
+                  f"structure after {time.perf_counter() - t_start:.1f} s", flush=True)
+            window.close()
+    st.embedding_changed.connect(embedding_changed)
+    window.latent.particle_clicked.connect(user_click)
+    window.explorer.mesh_ready.connect(surface_shown)

@@ -305,6 +305,7 @@ class TrainingPanel(QWidget):
 
     def _finished(self, rc: int, tail: str) -> None:
         self._training = False
+        self.progress.clear()                   # its last state is in the log
         self.outcome = self._ending(rc)
         self._on_log(self.outcome)
         self._update_buttons()

@@ -71,10 +71,28 @@ def _ffmpeg_frames(path):
 
 
 def test_demo_shows_first_epoch(tmp_path):
+    """The demo trains from the .star it simulated, into a numbered run folder it names, and
+    shows the first structure without a click."""
+    import yaml
+
     r = _cryoscape("demo", "-o", tmp_path, "-n", 200, "--epochs", 2,
-                   "--exit-after-first-epoch", timeout=300)
+                   "--exit-after-first-epoch", timeout=600)
     assert r.returncode == 0, r.stderr
+    assert f"simulating 200 images (discrete, D=32) into {tmp_path / 'data'}" in r.stdout
+    assert f"training into {tmp_path / 'run-001'}" in r.stdout
     assert "first epoch's latents on screen after" in r.stdout
-    assert (tmp_path / "data" / "particles.mrcs").exists()
-    runs = list(tmp_path.glob("run-*"))
-    assert len(runs) == 1 and (runs[0] / "weights.1.pkl").exists()
+    assert "its first structure after" in r.stdout
+    assert sorted(p.name for p in tmp_path.glob("run-*")) == ["run-001"]
+    run = tmp_path / "run-001"
+    assert (run / "weights.1.pkl").exists()
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["dataset_args"]["particles"] == str(tmp_path / "data" / "particles.star")
+
+
+def test_demo_numbers_its_runs(tmp_path):
+    from cryoscape.app.gui.launch import next_run_dir
+
+    assert next_run_dir(tmp_path) == tmp_path / "run-001"
+    for name in ("run-001", "run-002", "run-20240101-120000", "other"):
+        (tmp_path / name).mkdir()
+    assert next_run_dir(tmp_path) == tmp_path / "run-003"
