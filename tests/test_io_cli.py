@@ -180,3 +180,50 @@ def test_downsample_errors_leave_nothing(tmp_path, rng, capsys):
     assert "trunc.mrcs: truncated MRC file" in capsys.readouterr().err
     assert sorted(os.listdir(tmp_path)) in (["bad.mrcs", "trunc.mrcs"],
                                             ["bad.mrcs", "out", "trunc.mrcs"])
+
+
+def test_info_demo_folder_and_its_run(tmp_path, capsys):
+    """A folder as `cryoscape demo` makes it (data/ and run-*/): the dataset and each run with
+    its state, particles, dataset, last loss and time per epoch; a run's state follows
+    status.json (a 'running' run whose process is gone is reported as stopped)."""
+    import json
+    import subprocess
+    import sys
+
+    from cryoscape.core.simulate.dataset import simulate
+    from cryoscape.core.train import TrainConfig, train
+    from cryoscape.core.train.rundir import read_metrics
+
+    demo = tmp_path / "demo"
+    data = simulate("discrete", 24, demo / "data", D=16, states=2, seed=0).path
+    run = demo / "run-001"
+    train(TrainConfig(particles=str(data / "particles.star"), zdim=1, num_epochs=2,
+                      enc_dim=16, dec_dim=16, threads=1, seed=0), run, progress=False)
+    rows = read_metrics(run / "metrics.jsonl")
+    loss, per_epoch = rows[-1]["loss"], np.mean([r["time"] for r in rows])
+    assert cli(["info", str(demo)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1:] == [
+        "folder: 1 dataset file(s), 1 run(s)",
+        "  data/particles.star: RELION star (version 30001): 24 particles, 1 optics group(s)",
+        "  run-001/: finished: 2 of 2 epochs",
+        "    2 epoch(s) saved [1, 2]; zdim 1, box 16, 16 A/px",
+        f"    24 particles from {data / 'particles.star'}",
+        f"    last loss {loss:.5g} (epoch 2); {per_epoch:.3g} s per epoch"]
+
+    status = json.loads((run / "status.json").read_text())
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    gone = int(gone)
+    me = os.getpid()
+    for state, pid, says in [
+            ("running", gone, (f"stopped unexpectedly after 2 of 2 epochs (status.json says "
+                               f"running, but its process {gone} is gone; --resume continues)")),
+            ("running", me, f"running: 2 of 2 epochs done (process {me}, updated {status['time']})"),
+            ("paused", 0, "paused after 2 of 2 epochs (--resume continues)")]:
+        (run / "status.json").write_text(json.dumps({**status, "state": state, "pid": pid}))
+        assert cli(["info", str(run)]) == 0
+        assert capsys.readouterr().out.splitlines()[1] == f"run folder: {says}"
+    (tmp_path / "empty").mkdir()
+    assert cli(["info", str(tmp_path / "empty")]) == 1
+    assert "not a run folder, and holds no runs or particle files" in capsys.readouterr().err

@@ -1,4 +1,8 @@
 """Describe what a file holds: image stack or map, .star, .cs, .txt, pickle, or a run folder.
+
+A run folder: how training stands (status.json), epochs, zdim, box, pixel size, particles and
+their file, the last loss and time per epoch. A folder of runs and datasets (as `cryoscape
+demo` makes): each dataset file and each run in it.
 """
 from __future__ import annotations
 
@@ -135,17 +139,108 @@ def _txt(path) -> list[str]:
              f"{src.apix:.4g} A/px")]
 
 
-def _run(path) -> list[str]:
-    import importlib.util
+def _state(path) -> str:
+    """How training stands, from status.json (cryoscape runs)."""
+    import json
+    import os
 
-    from cryoscape.core.errors import InputFileError
-    if importlib.util.find_spec("cryoscape.core.run") is None:
-        raise InputFileError(path, "a folder; reading run folders is not available yet")
+    from cryoscape.core.train.rundir import RunDir
+    try:
+        st = json.loads(RunDir(path).status.read_text())
+    except (OSError, ValueError):
+        return "state unknown (no status.json: a cryoDRGN run, or not trained by cryoscape)"
+    state, epoch, total = st.get("state"), st.get("epoch"), st.get("num_epochs")
+    of = f"{epoch} of {total} epochs" if total else f"{epoch} epochs"
+    if state == "running":
+        try:
+            os.kill(int(st.get("pid")), 0)
+        except ProcessLookupError:
+            return (f"stopped unexpectedly after {of} (status.json says running, but its "
+                    f"process {st.get('pid')} is gone; --resume continues)")
+        except (OSError, TypeError, ValueError):
+            pass
+        return f"running: {of} done (process {st.get('pid')}, updated {st.get('time')})"
+    if state == "failed":
+        return f"failed after {of}: {st.get('message', 'no message')}"
+    return {"done": f"finished: {of}", "paused": f"paused after {of} (--resume continues)",
+            "stopped": f"stopped after {of} (--resume continues)"}.get(state, f"{state}: {of}")
+
+
+def _particle_count(run) -> int | None:
+    """Training particles: rows of the latents, else the (indexed) particle file's images."""
+    from cryoscape.core.errors import CryoscapeError
+    try:
+        if run.zdim and run.epochs:
+            return len(run.latents())
+        ind = run.config["dataset_args"].get("ind")
+        if ind:
+            from cryoscape.core.io.cryodrgn import load_index
+            return len(load_index(ind))
+        from cryoscape.core.io.stack import open_images
+        return len(open_images(run.particles_path, lazy=True,
+                               datadir=run.config["dataset_args"].get("datadir")))
+    except (CryoscapeError, OSError, TypeError):
+        return None
+
+
+def _run(path) -> list[str]:
+    import os
+    from pathlib import Path
+
     from cryoscape.core.run import Run
     run = Run.open(path)
     epochs = list(run.epochs)
-    return [f"run folder: {len(epochs)} epoch(s) {epochs[:3]}{'...' if len(epochs) > 3 else ''}",
-            f"  zdim {run.zdim}, box {run.D}, {run.apix} A/px"]
+    n, data = _particle_count(run), run.particles_path
+    data = data if data is None else Path(os.path.normpath(data))
+    where = "" if data is None or data.exists() else " (not found here)"
+    apix = f"{run.apix:.4g} A/px" + ("" if run.apix_known else " (unknown: 1 assumed)")
+    saved = f"{epochs[:3]}{'...' if len(epochs) > 3 else ''}"
+    lines = [f"run folder: {_state(path)}",
+             f"  {len(epochs)} epoch(s) saved {saved}; zdim {run.zdim}, box {run.D}, {apix}",
+             f"  {'?' if n is None else n} particles from {data}{where}"]
+    rows = [r for r in run.metrics() if isinstance(r.get("loss"), (int, float))]
+    if rows:
+        times = [r["time"] for r in rows if isinstance(r.get("time"), (int, float))]
+        per = f"; {sum(times) / len(times):.3g} s per epoch" if times else ""
+        lines.append(f"  last loss {rows[-1]['loss']:.5g} (epoch {rows[-1].get('epoch')}){per}")
+    return lines
+
+
+DATASETS = (".star", ".cs", ".txt")  # particle files; a folder's stacks where it has none
+
+
+def _folder(path) -> list[str]:
+    """A run folder, or a folder of runs and datasets (as `cryoscape demo` makes)."""
+    from cryoscape.core.errors import CryoscapeError, InputFileError
+    try:
+        return _run(path)
+    except InputFileError as e:
+        if "not a run directory" not in str(e):
+            raise
+    subdirs = sorted(p for p in path.iterdir() if p.is_dir())
+    runs = [p for p in subdirs if (p / "config.yaml").exists()]
+    data = []
+    for d in [path, *(p for p in subdirs if p not in runs)]:
+        files = sorted(f for f in d.iterdir() if f.suffix.lower() in DATASETS)
+        data += files or sorted(d.glob("*.mrcs"))
+    if not runs and not data:
+        raise InputFileError(path, "not a run folder, and holds no runs or particle files")
+    lines = [f"folder: {len(data)} dataset file(s), {len(runs)} run(s)"]
+    for f in data:
+        reader = _star if f.suffix.lower() == ".star" else _cs if f.suffix.lower() == ".cs" \
+            else _txt if f.suffix.lower() == ".txt" else _mrc
+        try:
+            lines.append(f"  {f.relative_to(path)}: {reader(f)[0]}")
+        except CryoscapeError as e:
+            lines.append(f"  {f.relative_to(path)}: unreadable ({e})")
+    for r in runs:
+        try:
+            first, *rest = _run(r)
+            lines += [f"  {r.relative_to(path)}/: {first.removeprefix('run folder: ')}"]
+            lines += [f"  {ln}" for ln in rest]
+        except CryoscapeError as e:
+            lines.append(f"  {r.relative_to(path)}/: unreadable run ({e})")
+    return lines
 
 
 def main(args):
@@ -154,7 +249,7 @@ def main(args):
     from cryoscape.core.errors import InputFileError
     path = Path(args.path)
     if path.is_dir():
-        lines = _run(path)
+        lines = _folder(path)
     elif not path.exists():
         raise InputFileError(path, "not found")
     else:
