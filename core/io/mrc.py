@@ -84,21 +84,22 @@ def read_mrc(path: str | os.PathLike) -> tuple[np.ndarray, float]:
         return np.array(m.data, dtype=np.float32), _apix(m)  # writable, native byte order
 
 
-def _set_header(m, apix: float, is_stack: bool) -> None:
+def _set_header(m, apix: float, is_stack: bool, origin=(0.0, 0.0, 0.0)) -> None:
     if is_stack:
         m.set_image_stack()
     else:
         m.set_volume()
     m.voxel_size = float(apix)
-    m.header.origin = (0.0, 0.0, 0.0)
+    m.header.origin = tuple(float(o) for o in origin)
     m.update_header_stats()
 
 
 def write_mrc(path: str | os.PathLike, array, apix: float = 1.0,
-              is_stack: bool | None = None) -> None:
+              is_stack: bool | None = None, origin=(0.0, 0.0, 0.0)) -> None:
     """Write a float32 volume [D,D,D] or image stack [N,D,D] atomically with its voxel size.
 
-    `is_stack` defaults to True for `.mrcs` paths and 2D arrays.
+    `is_stack` defaults to True for `.mrcs` paths and 2D arrays; `origin` (x, y, z) in A: 0
+    for maps cryoscape makes, an input's own where a map is rewritten.
     """
     a = np.asarray(array, dtype=np.float32)
     if is_stack is None:
@@ -107,7 +108,7 @@ def write_mrc(path: str | os.PathLike, array, apix: float = 1.0,
         a = a[None]
     with atomic_path(path) as tmp, mrcfile.new(tmp, overwrite=True) as m:
         m.set_data(np.ascontiguousarray(a))
-        _set_header(m, apix, is_stack)
+        _set_header(m, apix, is_stack, origin)
 
 
 @contextlib.contextmanager
