@@ -189,8 +189,8 @@ def stall_while(w, app, ex, seconds: float = 8.0) -> None:
 
 
 def bench_scatter(app, n: int = 1_000_000) -> None:
-    from cryoscape.app.gui.controller import colouring
-    from cryoscape.app.gui.latent_view import LatentView, colourise
+    from cryoscape.app.gui.latent_view import LatentView
+    from cryoscape.app.gui.models.colour import colouring, colourise
 
     rng = np.random.default_rng(0)
     xy = np.concatenate([rng.normal(size=(n // 2, 2)), rng.normal(size=(n - n // 2, 2)) + 4])

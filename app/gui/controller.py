@@ -17,13 +17,19 @@ from pathlib import Path
 import numpy as np
 from cryoscape.app.gui.decode_cache import CacheProgress, DecodeCache, cache_anchors
 from cryoscape.app.gui.isosurface import Mesh, isosurface
-from cryoscape.app.gui.state import ExplorerState
+from cryoscape.app.gui.models.colour import (
+    COLOURINGS,
+    Colouring,
+    can_colour,
+    colour_columns,
+    colouring,
+)
+from cryoscape.app.gui.models.explorer import ExplorerState
 from cryoscape.app.gui.workers import JobThread
 from cryoscape.core.errors import CryoscapeError
 from PyQt6.QtCore import QObject, pyqtSignal
 
 PREVIEW_D = 32
-COLOURINGS = ("k-means", "density", "none")    # besides the metadata columns
 
 
 @dataclass
@@ -43,41 +49,6 @@ class MeshResult:
     mesh: Mesh
     volume: VolumeResult
     which: int = 0
-
-
-@dataclass
-class Colouring:
-    """What the particles are coloured by: `values` [N] (None: one colour) and their RGBA
-    `colours` [N, 4] uint8."""
-    by: str
-    values: np.ndarray | None = None
-    colours: np.ndarray | None = None
-
-
-def can_colour(by: str, metadata) -> bool:
-    """Whether the points can be coloured by `by`: a built-in colouring or a column of
-    `metadata` (a DataFrame or None)."""
-    return by in COLOURINGS or (metadata is not None and by in metadata.columns)
-
-
-def colouring(by: str, labels, xy, metadata) -> Colouring:
-    """Colour by k-means `labels`, the density of the 2D view `xy` (none for a histogram),
-    a `metadata` column, or 'none'; an unknown column falls back to k-means. Costly for a
-    million particles (a density, two sorts): run it in a worker thread."""
-    from cryoscape.app.gui.latent_view import colourise
-
-    if not can_colour(by, metadata):
-        by = "k-means"
-    if by == "k-means":
-        values = labels
-    elif by == "density":
-        from cryoscape.core.analysis.sampling import density_2d
-        values = density_2d(xy).at(xy) if xy is not None else None
-    elif by == "none":
-        values = None
-    else:
-        values = metadata[by].to_numpy()
-    return Colouring(by, values, None if values is None else colourise(values))
 
 
 @dataclass
@@ -121,18 +92,6 @@ def load_metadata(run, n: int):
     return table, ""
 
 
-def colour_columns(table) -> list[str]:
-    """Metadata columns worth colouring by: numbers, or text with few distinct values."""
-    if table is None:
-        return []
-    cols = []
-    for c in table.columns:
-        s = table[c]
-        if s.dtype.kind in "iuf" and s.nunique() > 1 or s.dtype.kind == "O" and 1 < s.nunique() <= 40:
-            cols.append(c)
-    return cols
-
-
 class Explorer(QObject):
     """Runs the explorer's work in worker threads: decode (maps, the cache), mesh (surfaces),
     analysis (embedding, clusters, metadata), trajectory (paths and their previews), export
@@ -153,7 +112,7 @@ class Explorer(QObject):
     def __init__(self, state: ExplorerState | None = None, parent=None, cache_D: int = 24,
                  n_clusters: int = 20):
         super().__init__(parent)
-        self.state = state or ExplorerState(self)
+        self.state = state or ExplorerState()
         self.cache_D = cache_D                # the cache's box; smaller for smaller runs
         self.cache = DecodeCache(D=cache_D)
         self.n_clusters = n_clusters

@@ -349,31 +349,3 @@ def plain_axes(plot: pg.PlotWidget) -> None:
     """Tick values as they are: no automatic SI prefix ("PC1 (x0.001)")."""
     for side in ("bottom", "left"):
         plot.getAxis(side).enableAutoSIPrefix(False)
-
-
-PALETTE = np.array([[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40],
-                    [148, 103, 189], [140, 86, 75], [227, 119, 194], [127, 127, 127],
-                    [188, 189, 34], [23, 190, 207], [174, 199, 232], [255, 187, 120],
-                    [152, 223, 138], [255, 152, 150], [197, 176, 213], [196, 156, 148],
-                    [247, 182, 210], [199, 199, 199], [219, 219, 141], [158, 218, 229]], np.uint8)
-
-
-def colourise(values, max_categories: int = 40) -> np.ndarray:
-    """RGBA colours [N, 4] uint8: a palette for categories (integers or text with few distinct
-    values), viridis in 64 steps between the 1st and 99th percentile for numbers."""
-    v = np.asarray(values)
-    n = len(v)
-    alpha = 200 if n > 20000 else 230
-    categorical = v.dtype.kind in "OUSb" or (v.dtype.kind in "iu" and
-                                             len(np.unique(v)) <= max_categories)
-    if categorical:
-        _, codes = np.unique(v.astype(str) if v.dtype.kind == "O" else v, return_inverse=True)
-        rgb = PALETTE[codes.ravel() % len(PALETTE)]
-    else:
-        v = v.astype(np.float64)
-        finite = np.isfinite(v)
-        lo, hi = np.percentile(v[finite], [1, 99]) if finite.any() else (0.0, 1.0)
-        t = np.clip((np.nan_to_num(v, nan=lo) - lo) / (hi - lo or 1.0), 0, 1)
-        lut = pg.colormap.get("viridis").getLookupTable(0.0, 1.0, 64, alpha=False)
-        rgb = lut[np.minimum((t * 64).astype(int), 63)].astype(np.uint8)
-    return np.concatenate([rgb, np.full((n, 1), alpha, np.uint8)], 1)

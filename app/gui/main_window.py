@@ -6,8 +6,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from cryoscape.app.gui.controller import COLOURINGS, Explorer
+from cryoscape.app.gui.controller import Explorer
 from cryoscape.app.gui.latent_view import LatentView
+from cryoscape.app.gui.models.colour import COLOURINGS
 from cryoscape.app.gui.selection_panel import SelectionPanel
 from cryoscape.app.gui.training_panel import TrainingPanel
 from cryoscape.app.gui.trajectory_panel import TrajectoryPanel

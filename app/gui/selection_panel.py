@@ -1,7 +1,7 @@
 """Named particle selections: list, rename, combine and export (index .pkl, .star, .cs)."""
 from __future__ import annotations
 
-from cryoscape.app.gui.state import ExplorerState
+from cryoscape.app.gui.models.explorer import ExplorerState
 from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtWidgets import (
     QHBoxLayout,

@@ -1,30 +1,28 @@
-"""The explorer's state: plain objects with Qt signals, separate from the widgets that draw them.
+"""The explorer's state: a plain object with events, separate from the widgets that draw it.
 
-Widgets read from `ExplorerState` and call its setters; every change is announced by a signal, so
-several views stay in step without knowing each other (napari's model/view split).
+Widgets read from `ExplorerState` and services call its setters; every setter announces its
+change by an event (`models.events.Signal`), so several views stay in step without knowing each
+other (napari's model/view split). No Qt here: the model is tested headless.
 """
 from __future__ import annotations
 
 import numpy as np
-from PyQt6.QtCore import QObject, pyqtSignal
+from cryoscape.app.gui.models.events import Signal
 from scipy.spatial import cKDTree
 
+EVENTS = ("run_changed", "latents_changed", "embedding_changed", "clusters_changed",
+          "colouring_changed", "selections_changed", "current_changed", "threshold_changed",
+          "path_changed", "metadata_changed")
 
-class ExplorerState(QObject):
-    """What the user is looking at: a run, an epoch's latents, their 2D view and selections."""
 
-    run_changed = pyqtSignal()
-    latents_changed = pyqtSignal()
-    embedding_changed = pyqtSignal()
-    colouring_changed = pyqtSignal()
-    selections_changed = pyqtSignal()
-    current_changed = pyqtSignal()
-    threshold_changed = pyqtSignal(float)
-    path_changed = pyqtSignal()
-    metadata_changed = pyqtSignal()
+class ExplorerState:
+    """What the user is looking at: a run, an epoch's latents, their 2D view and clusters,
+    colouring and metadata, selections, the current point, the isosurface level and a path.
+    Events (`Signal`s): one per entry of `EVENTS`; `threshold_changed` passes the level."""
 
-    def __init__(self, parent=None):
-        super().__init__(parent)
+    def __init__(self):
+        for name in EVENTS:
+            setattr(self, name, Signal())
         self.run = None
         self.epoch: int | None = None
         self.z: np.ndarray | None = None            # (N, zdim) posterior means; None: zdim 0
@@ -95,7 +93,7 @@ class ExplorerState(QObject):
                       colouring=None) -> None:
         """The 2D view: PCA (`pca` = (mean, components)), UMAP (`tree`: a cKDTree of z built
         off the GUI thread, or built here on first use) or None for a histogram (zdim 1);
-        `colouring` (a controller.Colouring) comes with it, drawn with the points."""
+        `colouring` (a models.colour.Colouring) comes with it, drawn with the points."""
         self.embedding_kind, self.embedding, self.pca = kind, xy, pca
         if tree is not None:
             self._tree = tree
@@ -122,10 +120,12 @@ class ExplorerState(QObject):
         return self._tree.query(np.atleast_2d(z))[1]
 
     def set_clusters(self, labels: np.ndarray, centre_index: np.ndarray) -> None:
+        """k-means `labels` [N] and the on-data particle nearest each centre."""
         self.labels, self.centre_index = labels, centre_index
+        self.clusters_changed.emit()
 
     def set_colouring(self, colouring) -> None:
-        """A controller.Colouring for the points shown."""
+        """A models.colour.Colouring for the points shown."""
         self._take_colouring(colouring)
         self.colouring_changed.emit()
 
