@@ -23,6 +23,15 @@ from cryoscape.core.models.decoder import FourierDecoder, upper_half
 # floats per chunk of MLP activations: on CPU a chunk's activations stay in cache (2 MiB in
 # float32; 2x faster than 64 MiB chunks for 128- and 256-wide decoders), a GPU wants big chunks
 CHUNK_FLOATS = {"cpu": 2 ** 19, "cuda": 2 ** 24}
+# voxels of the maps decoded in one call (32 maps of 64^3, 4 of 128^3, one of 256^3): a call
+# holds about 40 bytes a voxel (decoder output, inverse transform, result), ~330 MB at most
+# however many maps are asked for
+MAP_BATCH_VOXELS = 2 ** 23
+
+
+def maps_per_call(box: int) -> int:
+    """How many maps of box^3 one decoder call decodes: memory bounded whatever their number."""
+    return max(1, MAP_BATCH_VOXELS // int(box) ** 3)
 
 
 def _grid(b: int, D: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,12 +42,17 @@ def _grid(b: int, D: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     return (idx - b // 2).float() / D, idx
 
 
-def _evaluate(fn, coords: torch.Tensor, z: torch.Tensor | None, chunk: int):
-    """fn(coords chunk, z) over point chunks, outputs concatenated along the point axis."""
-    outs = [fn(coords[s:s + chunk], z) for s in range(0, len(coords), chunk)]
-    if isinstance(outs[0], tuple):
-        return tuple(torch.cat(o, -1) for o in zip(*outs))
-    return torch.cat(outs, -1)
+def _evaluate(fn, coords: torch.Tensor, z: torch.Tensor | None, chunk: int, n_out: int):
+    """fn(coords chunk, z) over point chunks, its n_out outputs written into [M, n] tensors
+    made first (gathering the chunks' outputs instead leaves them between the chunks' freed
+    activations: the heap fragments, 32 maps of 64^3 peaked at 3.8 GB)."""
+    M = 1 if z is None else len(z)
+    outs = [coords.new_empty(M, len(coords)) for _ in range(n_out)]
+    for s in range(0, len(coords), chunk):
+        r = fn(coords[s:s + chunk], z)
+        for o, v in zip(outs, r if isinstance(r, tuple) else (r,)):
+            o[:, s:s + chunk] = v.reshape(M, -1)
+    return outs
 
 
 @torch.inference_mode()
@@ -72,14 +86,14 @@ def decode_hartley(decoder, z: torch.Tensor | None, D: int, box: int | None = No
         origin = (idx == b // 2).all(1)
         ev = keep & (~upper | ~has_twin)
         sel = ev.nonzero().squeeze(1)
-        h, h_neg = _evaluate(decoder.hartley_pair, coords[sel], z, chunk)
+        h, h_neg = _evaluate(decoder.hartley_pair, coords[sel], z, chunk, 2)
         out[:, sel] = h.reshape(M, -1)
         mirror = (~upper & has_twin & ~origin)[sel]
         tw = b - idx[sel[mirror]]
         out[:, tw[:, 0] + b * (tw[:, 1] + b * tw[:, 2])] = h_neg.reshape(M, -1)[:, mirror]
     else:
         sel = keep.nonzero().squeeze(1)
-        out[:, sel] = _evaluate(decoder, coords[sel], z, chunk).reshape(M, -1)
+        out[:, sel] = _evaluate(decoder, coords[sel], z, chunk, 1)[0]
     return out.reshape(M, b, b, b)
 
 
@@ -96,6 +110,19 @@ def decode_volumes(decoder, z: torch.Tensor | None, D: int, norm=(0.0, 1.0),
     if b != D:
         vol = vol * (b / D) ** 3
     return vol.float().cpu()
+
+
+def decode_batches(decoder, z: torch.Tensor | None, D: int, norm=(0.0, 1.0),
+                   box: int | None = None, sphere: bool | None = None,
+                   batch: int | None = None):
+    """Yield volumes [m, b, b, b] (`decode_volumes`) of consecutive rows of z [M, zdim], at
+    most `batch` (default `maps_per_call(b)`) at a time; one volume for z None."""
+    if z is None:
+        yield decode_volumes(decoder, None, D, norm, box, sphere)
+        return
+    batch = batch or maps_per_call(D if box is None else box)
+    for s in range(0, len(z), batch):
+        yield decode_volumes(decoder, z[s:s + batch], D, norm, box, sphere)
 
 
 def fourier_crop(vol, box: int, sphere: bool = False):

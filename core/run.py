@@ -229,24 +229,32 @@ class Run:
     # ---- decoding, encoding -------------------------------------------------------------
     def decode(self, z=None, D: int | None = None, epoch: int | None = None, *,
                flip: bool = False, invert: bool = False, lowpass: float | None = None,
-               chunk: int | None = None) -> np.ndarray:
+               batch: int | None = None) -> np.ndarray:
         """Volumes (M, b, b, b) float32 [z, y, x] at latents z (M, zdim) (None for zdim 0).
 
         D: the box (None: the training box; smaller: a low-passed preview of voxel size
         apix * self.D / D, inside its own Nyquist sphere where the decoder is evaluated on a
         sphere). cryoDRGN runs decode exactly as cryoDRGN's eval_vol (previews as its
         --downsample, scaled to keep the density); cryoscape runs evaluate only the sphere.
-        flip/invert/lowpass (Å): map options.
+        flip/invert/lowpass (Å): map options. Decoded `batch` maps at a time (default:
+        `decode.maps_per_call`), so memory beyond the result stays bounded whatever M is.
         """
-        from cryoscape.core.decode import apply_map_options, decode_volumes
+        from cryoscape.core.decode import apply_map_options, decode_batches
         if self.zdim:
             if z is None:
                 raise CryoscapeError("this run is heterogeneous: give latents z to decode")
             z = torch.as_tensor(np.asarray(z, dtype=np.float32)).reshape(-1, self.zdim)
-        model = self.model(epoch)
-        vols = decode_volumes(model.decoder, z, self.D, self.norm, box=D,
-                              sphere=True if self.is_cryoscape else None, chunk=chunk).numpy()
-        return apply_map_options(vols, self.voxel_size(D), flip, invert, lowpass)
+        else:
+            z = None
+        b = D or self.D
+        out = np.empty((1 if z is None else len(z), b, b, b), dtype=np.float32)
+        s = 0
+        for vols in decode_batches(self.model(epoch).decoder, z, self.D, self.norm, box=D,
+                                   sphere=True if self.is_cryoscape else None, batch=batch):
+            out[s:s + len(vols)] = apply_map_options(vols.numpy(), self.voxel_size(D), flip,
+                                                     invert, lowpass)
+            s += len(vols)
+        return out
 
     def voxel_size(self, D: int | None = None) -> float:
         """Voxel size in Å of maps decoded at box D (None: the training box)."""

@@ -4,19 +4,18 @@ from __future__ import annotations
 import os
 
 import numpy as np
+from cryoscape.core.decode import maps_per_call
 from cryoscape.core.export import VolumeSeries, make_outdir, write_volume_series
 
 
 def decode_iter(run, z, D: int | None = None, epoch: int | None = None,
                 batch: int | None = None):
-    """Yield volumes [D, D, D] decoded at each row of z, a few per decoder call (default: up
-    to 8, fewer for big boxes, so memory stays bounded)."""
+    """Yield volumes [D, D, D] decoded at each row of z, `batch` per decoder call (default:
+    `decode.maps_per_call`, so memory stays bounded)."""
     z = np.atleast_2d(np.asarray(z, dtype=np.float32))
-    if batch is None:
-        batch = max(1, min(8, 2**26 // int(D or run.D) ** 3))
+    batch = batch or maps_per_call(D or run.D)
     for s in range(0, len(z), batch):
-        for vol in run.decode(z[s:s + batch], D=D, epoch=epoch):
-            yield np.asarray(vol, dtype=np.float32)
+        yield from run.decode(z[s:s + batch], D=D, epoch=epoch)
 
 
 def write_maps(run, z, outdir: str | os.PathLike, D: int | None = None,
