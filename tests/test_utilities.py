@@ -105,11 +105,12 @@ def _particles(tmp_path, rng, n, D=16, apix=1.5, name="p", kv=300.0):
 
 
 def test_set_apix_star_keeps_pixel_shifts(tmp_path, rng):
-    path, _ = _particles(tmp_path, rng, 6)
+    path, imgs = _particles(tmp_path, rng, 6)
     before = read_star(path)
     assert cli("set-apix", path, "--apix", "2.0", "-o", tmp_path / "o.star") == 0
     after = read_star(tmp_path / "o.star")
     np.testing.assert_allclose(star_apix(after), 2.0)
+    np.testing.assert_array_equal(open_images(tmp_path / "o.star")[:], imgs)  # found from there
     np.testing.assert_allclose(star_poses(after)[1], star_poses(before)[1], atol=1e-4)
     np.testing.assert_allclose(star_ctf(after)[:, 2:], star_ctf(before)[:, 2:])
     # RELION 3.0: no optics table; the pixel size is rlnDetectorPixelSize at magnification 1e4
@@ -342,3 +343,18 @@ def test_refusals(tmp_path, rng, capsys):
         assert msg in capsys.readouterr().err
     assert sorted(os.listdir(tmp_path)) == ["m.mrc", "s.mrcs"]
     np.testing.assert_array_equal(read_mrc(tmp_path / "m.mrc")[0], vol)
+
+
+def test_real_relion31_star(tmp_path, fixtures_dir):
+    star = fixtures_dir / "relion" / "relion31.star"
+    out = tmp_path / "elsewhere" / "twice.star"
+    assert cli("concat", star, star, "-o", out) == 0
+    joined, one = read_star(out), read_star(star)
+    assert len(joined) == 2 * len(one) and len(joined.optics) == 1
+    images = open_images(star)[:]
+    np.testing.assert_array_equal(open_images(out)[:], np.concatenate([images, images]))
+    assert cli("set-apix", star, "--apix", "2.0", "-o", tmp_path / "a2.star") == 0
+    a2 = read_star(tmp_path / "a2.star")
+    np.testing.assert_allclose(star_apix(a2), 2.0)
+    np.testing.assert_allclose(star_poses(a2)[1], star_poses(one)[1], atol=1e-4)
+    np.testing.assert_array_equal(open_images(tmp_path / "a2.star")[:], images)

@@ -3,7 +3,8 @@
 MRC: the header's voxel size is set; the data, mode, origin and the rest of the header are
 copied as they are (as cryoDRGN's add_psize, relion_image_handler --angpix). STAR: the optics
 pixel size (rlnImagePixelSize; RELION 3.0 files: rlnDetectorPixelSize with rlnMagnification
-10000) of every particle; origins in A are rescaled so that the shifts in pixels stay put.
+10000) of every particle; origins in A are rescaled so that the shifts in pixels stay put;
+image names are rewritten where needed so that the stacks are found from the output's folder.
 Defocus values are left as they are.
 """
 from __future__ import annotations
@@ -38,10 +39,14 @@ def main(args):
         raise CryoscapeError(f"{out}: the output must be a {'.star' if kind == '.star' else 'MRC'}"
                              " file, as the input")
     if kind == ".star":
+        from cryoscape.core.io.concat import rebase_image_names
         from cryoscape.core.io.star import read_star, star_apix, write_star
         star = read_star(inp)
         old = star_apix(star)
-        write_star(out, set_star_apix(star, args.apix))
+        new = set_star_apix(star, args.apix)
+        if "rlnImageName" in new.particles.columns:
+            new.particles["rlnImageName"] = rebase_image_names(star, out)
+        write_star(out, new)
         was = "unset" if old is None else ", ".join(f"{v:.4g}" for v in sorted(set(old)))
         print(f"{out}: {len(star)} particles, pixel size {was} -> {args.apix:.4g} A")
     else:

@@ -145,9 +145,11 @@ def _merge_optics(stars, columns) -> tuple:
     return optics, remaps
 
 
-def _rebase_names(star, out: Path):
-    """rlnImageName of `star` with each stack named so that it is found from `out`'s folder
-    (unchanged where it already is, or where the stack cannot be found at all)."""
+def rebase_image_names(star, out: str | os.PathLike):
+    """rlnImageName of `star` (read from its file) with each stack named so that a .star
+    written as `out` finds it (unchanged where it already does, or where the stack cannot be
+    found at all)."""
+    from cryoscape.core.io.downsample import relative_name
     from cryoscape.core.io.paths import resolve
     from cryoscape.core.io.star import star_image_names
 
@@ -163,7 +165,7 @@ def _rebase_names(star, out: Path):
             same = resolve(name, out).samefile(found)
         except InputFileError:
             same = False
-        new.append(name if same else os.path.relpath(found.resolve(), out.parent.resolve()))
+        new.append(name if same else relative_name(found, out))
     if new == names:
         return star.particles["rlnImageName"]
     return [f"{i + 1:06d}@{new[w]}" for w, i in zip(which, idx)]
@@ -201,7 +203,7 @@ def concat_stars(paths, out: str | os.PathLike):
     for p, s, remap in zip(paths, stars, remaps):
         parts = s.particles[columns].copy()
         if "rlnImageName" in parts.columns:
-            parts["rlnImageName"] = _rebase_names(s, out)
+            parts["rlnImageName"] = rebase_image_names(s, out)
         if remap and "rlnOpticsGroup" in parts.columns:
             group = parts["rlnOpticsGroup"].map(remap)
             if group.isna().any():
