@@ -53,3 +53,27 @@ def preprocess_images(images, window: torch.Tensor | None = None, invert: bool =
     """Real images [B, D, D] -> normalised symmetric-lattice Hartley images [B, D+1, D+1]."""
     h = hartley_images(images, window, invert)
     return (h - float(norm[0])) / float(norm[1])
+
+
+def protein_white(images) -> bool | None:
+    """Whether particles [N, D, D] are protein-white: brighter in the middle of the box (radius
+    < D/4) than near its edge (0.75 .. 0.95 of the half box), on average over the images; None
+    where the difference is within 3 standard errors of zero (the images do not tell)."""
+    x = torch.as_tensor(np.asarray(images), dtype=torch.float64)
+    f = torch.linspace(-1, 1, x.shape[-1] + 1, dtype=torch.float64)[:-1]
+    r = (f[:, None] ** 2 + f[None, :] ** 2).sqrt()
+    inner, edge = r < 0.5, (r >= 0.75) & (r < 0.95)
+    d = x[:, inner].mean(1) - x[:, edge].mean(1)
+    if len(d) < 2:
+        return None
+    mean, se = float(d.mean()), float(d.std()) / len(d) ** 0.5
+    return None if abs(mean) <= 3 * se else mean > 0
+
+
+def infer_invert(images, has_ctf: bool) -> bool:
+    """`invert_data` for particles whose contrast nobody gave: the decoder's map is positive
+    density when the images it fits are +CTF . projection. With a CTF the images follow RELION's
+    convention (-CTF . projection: invert, cryoDRGN's default); without one they are projections
+    (white protein: keep) or phase-flipped RELION images (black protein: invert), told apart by
+    `protein_white` (inverting where the images do not tell, as cryoDRGN)."""
+    return has_ctf or protein_white(images) is not True

@@ -105,6 +105,7 @@ def test_homogeneous_hand_reaches_fsc(fixtures_dir, tmp_path):
     train(cfg, tmp_path / "run", progress=False)
     vol = _decode(tmp_path / "run")[0]
     bp, _ = read_mrc(hand / "hand-bp.mrc")
+    bp = -bp   # cryoDRGN inverted the (white-protein) images; cryoscape sees it needs not
     D = bp.shape[-1]
     good = fsc(vol, bp)[1][D // 4]
     mirrored = fsc(np.ascontiguousarray(vol[::-1]), bp)[1][D // 4]

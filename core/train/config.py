@@ -48,7 +48,7 @@ class TrainConfig:
     feat_sigma: float = MODEL_DEFAULTS["feat_sigma"]
     domain: str = MODEL_DEFAULTS["domain"]
     activation: str = MODEL_DEFAULTS["activation"]
-    invert_data: bool = True
+    invert_data: bool | None = None    # None: decided from the data (preprocess.infer_invert)
     window: bool = True
     window_r: float = 0.85
     norm: tuple[float, float] | None = None

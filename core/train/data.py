@@ -29,7 +29,7 @@ class TrainData:
     """
 
     def __init__(self, particles: str, *, poses=None, ctf=None, ind=None, datadir=None,
-                 lazy=False, invert=True, window=True, window_r=0.85, norm=None,
+                 lazy=False, invert=None, window=True, window_r=0.85, norm=None,
                  enc_radius=None, need_poses=True, device="cpu", progress=False):
         # images stay memory-mapped: in memory only the preprocessed lattice points are kept
         p = particles if isinstance(particles, Particles) else load_particles(
@@ -41,7 +41,6 @@ class TrainData:
         self.particles, self.images = p, p.images
         self.N, self.D, self.apix, self.lazy = len(p.images), p.D, p.apix, lazy
         self.device = torch.device(device)
-        self.invert = invert
         self.lattice = SliceLattice(self.D, enc_radius, self.device)
         # images are preprocessed on the CPU: the lattice's coordinates and mask there, once
         self._coords_cpu, self._keep_cpu = self.lattice.full_coords.cpu(), self.lattice.keep.cpu()
@@ -52,6 +51,9 @@ class TrainData:
                        if p.shifts is not None else None)
         self.ctf = torch.as_tensor(np.asarray(p.ctf), dtype=torch.float32) if p.ctf is not None \
             else None
+        if invert is None:     # nobody said: decided from the images and their CTF
+            invert = preprocess.infer_invert(self.images[self._sample()], self.ctf is not None)
+        self.invert = invert
         self.norm = tuple(norm) if norm is not None else self._estimate_norm()
         self.y = None if lazy else self._prepare_all(progress)
 
@@ -66,10 +68,12 @@ class TrainData:
             y[i:j] = self._prepare(np.arange(i, j)).to(self.device)
         return y
 
+    def _sample(self) -> np.ndarray:
+        """As cryoDRGN's normalisation: every (N // n)-th image, n = min(NORM_IMAGES, N)."""
+        return np.arange(0, self.N, self.N // min(NORM_IMAGES, self.N))
+
     def _estimate_norm(self) -> tuple[float, float]:
-        n = min(NORM_IMAGES, self.N)
-        idx = np.arange(0, self.N, self.N // n)    # as cryoDRGN: every (N // n)-th image
-        return preprocess.estimate_norm(self.images[idx], invert=self.invert)
+        return preprocess.estimate_norm(self.images[self._sample()], invert=self.invert)
 
     def _prepare(self, idx: np.ndarray) -> torch.Tensor:
         raw = torch.as_tensor(np.asarray(self.images[idx]), dtype=torch.float32)

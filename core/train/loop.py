@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import math
 import os
 import shutil
@@ -148,6 +149,8 @@ class Trainer:
         self.use_amp = cfg.amp and native_bf16(self.device)
         state = ckpt.load(self.rd.checkpoint) if resume else None
         self.data = load_data(cfg, self.device, norm, progress)
+        if cfg.invert_data is None:   # as the data decided: recorded, and kept on --resume
+            self.cfg = cfg = dataclasses.replace(cfg, invert_data=self.data.invert)
         D = self.data.D
         torch.manual_seed(cfg.seed)
         self.model_args = cfg.model_args(D)
