@@ -62,6 +62,21 @@ def test_cli_analyze(rundir, tmp_path):
     for key, n in (("kmeans", 4), ("pc1", 4), ("pc2", 4)):
         names = opened(rep / key / "chimerax.cxc")
         assert len(names) == n and all((rep / key / m).is_file() for m in names)
+    # the maps are the run decoded at the k-means medoids (seed 0) and along PC1
+    from cryoscape.core.io.mrc import read_mrc
+    from cryoscape.core.run import Run
+
+    run = Run.open(rundir)
+    z = np.asarray(run.latents())
+    medoids = sampling.kmeans(z, k=4, seed=0).medoids
+    np.testing.assert_array_equal(np.loadtxt(rep / "kmeans/medoids.txt", dtype=int)[:, 1],
+                                  medoids)
+    pc1 = trajectory.pc_traversal(z, pc=1, n=4)[0]
+    np.testing.assert_allclose(np.loadtxt(rep / "pc1/z_values.txt"), pc1, rtol=1e-5)
+    for key, zs in (("kmeans", z[medoids]), ("pc1", pc1)):
+        maps = np.stack([read_mrc(rep / key / f"vol_{i:03d}.mrc")[0] for i in range(4)])
+        np.testing.assert_allclose(maps, run.decode(zs, D=16), atol=1e-5)
+        assert read_mrc(rep / key / "vol_000.mrc")[1] == pytest.approx(run.apix * 64 / 16)
 
 
 def test_cli_traverse(rundir, tmp_path):
@@ -100,10 +115,25 @@ def test_cli_select_exports_and_backprojection(run, rundir, tmp_path, fixtures_d
 
 
 def test_cli_convergence(rundir, tmp_path):
+    import json
+
+    from cryoscape.core.run import Run
+    from scipy.spatial import procrustes
+
     assert cli("convergence", rundir, "--k", 3, "-D", 16, "-o", tmp_path / "conv") == 0
     names = sorted(p.name for p in (tmp_path / "conv").iterdir())
     assert names == ["convergence.json", "convergence_clusters.png", "convergence_drift.png",
                      "convergence_maps.png", "loss.png"]           # loss: from run.log
+    res = json.loads((tmp_path / "conv/convergence.json").read_text())
+    run = Run.open(rundir)
+    z = {e: np.asarray(run.latents(e)) for e in (1, 2, 3)}
+    assert res["epochs"] == [1, 2, 3] and res["reference_epoch"] == 3 and res["k"] == 3
+    np.testing.assert_allclose(res["drift_final"], [procrustes(z[3], z[e])[2] for e in (1, 2, 3)],
+                               rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(res["drift_prev"][1:], [procrustes(z[e - 1], z[e])[2]
+                                                       for e in (2, 3)], rtol=1e-5)
+    assert res["loss"] == pytest.approx([r["loss"] for r in run.metrics()])  # run.log's
+    assert all(0 < m <= 1 for m in res["map_fsc_final"][:2])
 
 
 def test_cli_select_star_cs_with_training_index(run, rundir, tmp_path, fixtures_dir):

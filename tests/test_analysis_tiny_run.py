@@ -66,11 +66,17 @@ def test_cli_report_select_star_and_backproject(tiny_run, tmp_path):
 
 def test_convergence_sees_training_settle(tiny_run):
     from cryoscape.core.run import Run
+    from scipy.spatial import procrustes
 
-    res = convergence.convergence(Run.open(tiny_run.run), k=2, D=16, progress=False)
+    run = Run.open(tiny_run.run)
+    res = convergence.convergence(run, k=2, D=16, progress=False)
     assert len(res.epochs) == 18 and res.reference_epoch == 18
     assert res.drift_final[0] > 0.5 and res.drift_final[-2] < 0.05
     assert res.ari_final[0] < 0.5 and res.ari_final[-2] > 0.95
-    assert res.map_fsc_final[-1] == pytest.approx(1.0)
-    assert res.map_fsc_final[0] < res.map_fsc_final[-2]
+    # the second-to-last epoch's decoder nearly agrees with the last one's; the first does not
+    assert res.map_fsc_final[0] < 0.95 and res.map_fsc_final[-2] > 0.99
+    ref = run.latents(18)
+    for i in (0, 8, 16):  # drift against the last epoch, as scipy measures it
+        assert res.drift_final[i] == pytest.approx(procrustes(ref, run.latents(i + 1))[2],
+                                                   rel=1e-4)
     assert res.loss[0] > res.loss[-1] and res.loss_epochs == list(range(1, 19))

@@ -145,14 +145,25 @@ def test_tiny_run_directory(tiny_run):
     data = (tiny_run.data / "particles.star").read_bytes()
     assert star["sha256"] == hashlib.sha256(data).hexdigest() and star["size"] == len(data)
     rows = [json.loads(line) for line in (rd / "metrics.jsonl").read_text().splitlines()]
+    steps = -(-600 // 16)                                  # batches per epoch (batch size 16)
     assert [r["epoch"] for r in rows] == list(range(1, tiny_run.epochs + 1))
-    assert rows[-1]["mse"] < rows[0]["mse"] and all(r["images_per_s"] > 0 for r in rows)
+    assert [r["step"] for r in rows] == [steps * e for e in range(1, tiny_run.epochs + 1)]
+    assert rows[-1]["mse"] < 0.5 * rows[0]["mse"]
+    assert rows[-1]["elapsed"] == pytest.approx(sum(r["time"] for r in rows), rel=1e-6)
+    for r in rows:
+        assert r["images_per_s"] == pytest.approx(600 / r["time"], rel=1e-6)
+    final = load_ckpt(rd / "weights.pkl")
     for e in (1, tiny_run.epochs):
         w = load_ckpt(rd / f"weights.{e}.pkl")
-        assert w["epoch"] == e and "model_state_dict" in w and "optimizer_state_dict" in w
+        adam = w["optimizer_state_dict"]["state"]
+        assert w["epoch"] == e and {int(v["step"]) for v in adam.values()} == {steps * e}
         mu, logvar = load_pickles(rd / f"z.{e}.pkl")
-        assert mu.shape == logvar.shape == (600, 1)
-    assert json.loads((rd / "status.json").read_text())["state"] == "done"
+        assert mu.shape == logvar.shape == (600, 1) and np.isfinite(mu).all()
+    for name, t in w["model_state_dict"].items():  # the final weights are the last epoch's
+        assert torch.equal(t, final["model_state_dict"][name]), name
+    np.testing.assert_array_equal(load_pickles(rd / "z.pkl")[0], mu)
+    status = json.loads((rd / "status.json").read_text())
+    assert status["state"] == "done" and status["epoch"] == status["num_epochs"] == tiny_run.epochs
     assert not list(rd.glob("*.part"))
 
 
