@@ -1,4 +1,4 @@
-"""Frequency lattices, circular masks and phase shifts for translations.
+"""Frequency lattices, the circular mask and phase shifts for translations.
 
 Frequencies are in cycles/pixel. A native lattice of an even box D has D points per axis,
 (i - D//2)/D, in [-0.5, 0.5). cryoDRGN's symmetric lattice has D+1 points, linspace(-0.5, 0.5),
@@ -31,16 +31,19 @@ def coords_3d(D: int, symmetric: bool = False, dtype=torch.float32) -> torch.Ten
     return torch.stack([x.reshape(-1), y.reshape(-1), z.reshape(-1)], 1)
 
 
-def radius_2d(D: int, symmetric: bool = False) -> torch.Tensor:
-    """Radius in cycles/pixel of each point of the 2D lattice, [n, n]."""
-    c = coords_2d(D, symmetric)
-    n = D + 1 if symmetric else D
-    return c[:, :2].norm(dim=1).reshape(n, n)
-
-
-def circular_mask(D: int, radius: float | None = None, symmetric: bool = False) -> torch.Tensor:
-    """Boolean [n, n] mask of the lattice points within `radius` cycles/pixel (default 0.5)."""
-    return radius_2d(D, symmetric) <= (0.5 if radius is None else radius)
+def circular_mask(D: int, radius_px: float | None = None) -> torch.Tensor:
+    """Boolean [(D+1)^2] mask (flattened, x fastest) of the symmetric lattice of box D: the
+    points within `radius_px` Fourier pixels (default D//2, i.e. 0.5 cycles/px) but the DC
+    point, as cryoDRGN's `Lattice.get_circular_mask` with its DC ignored. radius_px <= 0: the
+    whole lattice, DC included (cryoDRGN's enc_mask -1). The circle of the loss and of the
+    encoder's input."""
+    n = D + 1
+    if radius_px is not None and radius_px <= 0:
+        return torch.ones(n * n, dtype=torch.bool)
+    r = 0.5 * (D // 2 if radius_px is None else radius_px) / (D // 2)
+    mask = coords_2d(D, symmetric=True)[:, :2].pow(2).sum(1) <= r * r
+    mask[(n * n) // 2] = False
+    return mask
 
 
 def phase_shift_2d(images_ft: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from cryoscape.core.lattice import circular_mask
 from cryoscape.core.models import (
     DEFAULTS,
     MLP,
@@ -14,7 +15,6 @@ from cryoscape.core.models import (
     HartleyDecoder,
     PositionalEncoding,
     build_model,
-    encoder_mask,
     upper_half,
 )
 from cryoscape.core.models.cryodrgn_compat import from_cryodrgn_state_dict, to_cryodrgn_state_dict
@@ -121,15 +121,21 @@ def test_paper_preset():
     assert m.state_dict()["encoder.main.0.weight"].shape[0] == 128
 
 
-def test_encoder_mask_and_encode():
-    mask = encoder_mask(65, 32)
-    assert int(mask.sum()) == 3208 and not mask[65 * 65 // 2]
-    assert encoder_mask(65, -1) is None
+def test_encoder_input_is_the_circle():
+    mask = circular_mask(64, 32)
+    assert int(mask.sum()) == 3208 and not mask[65 * 65 // 2]      # cryoDRGN's at D=64
+    for D, r in ((64, 32), (64, 20), (16, 5)):     # integer points i^2 + j^2 <= r^2, not DC
+        i = torch.arange(-(D // 2), D // 2 + 1)
+        assert int(circular_mask(D, r).sum()) == int((i[:, None] ** 2 + i ** 2 <= r * r).sum()) - 1
+    assert bool(circular_mask(64, -1).all())                        # enc_mask -1: everything
     m = build_model({"zdim": 3, "qdim": 16, "qlayers": 1, "pdim": 16, "players": 1}, 17)
-    mu, logvar = m.encode_images(torch.randn(5, 17, 17))
+    assert m.encoder.main[0].in_features == int(circular_mask(16).sum())
+    mu, logvar = m.encode(torch.randn(5, int(circular_mask(16).sum())))
     assert mu.shape == logvar.shape == (5, 3)
     with pytest.raises(ValueError):
         build_model({"zdim": 3}, 17, enc_in_dim=100)
+    with pytest.raises(ValueError):
+        build_model({"zdim": 3, "enc_mask": 9}, 17)
 
 
 def test_homogeneous_model_has_no_encoder():

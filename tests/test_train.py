@@ -17,6 +17,7 @@ from cryoscape.core.fourier import ht2_center
 from cryoscape.core.io.cryodrgn import save_index
 from cryoscape.core.io.mrc import read_mrc
 from cryoscape.core.io.pickles import load_pickles
+from cryoscape.core.lattice import circular_mask
 from cryoscape.core.metrics import fsc
 from cryoscape.core.train import TrainConfig, TrainingDiverged, train
 from cryoscape.core.train.checkpoint import load as load_ckpt
@@ -55,9 +56,10 @@ def test_lattice_masks_match_cryodrgn():
     lat = SliceLattice(64)
     assert lat.n_loss == lat.n_enc == 3208          # cryoDRGN's encoder input at D=64
     assert SliceLattice(64, enc_radius=-1).n_enc == 65 * 65
-    from cryoscape.core.models import encoder_mask
-    for r in (5, 20, 31):
-        assert SliceLattice(64, enc_radius=r).n_enc == int(encoder_mask(65, r).sum())
+    from cryoscape.core.models import build_model
+    for r in (5, 20, 31):            # the encoder's input size is the circle's
+        n_in = build_model({"zdim": 1, "enc_mask": r}, 65).encoder.main[0].in_features
+        assert SliceLattice(64, enc_radius=r).n_enc == n_in == int(circular_mask(64, r).sum())
     assert not (lat.coords == 0).all(1).any()       # DC left out
     assert lat.coords[:, :2].norm(dim=1).max() <= 0.5 + 1e-6
 

@@ -6,10 +6,12 @@ feat_sigma, domain, activation, enc_mask, encode_mode). Defaults are cryoDRGN 4.
 """
 from __future__ import annotations
 
+from cryoscape.core.lattice import circular_mask
+
 from .decoder import DECODERS, FourierDecoder, HartleyDecoder, VolumeDecoder, upper_half
 from .encoding import PE_TYPES, PositionalEncoding
 from .mlp import MLP, ResidLinear
-from .vae import VAE, encoder_mask
+from .vae import VAE
 
 DEFAULTS: dict = {
     "qlayers": 3, "qdim": 1024, "players": 3, "pdim": 1024, "zdim": 8,
@@ -60,8 +62,9 @@ def build_model(model_args: dict | None, lattice_D: int, enc_in_dim: int | None 
     """
     args = resolve_model_args(model_args, lattice_D, preset)
     zdim = int(args["zdim"] or 0)
-    mask = encoder_mask(lattice_D, args["enc_mask"])
-    n_mask = lattice_D ** 2 if mask is None else int(mask.sum())
+    if 2 * args["enc_mask"] + 1 > lattice_D:
+        raise ValueError(f"enc_mask {args['enc_mask']} too large for lattice size {lattice_D}")
+    n_mask = int(circular_mask(lattice_D - 1, args["enc_mask"]).sum())
     if enc_in_dim is not None and enc_in_dim != n_mask:
         raise ValueError(f"enc_in_dim {enc_in_dim} != {n_mask} pixels inside enc_mask "
                          f"{args['enc_mask']} on a {lattice_D}-lattice")
@@ -69,7 +72,7 @@ def build_model(model_args: dict | None, lattice_D: int, enc_in_dim: int | None 
     if zdim > 0:
         encoder = MLP(n_mask, args["qlayers"], args["qdim"], 2 * zdim, args["activation"],
                       resid=args["encode_mode"] == "resid")
-    return VAE(encoder, build_decoder(args, lattice_D), zdim, mask)
+    return VAE(encoder, build_decoder(args, lattice_D), zdim)
 
 
 def __getattr__(name):
@@ -93,7 +96,6 @@ __all__ = [
     "VolumeDecoder",
     "build_decoder",
     "build_model",
-    "encoder_mask",
     "resolve_model_args",
     "upper_half",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 from cryoscape.core.ctf import ctf_from_params
-from cryoscape.core.lattice import coords_2d
+from cryoscape.core.lattice import circular_mask, coords_2d
 from cryoscape.core.models import VAE
 
 
@@ -26,18 +26,8 @@ class SliceLattice:
         self.D = D
         n = D + 1
         coords = coords_2d(D, symmetric=True)
-        r2 = coords[:, :2].pow(2).sum(1)
-        dc = (n * n) // 2
-
-        def circle(radius_px: int | None) -> torch.Tensor:
-            if radius_px is not None and radius_px <= 0:  # the whole lattice, DC included
-                return torch.ones(n * n, dtype=torch.bool)
-            r = 0.5 * (D // 2 if radius_px is None else radius_px) / (D // 2)
-            m = r2 <= r * r
-            m[dc] = False
-            return m
-
-        loss_mask, enc_mask = circle(None), circle(D // 2 if enc_radius is None else enc_radius)
+        loss_mask = circular_mask(D)
+        enc_mask = circular_mask(D, D // 2 if enc_radius is None else enc_radius)
         keep_mask = loss_mask | enc_mask
         self.keep = keep_mask.nonzero().squeeze(1).to(device)
         pos = torch.full((n * n,), -1, dtype=torch.long)
