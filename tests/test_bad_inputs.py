@@ -83,6 +83,8 @@ ERRORS = [
      "the output is the input", []),
     ("parse-poses onto its input", "parse-poses sim/particles.star -o sim/particles.star", 1,
      "the output is the input", []),
+    ("select onto the run's particle file",
+     "select run --outliers 0 -o sim/particles.star", 1, "the output is the input", []),
     ("fsc curve onto a map", "fsc nan.mrcs s.mrcs -o s.mrcs", 1,
      "the output is the input", []),
     ("eval-vol: rows of 3 for zdim 1", "eval-vol run --z-file z33.txt -o vz", 1,

@@ -38,6 +38,7 @@ def main(args):
     from pathlib import Path
 
     import numpy as np
+    from cryoscape.app.commands._common import check_outputs
     from cryoscape.core.analysis import runfiles, sampling, selection
     from cryoscape.core.analysis.report import resolve_epoch
     from cryoscape.core.errors import CryoscapeError
@@ -47,6 +48,7 @@ def main(args):
     if out.suffix.lower() not in FORMATS:
         raise CryoscapeError(f"{out}: output must end in {', '.join(FORMATS)}")
     run = Run.open(args.run)
+    check_outputs([out], [args.particles, run.particles_path, args.ind, args.polygon])
     epoch = resolve_epoch(run, args.epoch)
     z = np.asarray(run.latents(epoch))
     km = None
