@@ -11,13 +11,13 @@ A preview box b < D evaluates only the central b^3 frequencies (with `sphere`, o
 inside the preview's own Nyquist sphere |k| <= b / 2D, as cryoDRGN's `eval_vol --downsample`):
 the map of the same object, low-passed to the new Nyquist limit, on a b^3 grid with voxel size
 apix * D / b. Its values are scaled by (b/D)^3 so the density (and an isosurface threshold)
-stays comparable to the full map; `fourier_crop` does the same to an existing map.
+stays comparable to the full map; `fourier.fourier_resample` does the same to an existing map.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
-from cryoscape.core.fourier import fft3_center, ht3_center, ifft3_center, iht3_center
+from cryoscape.core.fourier import fft3_center, ifft3_center, iht3_center
 from cryoscape.core.models.decoder import FourierDecoder, upper_half
 
 # floats per chunk of MLP activations: on CPU a chunk's activations stay in cache (2 MiB in
@@ -123,23 +123,6 @@ def decode_batches(decoder, z: torch.Tensor | None, D: int, norm=(0.0, 1.0),
     batch = batch or maps_per_call(D if box is None else box)
     for s in range(0, len(z), batch):
         yield decode_volumes(decoder, z[s:s + batch], D, norm, box, sphere)
-
-
-def fourier_crop(vol, box: int, sphere: bool = False):
-    """Downsample [..., D, D, D] maps to box^3 by keeping the central Fourier coefficients
-    (with `sphere`, only those inside the new Nyquist sphere), values scaled by (box/D)^3 so the
-    density is preserved: what a preview decode gives."""
-    t = torch.as_tensor(vol)
-    D = t.shape[-1]
-    if box == D and not sphere:
-        return vol
-    s = (D - box) // 2
-    h = ht3_center(t)[..., s:s + box, s:s + box, s:s + box]
-    if sphere:
-        f = (torch.arange(box) - box // 2) ** 2
-        h = h * ((f[:, None, None] + f[:, None] + f) <= (box // 2) ** 2)
-    out = iht3_center(h) * (box / D) ** 3
-    return out.numpy() if isinstance(vol, np.ndarray) else out
 
 
 def flip_hand(vol):

@@ -81,3 +81,29 @@ def hartley_to_fourier(h, h_neg):
     For a real signal F(k) = (H(k) + H(-k))/2 - i (H(k) - H(-k))/2.
     """
     return torch.complex((h + h_neg) / 2, (h_neg - h) / 2)
+
+
+def fourier_resample(vol, box: int, sphere: bool = False):
+    """Maps [..., D, D, D] resampled to box^3 (even sizes) in Fourier space: the central box^3
+    Hartley coefficients kept (box < D: low-passed to the new Nyquist limit, as a preview decode
+    gives) or zero-padded (box > D); values scaled by (box/D)^3, so the density (and a surface
+    threshold) stays; the voxel size becomes apix * D / box. sphere: keep only the coefficients
+    inside the smaller box's Nyquist sphere."""
+    D = vol.shape[-1]
+    numpy = isinstance(vol, np.ndarray)
+    if box == D and not sphere:
+        return vol.copy() if numpy else vol.clone()
+    h = ht3_center(vol)
+    if box < D:
+        s = D // 2 - box // 2
+        h = h[..., s:s + box, s:s + box, s:s + box]
+    elif box > D:
+        a = box // 2 - D // 2
+        h = (np.pad(h, [(0, 0)] * (h.ndim - 3) + [(a, box - D - a)] * 3) if numpy
+             else torch.nn.functional.pad(h, [a, box - D - a] * 3))
+    if sphere:
+        f = (np.arange(box) - box // 2) ** 2
+        inside = (f[:, None, None] + f[:, None] + f) <= (min(box, D) // 2) ** 2
+        h = h * (inside if numpy else torch.from_numpy(inside).to(h.device))
+    out = iht3_center(h) * (box / D) ** 3
+    return out.astype(vol.dtype, copy=False) if numpy else out

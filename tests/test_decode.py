@@ -9,11 +9,10 @@ from cryoscape.core.decode import (
     decode_hartley,
     decode_volumes,
     flip_hand,
-    fourier_crop,
     invert_contrast,
     lowpass,
 )
-from cryoscape.core.fourier import fft3_center
+from cryoscape.core.fourier import fft3_center, fourier_resample
 from cryoscape.core.lattice import coords_3d
 from cryoscape.core.models import FourierDecoder, HartleyDecoder, upper_half
 
@@ -76,7 +75,7 @@ def test_preview_equals_fourier_cropped_full_decode(kind, zs):
     for b in (8, 12):
         prev = decode_volumes(dec, zs[:2], D, norm=(0.0, 2.0), box=b)
         assert prev.shape == (2, b, b, b)
-        crop = fourier_crop(full, b, sphere=kind == "fourier")
+        crop = fourier_resample(full, b, sphere=kind == "fourier")
         err = (prev - crop).norm() / crop.norm()
         assert err < 1e-5, err
     # the preview keeps the density: its mean equals the full map's

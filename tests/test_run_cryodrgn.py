@@ -99,10 +99,10 @@ def test_encode_new_images_matches_training_latents(rundir, fixtures_dir):
 def test_preview_and_map_options(rundir, rundir_vols):
     run = Run.open(rundir / "run")
     z = np.loadtxt(rundir / "expected" / "z.txt")[:1]
-    from cryoscape.core.decode import fourier_crop
+    from cryoscape.core.fourier import fourier_resample
     prev = run.decode(z, D=32, epoch=3)
     assert prev.shape == (1, 32, 32, 32) and run.voxel_size(32) == 2 * run.apix
-    assert rel_err(prev[0], fourier_crop(rundir_vols[0], 32, sphere=True)) < 1e-4
+    assert rel_err(prev[0], fourier_resample(rundir_vols[0], 32, sphere=True)) < 1e-4
     flipped = run.decode(z, epoch=3, flip=True, invert=True)
     np.testing.assert_allclose(flipped[0], -rundir_vols[0][::-1], atol=1e-5)
 

@@ -46,8 +46,8 @@ def add_args(parser):
 def _read_maps(paths, D, apix):
     import numpy as np
     from cryoscape.core.errors import CryoscapeError
+    from cryoscape.core.fourier import fourier_resample
     from cryoscape.core.io.mrc import read_mrc
-    from cryoscape.core.simulate.volumes import resample_volume
 
     maps, sizes = [], []
     for p in paths:
@@ -61,7 +61,7 @@ def _read_maps(paths, D, apix):
     D0, a0 = sizes[0]
     apix = a0 if apix is None else apix
     if D is not None and D != D0:
-        return np.stack([resample_volume(v, D) for v in maps]), apix * D0 / D
+        return np.stack([fourier_resample(v, D) for v in maps]), apix * D0 / D
     return np.stack(maps), apix
 
 

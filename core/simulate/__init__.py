@@ -13,10 +13,8 @@ from cryoscape.core.simulate.volumes import (
     make_volume,
     make_volumes,
     model_blobs,
-    resample_volume,
 )
 
 __all__ = ["KINDS", "MODEL_BOX_A", "SimulatedDataset", "atoms_to_volume", "blob_slices",
            "draw_coords", "form_images", "make_volume", "make_volumes", "model_blobs", "project",
-           "project_batch", "read_atoms", "resample_volume", "simulate",
-           "volume_from_atomic_model"]
+           "project_batch", "read_atoms", "simulate", "volume_from_atomic_model"]

@@ -178,21 +178,3 @@ def make_volumes(kind: str, D: int, coords, states: int = 10) -> np.ndarray:
     """Volumes [M, D, D, D] of a built-in model at M coordinates or states (check_coords)."""
     blobs = model_blobs(kind, coords, D, states)
     return np.stack([blobs_to_volume(blobs, i, D) for i in range(len(blobs.centers))])
-
-
-def resample_volume(volume, D: int) -> np.ndarray:
-    """A [D0, D0, D0] map Fourier-cropped or zero-padded to [D, D, D] (even boxes), voxel
-    values kept on the same scale; the voxel size becomes apix * D0 / D."""
-    from cryoscape.core.fourier import fft3_center, ifft3_center
-    v = torch.as_tensor(np.asarray(volume, dtype=np.float32))
-    D0 = v.shape[-1]
-    if D == D0:
-        return v.numpy().copy()
-    ft = fft3_center(v)
-    if D < D0:
-        a = D0 // 2 - D // 2
-        ft = ft[a:a + D, a:a + D, a:a + D]
-    else:
-        a = D // 2 - D0 // 2
-        ft = torch.nn.functional.pad(ft, [a, D - D0 - a] * 3)
-    return (ifft3_center(ft).real * (D / D0) ** 3).numpy().astype(np.float32)
