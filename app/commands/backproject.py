@@ -8,7 +8,12 @@ prints the half-map resolution.
 """
 from __future__ import annotations
 
-from cryoscape.app.commands._common import add_pose_ctf_args, check_outputs
+from cryoscape.app.commands._common import (
+    add_pose_ctf_args,
+    check_outputs,
+    positive_float,
+    positive_int,
+)
 
 
 def _reg(value: str):
@@ -39,8 +44,9 @@ def add_args(parser):
     parser.add_argument("--invert", action="store_true",
                         help="negate the images (protein-black data; cryoDRGN's "
                              "backproject_voxel does this by default)")
-    parser.add_argument("--apix", type=float, help="pixel size in A (default: from the data)")
-    parser.add_argument("--batch-size", type=int, default=256, help="images per chunk")
+    parser.add_argument("--apix", type=positive_float,
+                        help="pixel size in A (default: from the data)")
+    parser.add_argument("--batch-size", type=positive_int, default=256, help="images per chunk")
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
 
 

@@ -5,7 +5,7 @@ translations (from --poses or the .star/.cs) centre them and their CTF phase-fli
 """
 from __future__ import annotations
 
-from cryoscape.app.commands._common import add_pose_ctf_args, check_outputs
+from cryoscape.app.commands._common import add_pose_ctf_args, check_outputs, positive_int
 
 
 def add_args(parser):
@@ -17,7 +17,7 @@ def add_args(parser):
     parser.add_argument("--datadir", help="folder of the stacks a .star/.cs refers to")
     parser.add_argument("--epoch", type=int, help="weights of this epoch (default: final)")
     parser.add_argument("--logvar", help="also write the log-variances to this .npy")
-    parser.add_argument("-b", "--batch-size", type=int, default=256, help="(default: 256)")
+    parser.add_argument("-b", "--batch-size", type=positive_int, default=256, help="(default: 256)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
 
 

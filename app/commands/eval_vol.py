@@ -8,7 +8,7 @@ voxel size scaled to match). Maps carry the run's voxel size (override with --ap
 """
 from __future__ import annotations
 
-from cryoscape.app.commands._common import check_outputs, positive_float
+from cryoscape.app.commands._common import check_outputs, positive_float, positive_int
 
 
 def add_args(parser):
@@ -32,9 +32,10 @@ def add_args(parser):
     parser.add_argument("--prefix", default="vol_", help="file name prefix (default: vol_)")
     parser.add_argument("-c", "--config", help="config.yaml of a bare checkpoint (with --weights)")
     parser.add_argument("--weights", help="a bare checkpoint (with -c)")
-    parser.add_argument("-b", "--batch", type=int, default=4,
+    parser.add_argument("-b", "--batch", type=positive_int, default=4,
                         help="volumes decoded together (default: 4)")
-    parser.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=positive_int,
+                        help="CPU threads (default: torch's choice)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
 
 
