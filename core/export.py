@@ -233,6 +233,33 @@ def export_mrcs(src, ind, out: str | os.PathLike, datadir=None, chunk: int = 100
     return Path(out)
 
 
+SUBSET_FORMATS = (".pkl", ".star", ".cs", ".mrcs")
+
+
+def export_subset(out: str | os.PathLike, ind, particles: str | os.PathLike | None = None, *,
+                  labels=None, datadir=None) -> Path:
+    """Particle-file rows `ind` written as `out`, in the format its extension names: .pkl
+    (cryoDRGN index pickle), .star or .cs (the `particles` file of that kind, filtered; a .cs
+    with its .csg), .mrcs (the selected images of `particles`). `labels`: a .star's
+    rlnClassNumber (see `export_star`). Returns `out`."""
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix not in SUBSET_FORMATS:
+        raise CryoscapeError(f"{out}: a subset is written as {', '.join(SUBSET_FORMATS)}")
+    if suffix == ".pkl":
+        return export_index(out, ind)
+    src = Path(particles or "")
+    if suffix in (".star", ".cs") and src.suffix.lower() != suffix:
+        raise CryoscapeError(f"{out.name}: a {suffix} subset is cut from a {suffix} particle "
+                             f"file, and {src} is not one: give the {suffix} file the run was "
+                             "trained on")
+    if suffix == ".star":
+        return export_star(src, ind, out, labels=labels)
+    if suffix == ".cs":
+        return export_cs(src, ind, out)[0]
+    return export_mrcs(src, ind, out, datadir=datadir)
+
+
 # ---------------------------------------------------------------- reconstruct a selection
 
 def reconstruct_selection(particles, ind, outdir: str | os.PathLike, prefix: str = "selection",

@@ -7,8 +7,6 @@ to the run's particle file (through its training index, if it had one).
 """
 from __future__ import annotations
 
-FORMATS = (".pkl", ".star", ".cs", ".mrcs")
-
 
 def add_args(parser):
     parser.add_argument("run", help="run directory (cryoscape or cryoDRGN)")
@@ -39,14 +37,15 @@ def main(args):
 
     import numpy as np
     from cryoscape.app.commands._common import check_outputs
-    from cryoscape.core.analysis import runfiles, sampling, selection
+    from cryoscape.core.analysis import sampling, selection
     from cryoscape.core.analysis.report import resolve_epoch
     from cryoscape.core.errors import CryoscapeError
+    from cryoscape.core.export import SUBSET_FORMATS
     from cryoscape.core.run import Run
 
     out = Path(args.output)
-    if out.suffix.lower() not in FORMATS:
-        raise CryoscapeError(f"{out}: output must end in {', '.join(FORMATS)}")
+    if out.suffix.lower() not in SUBSET_FORMATS:
+        raise CryoscapeError(f"{out}: output must end in {', '.join(SUBSET_FORMATS)}")
     run = Run.open(args.run)
     check_outputs([out], [args.particles, run.particles_path, args.ind, args.polygon])
     epoch = resolve_epoch(run, args.epoch)
@@ -66,41 +65,14 @@ def main(args):
     print(f"select: {len(sel)} of {len(z)} particles")
     if not len(sel):
         raise CryoscapeError("the selection is empty; nothing written")
-    ind = runfiles.to_particle_indices(run, sel, args.ind)
+    labels = km.labels[sel] if args.labels else None
     try:
-        _write(run, out, ind, None if km is None else km.labels[sel], args)
+        selection.export_selection(run, sel, out, particles=args.particles, ind=args.ind,
+                                   labels=labels, datadir=args.datadir)
     except OSError as e:
         raise CryoscapeError(f"{out}: cannot write ({e.strerror or e})") from None
     print(f"select: wrote {out}")
     return 0
-
-
-def _write(run, out, ind, labels, args):
-    """The selection `ind` (particle-file rows) as `out`; `labels`: their k-means labels."""
-    from cryoscape.core import export
-    from cryoscape.core.analysis import runfiles
-
-    suffix = out.suffix.lower()
-    if suffix == ".pkl":
-        export.export_index(out, ind)
-    else:
-        src = runfiles.particles_file(run, args.particles)
-        if suffix == ".star":
-            _need(src, ".star")
-            export.export_star(src, ind, out, labels=labels if args.labels else None)
-        elif suffix == ".cs":
-            _need(src, ".cs")
-            export.export_cs(src, ind, out)
-        else:
-            export.export_mrcs(src, ind, out, datadir=args.datadir)
-
-
-def _need(src, suffix):
-    from cryoscape.core.errors import CryoscapeError
-
-    if src.suffix.lower() != suffix:
-        raise CryoscapeError(f"a {suffix} subset needs a {suffix} particle file, the run's is "
-                             f"{src}; give one with --particles")
 
 
 def _embedding(run, z, epoch, args, out):

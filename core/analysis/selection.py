@@ -1,4 +1,5 @@
-"""Particle selections as sorted index arrays: by cluster, polygon, outliers; set algebra."""
+"""Particle selections as sorted index arrays: by cluster, polygon, outliers; set algebra;
+a run's selection exported for other programs."""
 from __future__ import annotations
 
 import json
@@ -96,3 +97,18 @@ def difference(a, b) -> np.ndarray:
 def invert(sel, n: int) -> np.ndarray:
     """Particles 0..n-1 not in the selection."""
     return np.setdiff1d(np.arange(n, dtype=np.int64), as_index(sel, n))
+
+
+def export_selection(run, sel, out: str | os.PathLike, *, particles=None, ind=None,
+                     labels=None, datadir=None):
+    """The latent rows `sel` of `run` as `out` (`export.export_subset`: .pkl, .star, .cs or
+    .mrcs by its extension), in rows of the run's particle file (through its training index,
+    or the index pickle `ind`); `particles`: that file (default: the run's)."""
+    from pathlib import Path
+
+    from cryoscape.core.analysis import runfiles
+    from cryoscape.core.export import export_subset
+
+    rows = runfiles.to_particle_indices(run, sel, ind)
+    src = None if Path(out).suffix.lower() == ".pkl" else runfiles.particles_file(run, particles)
+    return export_subset(out, rows, src, labels=labels, datadir=datadir)
