@@ -54,6 +54,7 @@ def ws(tmp_path_factory) -> Path:
     ctf = load_ctf(sim / "ctf.pkl")
     ctf[:, 0], ctf[:, 1] = 2 * D, ctf[:, 1] / 2  # made for a 32 px box at half the pixel size
     save_ctf(root / "ctf32.pkl", ctf)
+    save_ctf(root / "ctf0.pkl", np.zeros((N, 9), np.float32))
     save_index(root / "dup.pkl", np.array([0, 1, 2, 2, 5]))
     imgs = np.ones((5, 8, 8), np.float32)
     imgs[3, 2, 2] = np.nan
@@ -107,6 +108,10 @@ ERRORS = [
      "argument -b/--batch: must be a positive whole number", ["vb"]),
     ("encode -b 0", "encode run sim/particles.star -b 0 -o z.npy", 2,
      "argument -b/--batch-size: must be a positive whole number", ["z.npy"]),
+    ("a CTF pickle of zeros",
+     "backproject sim/particles.mrcs --poses sim/poses.pkl --ctf ctf0.pkl -o m.mrc", 1,
+     "ctf0.pkl: CTF parameters of particle 0 (0-based) are not usable: box 0, pixel size 0",
+     ["m.mrc"]),
     ("train into a file's folder",
      "train sim/particles.star -o afile/run -n 1 --no-progress", 1,
      "afile/run: cannot write:", []),

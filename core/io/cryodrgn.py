@@ -53,10 +53,16 @@ def save_poses(path: str | os.PathLike, R, shifts=None, D: int | None = None) ->
 
 
 def load_ctf(path: str | os.PathLike) -> np.ndarray:
-    """CTF parameters [N, 9] float32."""
+    """CTF parameters [N, 9] float32; finite, with positive box, pixel size and voltage."""
     p = np.asarray(load_pickle(path))
     if p.ndim != 2 or p.shape[1] != 9 or not np.issubdtype(p.dtype, np.number):
         raise InputFileError(path, f"expected CTF parameters N x 9, found shape {p.shape}")
+    bad = ~np.isfinite(p).all(axis=1) | (p[:, [0, 1, 5]] <= 0).any(axis=1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise InputFileError(path, f"CTF parameters of particle {i} (0-based) are not usable: "
+                                   f"box {p[i, 0]:g}, pixel size {p[i, 1]:g}, {p[i, 5]:g} kV "
+                                   "(these must be positive) and every value finite")
     return p.astype(np.float32)
 
 
