@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cryoscape.app.cli import main as cli
-from cryoscape.core.io.cryodrgn import load_ctf, save_ctf, save_index
+from cryoscape.core.io.cryodrgn import load_ctf, save_ctf, save_index, save_poses
 from cryoscape.core.io.mrc import write_mrc
 
 N, D = 40, 16
@@ -55,6 +55,7 @@ def ws(tmp_path_factory) -> Path:
     ctf[:, 0], ctf[:, 1] = 2 * D, ctf[:, 1] / 2  # made for a 32 px box at half the pixel size
     save_ctf(root / "ctf32.pkl", ctf)
     save_ctf(root / "ctf0.pkl", np.zeros((N, 9), np.float32))
+    save_poses(root / "R0.pkl", np.zeros((N, 3, 3), np.float32))
     save_index(root / "dup.pkl", np.array([0, 1, 2, 2, 5]))
     imgs = np.ones((5, 8, 8), np.float32)
     imgs[3, 2, 2] = np.nan
@@ -112,6 +113,9 @@ ERRORS = [
      "backproject sim/particles.mrcs --poses sim/poses.pkl --ctf ctf0.pkl -o m.mrc", 1,
      "ctf0.pkl: CTF parameters of particle 0 (0-based) are not usable: box 0, pixel size 0",
      ["m.mrc"]),
+    ("poses that are not rotations",
+     "backproject sim/particles.mrcs --poses R0.pkl -o m.mrc", 1,
+     "R0.pkl: pose 0 (0-based) is not a rotation matrix", ["m.mrc"]),
     ("train into a file's folder",
      "train sim/particles.star -o afile/run -n 1 --no-progress", 1,
      "afile/run: cannot write:", []),

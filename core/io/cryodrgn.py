@@ -19,6 +19,11 @@ def _rotations(R, path) -> np.ndarray:
     R = np.asarray(R)
     if R.ndim != 3 or R.shape[1:] != (3, 3) or not np.issubdtype(R.dtype, np.number):
         raise InputFileError(path, f"expected rotation matrices N x 3 x 3, found shape {R.shape}")
+    err = np.abs(R @ R.transpose(0, 2, 1) - np.eye(3)).max(axis=(1, 2))
+    bad = ~np.isfinite(err) | (err > 1e-2)  # NaN/inf, or not a rotation at all
+    if bad.any():
+        raise InputFileError(path, f"pose {int(np.argmax(bad))} (0-based) is not a rotation "
+                                   "matrix (R R^T differs from the identity or is not finite)")
     return np.ascontiguousarray(R, dtype=np.float32)
 
 
@@ -34,6 +39,8 @@ def load_poses(path: str | os.PathLike, D: int | None = None
         if trans.shape != (len(R), 2):
             raise InputFileError(path, f"translations have shape {trans.shape}, "
                                        f"expected ({len(R)}, 2)")
+        if not np.issubdtype(trans.dtype, np.number) or not np.isfinite(trans).all():
+            raise InputFileError(path, "translations are not all finite numbers")
         if D is None:
             raise InputFileError(path, "holds translations as a fraction of the box: "
                                        "the box size D is needed to read them")
