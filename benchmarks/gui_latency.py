@@ -104,11 +104,11 @@ def bench_click(app) -> None:
     w.resize(1280, 760)
     w.show()
     ex = w.explorer
-    ex.set_run(run)
-    w.wait_for(lambda: len(ex.cache.index) > 0 and len(ex.cache.meshes) == len(ex.cache.index),
-               300)
+    ex.runs.set_run(run)
+    cache = ex.volumes.cache
+    w.wait_for(lambda: len(cache.index) > 0 and len(cache.meshes) == len(cache.index), 300)
     row("decode cache filled (k-means centres + 8x8 grid medoids, D=24)",
-        f"{len(ex.cache.index)} maps", "")
+        f"{len(cache.index)} maps", "")
     shown, mesh_at = {}, {}
 
     def on_mesh(res):                      # a new surface was handed to the 3D view ...
@@ -118,13 +118,13 @@ def bench_click(app) -> None:
     def on_draw(event):                    # ... and this frame put it on screen
         for source, t0 in list(mesh_at.items()):
             shown.setdefault(source, time.perf_counter() - t0)
-    ex.mesh_ready.connect(on_mesh)
+    ex.volumes.shown.mesh_changed.connect(on_mesh)
     w.volume.view.canvas.events.draw.connect(on_draw)
     cache_t, preview_t, exact_t = [], [], []
     for i in range(5):
         shown.clear()
         mesh_at.clear()
-        ex.decode_particle(100 * i + 7)
+        ex.volumes.decode_particle(100 * i + 7)
         w.wait_for(lambda: "exact" in shown, 120)
         cache_t.append(shown.get("cache", np.nan))
         preview_t.append(shown.get("preview", np.nan))
@@ -171,7 +171,7 @@ def stall_while(w, app, ex, seconds: float = 8.0) -> None:
     end = time.perf_counter() + seconds
     k, epoch0 = 0, ex.state.epoch
     while time.perf_counter() < end:
-        ex.decode_particle(k % ex.state.n)
+        ex.volumes.decode_particle(k % ex.state.n)
         k += 37
         t_next = time.perf_counter() + 0.25
         while time.perf_counter() < t_next:
@@ -180,7 +180,7 @@ def stall_while(w, app, ex, seconds: float = 8.0) -> None:
     timer.stop()
     epochs = ex.state.epoch - epoch0
     w.training.stop()
-    w.wait_for(lambda: not w.training.running, 60)
+    w.wait_for(lambda: not ex.training.running, 60)
     gaps = np.diff(ticks)
     row(f"longest event-loop stall ({seconds:.0f} s: training child, {epochs} new epochs shown, "
         f"{k // 37} clicks decoded)", f"{gaps.max() * 1000:.0f} ms",
@@ -189,8 +189,8 @@ def stall_while(w, app, ex, seconds: float = 8.0) -> None:
 
 
 def bench_scatter(app, n: int = 1_000_000) -> None:
-    from cryoscape.app.gui.latent_view import LatentView
     from cryoscape.app.gui.models.colour import colouring, colourise
+    from cryoscape.app.gui.visuals.latent_view import LatentView
 
     rng = np.random.default_rng(0)
     xy = np.concatenate([rng.normal(size=(n // 2, 2)), rng.normal(size=(n - n // 2, 2)) + 4])

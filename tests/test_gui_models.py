@@ -57,6 +57,7 @@ def test_every_setter_emits(state):
         (lambda: state.set_threshold(3.0), "threshold_changed"),
         (lambda: state.add_selection([5, 1, 1]), "selections_changed"),
         (lambda: state.rename_selection("selection 1", "left"), "selections_changed"),
+        (lambda: state.set_highlighted("left"), "highlight_changed"),
         (lambda: state.remove_selection("left"), "selections_changed"),
         (lambda: state.set_waypoints([1, 2]), "path_changed"),
         (lambda: state.set_path(state.z[:3]), "path_changed"),
@@ -68,7 +69,8 @@ def test_every_setter_emits(state):
     assert ("threshold_changed", 3.0) not in state.heard
     state.heard.clear()
     state.set_threshold(3.0)                       # no change: no event
-    assert state.heard == []
+    state.set_highlighted("left")
+    assert state.heard == [] and state.highlighted_indices is None     # "left" was removed
 
 
 def test_a_run_resets_what_the_last_one_had(state):

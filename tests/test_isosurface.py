@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import skimage.measure
-from cryoscape.app.gui import isosurface as iso
+from cryoscape.app.gui.visuals import isosurface as iso
 from scipy.spatial import cKDTree
 from vispy.geometry import MeshData
 

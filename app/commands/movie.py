@@ -30,7 +30,7 @@ def add_args(parser):
 def main(args):
     from cryoscape.app.commands._common import check_outputs
     from cryoscape.app.gui.app import application
-    from cryoscape.app.gui.movie import movie_path, render_trajectory
+    from cryoscape.app.gui.visuals.movie import movie_path, render_trajectory
     from cryoscape.core.analysis.trajectory import path_through, pc_traversal
     from cryoscape.core.errors import CryoscapeError
     from cryoscape.core.run import Run

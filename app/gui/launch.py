@@ -24,7 +24,7 @@ def run_gui(args) -> int:
     window = MainWindow(settings=settings, restore=not scripted)
     report_unexpected_errors(window)
     if args.umap:
-        window.embedding_box.setCurrentText("UMAP")
+        window.explorer.embedding.set_kind("UMAP")
     if args.threshold is not None:
         window.volume.set_sigma(args.threshold)
     window.show()
@@ -42,20 +42,24 @@ def run_gui(args) -> int:
 
 
 def _script(window, args) -> None:
-    ex, st = window.explorer, window.state
+    st, volumes, trajectories = window.state, window.explorer.volumes, \
+        window.explorer.trajectories
     if st.homogeneous:
         if args.movie or args.particle is not None or args.z is not None:
             raise CryoscapeError(f"{st.run.path}: a homogeneous run (zdim 0) has one map and no "
                                  "latent space: no --particle, --z or --movie")
     else:
         _wait(window, lambda: st.labels is not None, args.timeout, "the latent analysis")
+        if args.umap and st.zdim > 1:          # the PCA view shows while UMAP computes
+            _wait(window, lambda: st.embedding_kind == "UMAP", args.timeout, "the UMAP view")
     if args.movie:
-        ex.state.set_waypoints(args.path)
-        ex.compute_path(n=args.frames)
+        st.set_waypoints(args.path)
+        trajectories.compute_path(n=args.frames)
         _wait(window, lambda: st.path_z is not None, args.timeout, "the trajectory")
         written = []
-        ex.task_done.connect(lambda name, res: written.append(res) if name == "movie" else None)
-        window.export_movie(args.movie)
+        trajectories.task_done.connect(
+            lambda name, res: written.append(res) if name == "movie" else None)
+        trajectories.movie_meshes(args.movie)
         _wait(window, lambda: written, args.timeout, "the movie")
         print(f"wrote {written[0]}")
     if args.screenshot:
@@ -65,12 +69,12 @@ def _script(window, args) -> None:
             z = np.asarray(args.z, np.float32)
             if len(z) != st.zdim:
                 raise CryoscapeError(f"--z has {len(z)} values; the run's zdim is {st.zdim}")
-            ex.decode_z(z)
+            volumes.decode_z(z)
         else:
             i = args.particle if args.particle is not None else int(st.centre_index[0])
             if not 0 <= i < st.n:
                 raise CryoscapeError(f"--particle {i}: the run has particles 0..{st.n - 1}")
-            ex.decode_particle(i)
+            volumes.decode_particle(i)
         shown = window.volume
         _wait(window, lambda: shown.shown is not None and shown.shown.source == "exact",
               args.timeout, "the decoded volume")
@@ -104,6 +108,7 @@ def run_demo(args, data: Path, t_start: float | None = None) -> int:
 
     from cryoscape.app.gui.app import application, report_unexpected_errors
     from cryoscape.app.gui.main_window import MainWindow
+    from cryoscape.app.gui.widgets.guard import guard
 
     t_start = time.perf_counter() if t_start is None else t_start
     rundir = next_run_dir(args.outdir)
@@ -112,13 +117,11 @@ def run_demo(args, data: Path, t_start: float | None = None) -> int:
     window = MainWindow()
     report_unexpected_errors(window)
     # Small, fast settings that separate the states within a few dozen short epochs, from the
-    # .star (poses, and metadata to colour by). The simulated images have no CTF and white
-    # protein, so they must not be inverted.
+    # .star (poses, and metadata to colour by); training finds the images' contrast itself.
     window.training.configure(str(data / "particles.star"), str(rundir), zdim=args.zdim,
                               epochs=args.epochs, batch=16, enc=(2, args.width),
                               dec=(args.layers, args.width),
-                              extra=f"--threads {args.threads} --uninvert-data --lr 2e-3 "
-                                    "--domain hartley")
+                              extra=f"--threads {args.threads} --lr 2e-3 --domain hartley")
     window.docks["Training"].show()
     window.latent.set_hint(DEMO_HINT)
     window.show()
@@ -130,7 +133,7 @@ def run_demo(args, data: Path, t_start: float | None = None) -> int:
         print(f"the Training panel is filled in: Start trains into {rundir}")
     else:
         print(f"training into {rundir}", flush=True)
-        window._guard(window.training.start)
+        guard(window.activity, window.training.start)
     return app.exec()
 
 
@@ -148,7 +151,7 @@ def _follow_first_cluster(window, exit_when_shown: bool, t_start: float) -> None
             return
         shown_epochs.append(st.epoch)
         latents_at.append(time.perf_counter() - t_start)
-        window.explorer.decode_particle(int(st.centre_index[0]))
+        window.explorer.volumes.decode_particle(int(st.centre_index[0]))
 
     def user_click(_):
         clicked.append(True)
@@ -161,4 +164,4 @@ def _follow_first_cluster(window, exit_when_shown: bool, t_start: float) -> None
             window.close()
     st.embedding_changed.connect(embedding_changed)
     window.latent.particle_clicked.connect(user_click)
-    window.explorer.mesh_ready.connect(surface_shown)
+    window.explorer.volumes.shown.mesh_changed.connect(surface_shown)

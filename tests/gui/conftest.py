@@ -177,7 +177,7 @@ def window_surface_fraction(img) -> float:
 
 def open_run(qtbot, window, run):
     """Show `run` (a Run or SyntheticRun) and wait for its embedding and clusters."""
-    window.explorer.set_run(run)
+    window.explorer.runs.set_run(run)
     qtbot.waitUntil(lambda: window.state.labels is not None, timeout=WAIT_MS)
 
 

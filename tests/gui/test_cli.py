@@ -87,6 +87,7 @@ def test_demo_shows_first_epoch(tmp_path):
     assert (run / "weights.1.pkl").exists()
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["dataset_args"]["particles"] == str(tmp_path / "data" / "particles.star")
+    assert config["dataset_args"]["invert_data"] is False     # protein-white, found from data
 
 
 def test_demo_numbers_its_runs(tmp_path):

@@ -28,23 +28,23 @@ def test_scatter_holds_every_particle_and_colours(qtbot, window, synthetic_run):
     assert np.array_equal(window.state.centre_index, km.medoids)
     brushes = {b.color().name() for b in window.latent.scatter.data["brush"]}
     assert len(brushes) == 20                                          # one colour per cluster
-    window.colour_box.setCurrentText("density")                     # in the colouring thread
+    window.latent_panel.colour_box.setCurrentText("density")                     # in the colouring thread
     qtbot.waitUntil(lambda: window.state.colour_by == "density", timeout=10000)
     from cryoscape.core.analysis.sampling import density_2d
     xy = window.state.embedding
     np.testing.assert_allclose(window.state.colour_values, density_2d(xy).at(xy))
     assert len({b.color().name() for b in window.latent.scatter.data["brush"]}) > 20
     # the epoch slider (a row of its own, not squeezed) shows the other epoch's latents
-    assert window.epoch_slider.width() > 150
-    window.epoch_slider.setValue(0)
+    assert window.latent_panel.epoch_slider.width() > 150
+    window.latent_panel.epoch_slider.setValue(0)
     qtbot.waitUntil(lambda: window.state.epoch == 1 and window.state.labels is not None)
     assert np.allclose(window.state.z, synthetic_run.latents(1))
     xy = window.state.embedding                  # coloured by its own density, drawn with it
     assert window.state.colour_by == "density"
     np.testing.assert_allclose(window.state.colour_values, density_2d(xy).at(xy))
     # a colouring chosen while the latents are analysed is the one shown
-    window.explorer.set_run(synthetic_run)
-    window.colour_box.setCurrentText("none")
+    window.explorer.runs.set_run(synthetic_run)
+    window.latent_panel.colour_box.setCurrentText("none")
     qtbot.waitUntil(lambda: window.state.labels is not None and window.state.colour_by == "none",
                     timeout=10000)
     assert window.state.colours is None
@@ -74,21 +74,21 @@ def test_click_decodes_and_threshold_remeshes(qtbot, window, synthetic_run):
 def test_cache_shows_nearest_surface_at_once(qtbot, window, synthetic_run):
     open_run(qtbot, window, synthetic_run)
     ex = window.explorer
-    qtbot.waitUntil(lambda: ex.cache.n_ready == len(ex.cache.index) > 10, timeout=30000)
-    assert set(window.state.centre_index) <= set(ex.cache.index)       # k-means centres
-    qtbot.waitUntil(lambda: len(ex.cache.meshes) == len(ex.cache.index), timeout=30000)
+    qtbot.waitUntil(lambda: ex.volumes.cache.n_ready == len(ex.volumes.cache.index) > 10, timeout=30000)
+    assert set(window.state.centre_index) <= set(ex.volumes.cache.index)       # k-means centres
+    qtbot.waitUntil(lambda: len(ex.volumes.cache.meshes) == len(ex.volumes.cache.index), timeout=30000)
     shown = []
-    ex.mesh_ready.connect(shown.append)
-    ex.decode_particle(5)
+    ex.volumes.shown.mesh_changed.connect(shown.append)
+    ex.volumes.decode_particle(5)
     # synchronously, before any decode: the cached mesh of the cached map nearest in z
-    _, _, _, slot = ex.cache.nearest(window.state.z[5])
+    _, _, _, slot = ex.volumes.cache.nearest(window.state.z[5])
     assert len(shown) == 1 and shown[0].volume.source == "cache"
-    assert shown[0].mesh is ex.cache.mesh(slot, window.state.threshold)
+    assert shown[0].mesh is ex.volumes.cache.mesh(slot, window.state.threshold)
     assert window.volume.shown.source == "cache"
     wait_surface(qtbot, window, "exact")
-    ex.preview_particle(7)                                # hover: nearest cached surface
+    ex.volumes.preview_particle(7)                                # hover: nearest cached surface
     assert window.volume.shown.source == "cache"
-    ex.preview_particle(-1)                               # leaving the points restores it
+    ex.volumes.preview_particle(-1)                               # leaving the points restores it
     assert window.volume.shown.source == "exact"
 
 
@@ -97,9 +97,9 @@ def test_cache_box_follows_each_run(qtbot, window, tmp_path):
     ex = window.explorer
     for D, cached in ((16, 16), (32, 24), (64, 24)):
         open_run(qtbot, window, SyntheticRun(tmp_path / f"d{D}", n=120, D=D))
-        qtbot.waitUntil(lambda: ex.cache.n_ready > 0, timeout=30000)
-        vol = ex.cache.nearest(window.state.z[0])[0]
-        assert ex.cache.D == cached and vol.shape == (cached,) * 3
+        qtbot.waitUntil(lambda: ex.volumes.cache.n_ready > 0, timeout=30000)
+        vol = ex.volumes.cache.nearest(window.state.z[0])[0]
+        assert ex.volumes.cache.D == cached and vol.shape == (cached,) * 3
 
 
 def test_lasso_and_rectangle_make_named_selections(qtbot, window, synthetic_run, tmp_path):
@@ -127,7 +127,7 @@ def test_lasso_and_rectangle_make_named_selections(qtbot, window, synthetic_run,
     assert len(window.state.selections["selection 2"]) == 300
     window.state.rename_selection("selection 1", "upper right")
     assert "upper right" in window.state.selections
-    path = window.explorer.export_selection("upper right", tmp_path / "sel.pkl")
+    path = window.explorer.selections.export("upper right", tmp_path / "sel.pkl")
     from cryoscape.core.io.cryodrgn import load_index
     assert np.array_equal(load_index(path), expected)
 
@@ -143,12 +143,12 @@ def test_trajectory_exports_maps_and_cxc(qtbot, window, synthetic_run, tmp_path)
     assert window.state.path_z.shape == (6, 2)
     assert np.allclose(window.state.path_z[0], z[i]) and np.allclose(window.state.path_z[-1], z[j])
     assert window.latent.path.xData is not None and len(window.latent.path.xData) == 6
-    qtbot.waitUntil(lambda: len(window.explorer.path_volumes) == 6, timeout=20000)
+    qtbot.waitUntil(lambda: len(window.explorer.volumes.shown.path_volumes) == 6, timeout=20000)
     window.trajectory.scrubber.setValue(3)
     wait_surface(qtbot, window, "preview")
     done = []
-    window.explorer.task_done.connect(lambda name, res: done.append(res))
-    window.explorer.export_path(tmp_path / "traj")
+    window.explorer.trajectories.task_done.connect(lambda name, res: done.append(res))
+    window.explorer.trajectories.export_path(tmp_path / "traj")
     qtbot.waitUntil(lambda: bool(done), timeout=30000)
     maps = sorted((tmp_path / "traj").glob("traj_*.mrc"))
     assert len(maps) == 6
@@ -168,32 +168,32 @@ def test_path_through_data_reuses_the_graph(qtbot, window, synthetic_run):
     open_run(qtbot, window, synthetic_run)
     ex, z = window.explorer, synthetic_run.latents()
     window.state.set_waypoints([0, 1, 2])
-    ex.compute_path(n=7, through_data=True)
+    ex.trajectories.compute_path(n=7, through_data=True)
     assert window.state.path_z is None                       # computed in the worker
     qtbot.waitUntil(lambda: window.state.path_z is not None, timeout=10000)
     assert np.allclose(window.state.path_z, path_through(z, [0, 1, 2], n=7, graph=True),
                        atol=1e-6)
-    graph = ex._knn[1]
+    graph = ex.trajectories._knn[1]
     window.state.set_waypoints([3, 4])
-    ex.compute_path(n=5, through_data=True)
+    ex.trajectories.compute_path(n=5, through_data=True)
     qtbot.waitUntil(lambda: len(window.state.path_z) == 5, timeout=10000)
-    assert ex._knn[1] is graph                               # built once per epoch shown
-    ex.compute_pc_path(pc=2, n=3)
+    assert ex.trajectories._knn[1] is graph                               # built once per epoch shown
+    ex.trajectories.compute_pc_path(pc=2, n=3)
     qtbot.waitUntil(lambda: len(window.state.path_z) == 3, timeout=10000)
     # two paths asked for at once: the second's previews are the ones played back
     window.state.set_waypoints([0, 1])
-    ex.compute_path(n=4)
+    ex.trajectories.compute_path(n=4)
     window.state.set_waypoints([2, 3])
-    ex.compute_path(n=6)
-    qtbot.waitUntil(lambda: len(ex.path_volumes) == 6, timeout=20000)
+    ex.trajectories.compute_path(n=6)
+    qtbot.waitUntil(lambda: len(ex.volumes.shown.path_volumes) == 6, timeout=20000)
     qtbot.wait(300)
-    assert len(window.state.path_z) == 6 and len(ex.path_volumes) == 6
-    np.testing.assert_allclose(ex.path_volumes[0], synthetic_run.decode(z[2:3], D=32)[0],
+    assert len(window.state.path_z) == 6 and len(ex.volumes.shown.path_volumes) == 6
+    np.testing.assert_allclose(ex.volumes.shown.path_volumes[0], synthetic_run.decode(z[2:3], D=32)[0],
                                atol=1e-5)
     with pytest.raises(CryoscapeError, match="two waypoints"):
         window.state.set_waypoints([3])
-        ex.compute_path()
-    ex.compute_pc_path(pc=5)                                 # zdim 2: the worker says why
+        ex.trajectories.compute_path()
+    ex.trajectories.compute_pc_path(pc=5)                                 # zdim 2: the worker says why
     qtbot.waitUntil(lambda: bool(window.errors), timeout=10000)
     assert "PC5 does not exist" in window.errors[-1]
 
@@ -201,9 +201,9 @@ def test_path_through_data_reuses_the_graph(qtbot, window, synthetic_run):
 def test_trajectory_movie_gif(qtbot, window, synthetic_run, tmp_path):
     open_run(qtbot, window, synthetic_run)
     window.state.set_waypoints([0, 1])
-    window.explorer.compute_path(n=4)
+    window.explorer.trajectories.compute_path(n=4)
     qtbot.waitUntil(lambda: window.state.path_z is not None, timeout=10000)
-    window.explorer.decode_particle(2)
+    window.explorer.volumes.decode_particle(2)
     wait_surface(qtbot, window, "exact")
     view = window.volume.view
     shown = view.data[0]
@@ -212,12 +212,12 @@ def test_trajectory_movie_gif(qtbot, window, synthetic_run, tmp_path):
     assert np.abs(frame.astype(int) - view.render()).mean() < 1 and surface_fraction(frame) > 0.01
     assert view.data[0] is shown and view.meshes[0].visible and not view.frame_mesh.visible
     written = []
-    window.explorer.task_done.connect(lambda name, res: written.append(res)
+    window.explorer.trajectories.task_done.connect(lambda name, res: written.append(res)
                                       if name == "movie" else None)
     with pytest.raises(CryoscapeError, match=r"path\.avi: a movie is written as \.gif or \.mp4"):
-        window.export_movie(tmp_path / "path.avi")              # said before any decoding
+        window.explorer.trajectories.movie_meshes(tmp_path / "path.avi")              # said before any decoding
     out = tmp_path / "path.gif"
-    window.export_movie(out)
+    window.explorer.trajectories.movie_meshes(out)
     assert not out.exists()                                  # decoded and meshed in a worker
     qtbot.waitUntil(lambda: bool(written), timeout=30000)
     assert written == [out]
@@ -228,16 +228,16 @@ def test_trajectory_movie_gif(qtbot, window, synthetic_run, tmp_path):
     assert min(surface_fraction(f) for f in frames) > 0.01  # surfaces, not blank frames
     assert np.abs(frames[0].astype(int) - frames[-1]).max() > 50   # the frames differ
     assert window.volume.view.data[0] is shown               # the view shows what it did
-    assert window._movie is None and not window.errors
+    assert window.volume.movie is None and not window.errors
     # an OpenGL failure while rendering: said once, rendering stopped
     def broken(*args):
         raise RuntimeError("no GL")
     window.volume.view.render_mesh = broken
-    window.export_movie(tmp_path / "broken.gif")
+    window.explorer.trajectories.movie_meshes(tmp_path / "broken.gif")
     qtbot.waitUntil(lambda: bool(window.errors), timeout=30000)
     qtbot.wait(100)
     assert len(window.errors) == 1 and "rendering frame 1: no GL" in window.errors[0]
-    assert window._movie is None and not (tmp_path / "broken.gif").exists()
+    assert window.volume.movie is None and not (tmp_path / "broken.gif").exists()
     del window.volume.view.render_mesh
 
 
@@ -248,7 +248,7 @@ def test_zdim1_shows_histogram(qtbot, window, tmp_path):
     assert lv.histogram and lv.hist.isVisible() and not lv.scatter.isVisible()
     counts = lv.hist.yData
     assert counts.sum() == 400
-    assert not window.embedding_box.isEnabled() and window.trajectory.pc.maximum() == 1
+    assert not window.latent_panel.embedding_box.isEnabled() and window.trajectory.pc.maximum() == 1
     i = int(np.argmax(run.latents()[:, 0]))
     qtbot.mouseClick(lv.plot.viewport(), Qt.MouseButton.LeftButton, pos=lv.pixel_of(i))
     wait_surface(qtbot, window, "exact")
@@ -265,7 +265,7 @@ def test_zdim1_shows_histogram(qtbot, window, tmp_path):
 def test_pin_and_side_by_side(qtbot, window, synthetic_run):
     open_run(qtbot, window, synthetic_run)
     ex = window.explorer
-    ex.decode_particle(0)
+    ex.volumes.decode_particle(0)
     wait_surface(qtbot, window)
     window.volume.pin_button.setChecked(True)
     qtbot.waitUntil(lambda: window.volume.view.data[1] is not None, timeout=10000)
@@ -314,9 +314,9 @@ def test_colour_by_metadata_column(qtbot, window, tmp_path):
     run = SyntheticRun(tmp_path / "meta", n=n, particles_path=star)
     open_run(qtbot, window, run)
     qtbot.waitUntil(lambda: window.state.metadata is not None, timeout=10000)
-    items = [window.colour_box.itemText(k) for k in range(window.colour_box.count())]
-    assert "rlnAngleRot" in items and not window.colour_note.isVisible()
-    window.colour_box.setCurrentText("rlnAngleRot")
+    items = [window.latent_panel.colour_box.itemText(k) for k in range(window.latent_panel.colour_box.count())]
+    assert "rlnAngleRot" in items and not window.latent_panel.colour_note.isVisible()
+    window.latent_panel.colour_box.setCurrentText("rlnAngleRot")
     qtbot.waitUntil(lambda: window.state.colour_by == "rlnAngleRot", timeout=10000)
     values = window.state.colour_values
     assert window.state.colour_by == "rlnAngleRot" and len(values) == n
@@ -324,11 +324,11 @@ def test_colour_by_metadata_column(qtbot, window, tmp_path):
     assert len({b.color().name() for b in window.latent.scatter.data["brush"]}) > 20
     # another run, without that column: k-means colours, said so in the box, which at once
     # no longer offers the last run's columns
-    window.explorer.set_run(SyntheticRun(tmp_path / "other", n=200))
-    assert window.colour_box.count() == 3
+    window.explorer.runs.set_run(SyntheticRun(tmp_path / "other", n=200))
+    assert window.latent_panel.colour_box.count() == 3
     qtbot.waitUntil(lambda: window.state.labels is not None, timeout=20000)
     qtbot.waitUntil(lambda: bool(window.state.metadata_note), timeout=10000)
-    assert window.state.colour_by == "k-means" and window.colour_box.currentText() == "k-means"
+    assert window.state.colour_by == "k-means" and window.latent_panel.colour_box.currentText() == "k-means"
     assert len(window.state.colour_values) == 200 and not window.errors
 
 

@@ -36,31 +36,33 @@ def test_homogeneous_run_shows_its_map(qtbot, window, homogeneous_run):
     assert st.homogeneous and st.z is None and st.epoch == 2
     assert lv.note.isVisible() and not lv.plot.isVisible()
     assert "homogeneous run: no latent space" in lv.note.text()
-    assert not window.view_controls.isVisible()             # no View / Colour boxes
+    assert not window.latent_panel.view_controls.isVisible()             # no View / Colour boxes
     assert not window.trajectory.isEnabled() and not window.selections.isEnabled()
     assert "homogeneous" in window.statusBar().currentMessage()
     wait_surface(qtbot, window, "exact", timeout=WAIT_MS)
-    vol, apix = ex.current_map()
+    vol, apix = ex.volumes.current_map()
     ref = run.decode(None)                                   # z=None: the run's one map
     assert vol.shape == (32, 32, 32) and np.allclose(vol, ref[0], atol=1e-5)
     assert apix == pytest.approx(run.apix)
     assert window.volume.view.n_vertices > 100
     assert window.volume.info.text().startswith("homogeneous map")
     # the epoch slider: epoch 1's map
-    req = ex._request
-    window.epoch_slider.setValue(0)
-    qtbot.waitUntil(lambda: ex.current is not None and ex.current.request > req, timeout=WAIT_MS)
-    assert st.epoch == 1 and window.epoch_label.text() == "epoch 1"
+    shown = ex.volumes.shown
+    before = shown.current
+    window.latent_panel.epoch_slider.setValue(0)
+    qtbot.waitUntil(lambda: shown.current is not None and shown.current is not before,
+                    timeout=WAIT_MS)
+    assert st.epoch == 1 and window.latent_panel.epoch_label.text() == "epoch 1"
     ref1 = run.decode(None, epoch=1)[0]
-    assert np.allclose(ex.current.volume, ref1, atol=1e-5)
+    assert np.allclose(shown.current.volume, ref1, atol=1e-5)
     assert not np.allclose(ref1, ref[0], atol=1e-3)           # a different map indeed
     with pytest.raises(CryoscapeError, match="homogeneous"):
-        ex.compute_path()
+        ex.trajectories.compute_path()
     # a heterogeneous run afterwards: the scatter and the tools are back
-    ex.set_run(SyntheticRun(homogeneous_run.parent / "synthetic"))
+    ex.runs.set_run(SyntheticRun(homogeneous_run.parent / "synthetic"))
     qtbot.waitUntil(lambda: st.labels is not None, timeout=WAIT_MS)
     assert lv.plot.isVisible() and not lv.note.isVisible() and lv.n_points == 300
-    assert window.trajectory.isEnabled() and window.view_controls.isVisible()
+    assert window.trajectory.isEnabled() and window.latent_panel.view_controls.isVisible()
 
 
 def test_homogeneous_screenshot_command(homogeneous_run, tmp_path):
@@ -79,11 +81,8 @@ def test_homogeneous_screenshot_command(homogeneous_run, tmp_path):
     assert r.returncode == 1 and "homogeneous" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_training_panel_offers_zdim_0(qtbot):
-    from cryoscape.app.gui.training_panel import TrainingPanel
-
-    tp = TrainingPanel()
-    qtbot.addWidget(tp)
+def test_training_panel_offers_zdim_0(qtbot, window):
+    tp = window.training
     tp.configure("p.mrcs", "RUN", zdim=0)
     args = tp.train_args()
     assert args[args.index("--zdim") + 1] == "0"

@@ -39,7 +39,7 @@ def test_umap_uses_the_cli_cache(qtbot, window, tmp_path):
     labels = window.state.labels
     window.latent.select_polygon(np.array([[0.0, 0], [5, 0], [5, 5], [0, 5]]))   # in PCA
     sel = window.state.selections["selection 1"]
-    window.embedding_box.setCurrentText("UMAP")
+    window.latent_panel.embedding_box.setCurrentText("UMAP")
     qtbot.waitUntil(lambda: window.state.embedding_kind == "UMAP", timeout=20000)
     assert np.array_equal(window.state.embedding, emb)       # read back, not recomputed
     assert window.state.labels is labels                     # the same latents' clusters
@@ -58,7 +58,7 @@ def _umap_child(qtbot, window, run):
     """Open `run` in the UMAP view (not cached: computed in a child) and wait for that child;
     returns its pid."""
     before = child_pids()
-    window.embedding_box.setCurrentText("UMAP")
+    window.latent_panel.embedding_box.setCurrentText("UMAP")
     open_run(qtbot, window, run)
     assert window.state.embedding_kind == "PCA"              # shown while UMAP computes
     qtbot.waitUntil(lambda: bool(child_pids() - before), timeout=WAIT_MS)
@@ -73,7 +73,7 @@ def test_umap_child_ends_with_its_view(qtbot, window, tmp_path):
     for run in runs:
         run.path.mkdir()
     pid = _umap_child(qtbot, window, runs[0])
-    window.embedding_box.setCurrentText("PCA")
+    window.latent_panel.embedding_box.setCurrentText("PCA")
     open_run(qtbot, window, runs[1])
     qtbot.waitUntil(lambda: pid not in child_pids(), timeout=WAIT_MS)
     assert not list((runs[0].path / "analysis_cache").glob("*.npy"))   # ended, not finished
@@ -88,16 +88,16 @@ def test_training_epochs_do_not_recompute_umap(qtbot, window, tmp_path, monkeypa
     run.path.mkdir()
     _fake_umap(run, 2)
     open_run(qtbot, window, run)
-    from cryoscape.app.gui.training_panel import TrainingPanel
-    monkeypatch.setattr(TrainingPanel, "running", property(lambda self: True))
-    window.embedding_box.setCurrentText("UMAP")          # the user asks for the epoch shown
+    from cryoscape.app.gui.services.training import TrainingService
+    monkeypatch.setattr(TrainingService, "running", property(lambda self: True))
+    window.latent_panel.embedding_box.setCurrentText("UMAP")          # the user asks for the epoch shown
     assert "UMAP for epoch 2 only" in window.statusBar().currentMessage()
     qtbot.waitUntil(lambda: window.state.embedding_kind == "UMAP", timeout=20000)
     # a training epoch arrives (the watcher's signal)
-    window._training_epoch(str(run.path), 1)
+    window.explorer.training.show_epoch(run.path, 1)
     qtbot.waitUntil(lambda: window.state.epoch == 1 and window.state.labels is not None,
                     timeout=20000)
-    assert window.state.embedding_kind == "PCA" and window.embedding_box.currentText() == "PCA"
+    assert window.state.embedding_kind == "PCA" and window.latent_panel.embedding_box.currentText() == "PCA"
     msg = window.statusBar().currentMessage()
     assert "epoch 1" in msg and "UMAP is not recomputed every epoch" in msg
     qtbot.wait(200)
@@ -125,7 +125,7 @@ def test_exported_indices_follow_the_run_index(qtbot, window, tmp_path):
     open_run(qtbot, window, run)
     sel = np.array([0, 5, 17, 299])
     name = window.state.add_selection(sel)
-    out = window.explorer.export_selection(name, tmp_path / "sel.pkl")
+    out = window.explorer.selections.export(name, tmp_path / "sel.pkl")
     assert np.array_equal(load_index(out), ind[sel])
     qtbot.waitUntil(lambda: window.state.metadata is not None, timeout=10000)
     names = window.state.metadata["rlnImageName"]
@@ -141,17 +141,17 @@ def test_axes_have_no_si_prefix(qtbot, window, tmp_path):
         ax = window.latent.plot.getAxis(axis)
         assert ax.autoSIPrefixScale == 1.0 and "(x" not in ax.labelString()
     assert window.latent.plot.getAxis("bottom").labelText == "PC1"
-    window.training.set_metrics([{"epoch": e, "loss": 1e-4 / e} for e in range(1, 6)])
+    window.training.loss_plot.set_metrics([{"epoch": e, "loss": 1e-4 / e} for e in range(1, 6)])
     qtbot.wait(100)
     ax = window.training.loss_plot.getAxis("left")
     assert ax.autoSIPrefixScale == 1.0 and "(x" not in ax.labelString()
-    assert not window.training.loss_note.isVisible()
-    window.training.set_metrics([])                # a run without metrics: no stale curve
-    x = window.training.loss_curve.xData
+    assert not window.training.loss_plot.note.isVisible()
+    window.training.loss_plot.set_metrics([])                # a run without metrics: no stale curve
+    x = window.training.loss_plot.curve.xData
     assert x is None or len(x) == 0
-    assert window.training.loss_note.isVisible()
+    assert window.training.loss_plot.note.isVisible()
     # then a training's epochs arrive (its metrics.jsonl starts empty): all in view
-    window.training.set_metrics([{"epoch": e, "loss": 3.0 / e} for e in range(1, 13)])
+    window.training.loss_plot.set_metrics([{"epoch": e, "loss": 3.0 / e} for e in range(1, 13)])
     qtbot.wait(100)
     (x0, x1), (y0, y1) = window.training.loss_plot.getViewBox().viewRange()
     assert x0 <= 1 and x1 >= 12 and y0 <= 0.25 and y1 >= 3.0

@@ -23,19 +23,19 @@ def test_cryodrgn_run_opens_without_particles(qtbot, window, moved_run, fixtures
     assert window.latent.n_points == 100 == len(window.latent.scatter.data)
     assert np.allclose(st.z, expected, atol=1e-6)
     # the loss curve of cryoDRGN's run.log
-    assert list(window.training.loss_curve.xData) == [1, 2, 3]
-    assert window.training.loss_curve.yData[0] == pytest.approx(1.306415)
-    assert not window.training.loss_note.isVisible()
+    assert list(window.training.loss_plot.curve.xData) == [1, 2, 3]
+    assert window.training.loss_plot.curve.yData[0] == pytest.approx(1.306415)
+    assert not window.training.loss_plot.note.isVisible()
     # particle files dangle: the run still opens, and the colouring says why metadata is off
     qtbot.waitUntil(lambda: bool(st.metadata_note), timeout=WAIT_MS)
     assert st.metadata is None and "not found" in st.metadata_note
-    assert window.colour_note.isVisible() and "not found" in window.colour_note.text()
-    assert window.colour_box.count() == 3                    # k-means, density, none
-    window.colour_box.setCurrentText("density")
+    assert window.latent_panel.colour_note.isVisible() and "not found" in window.latent_panel.colour_note.text()
+    assert window.latent_panel.colour_box.count() == 3                    # k-means, density, none
+    window.latent_panel.colour_box.setCurrentText("density")
     qtbot.waitUntil(lambda: window.state.colour_by == "density", timeout=WAIT_MS)
     assert not window.errors
     # maps still decode
-    window.explorer.decode_particle(0)
+    window.explorer.volumes.decode_particle(0)
     wait_surface(qtbot, window, "exact", timeout=WAIT_MS)
     assert window.volume.view.n_vertices > 100
 
@@ -43,7 +43,7 @@ def test_cryodrgn_run_opens_without_particles(qtbot, window, moved_run, fixtures
 def test_stack_without_metadata_says_so(qtbot, window, cryodrgn_run):
     _open(qtbot, window, cryodrgn_run)
     qtbot.waitUntil(lambda: bool(window.state.metadata_note), timeout=WAIT_MS)
-    assert "image stack without metadata" in window.colour_note.text()
+    assert "image stack without metadata" in window.latent_panel.colour_note.text()
 
 
 def test_click_decodes_real_map_and_screenshot(qtbot, window, cryodrgn_run, fixtures_dir,
@@ -57,7 +57,7 @@ def test_click_decodes_real_map_and_screenshot(qtbot, window, cryodrgn_run, fixt
     assert window.state.current_index == 50
     assert window.volume.view.n_vertices > 500
     # the map under the click is the one cryoDRGN's eval_vol decodes for particle 50
-    vol, apix = window.explorer.current_map()
+    vol, apix = window.explorer.volumes.current_map()
     ref, _ = read_mrc(fixtures_dir / "cryodrgn_rundir" / "expected" / "vol_002.mrc")
     assert vol.shape == (64, 64, 64) and apix == pytest.approx(1.0)
     assert np.linalg.norm(vol - ref) / np.linalg.norm(ref) < 1e-3
@@ -65,7 +65,7 @@ def test_click_decodes_real_map_and_screenshot(qtbot, window, cryodrgn_run, fixt
     window.volume.set_sigma(window.volume.sigma + 1.5)
     qtbot.waitUntil(lambda: window.volume.view.n_vertices != n1, timeout=WAIT_MS)
     # save map and ChimeraX script
-    window.explorer.save_map(tmp_path / "m.mrc")
+    window.explorer.volumes.save_map(tmp_path / "m.mrc")
     assert read_mrc(tmp_path / "m.mrc")[0].shape == (64, 64, 64)
     window.volume.set_sigma(2.0)
     wait_surface(qtbot, window, "exact")
@@ -99,7 +99,7 @@ def test_lasso_exports_star_with_selected_rows(qtbot, window, cryodrgn_run, tmp_
     ind = window.latent.select_polygon(poly)
     assert 5 < len(ind) < 100
     name = list(window.state.selections)[-1]
-    out = window.explorer.export_selection(name, tmp_path / "subset.star", source=src)
+    out = window.explorer.selections.export(name, tmp_path / "subset.star", source=src)
     full, sub = read_star(src).particles, read_star(out).particles
     assert len(sub) == len(ind)
     assert list(sub["rlnImageName"]) == [names[i] for i in ind]
@@ -122,25 +122,26 @@ def test_training_from_panel_updates_loss_and_scatter(qtbot, window, fixtures_di
     tp = _configure_hand_training(window, fixtures_dir, rundir, zdim=1, epochs=50, batch=20,
                                   pe_dim=8)
     qtbot.mouseClick(tp.start_button, Qt.MouseButton.LeftButton)
-    assert tp.running and not tp.start_button.isEnabled()
+    training = window.explorer.training
+    assert training.running and not tp.start_button.isEnabled()
     # the first epochs arrive: the run opens (a histogram: zdim 1) and the loss curve grows
     qtbot.waitUntil(lambda: window.state.run is not None and window.state.labels is not None,
                     timeout=WAIT_MS)
     assert window.latent.histogram and window.latent.hist.yData.sum() == 100
     qtbot.waitUntil(lambda: window.state.epoch is not None and window.state.epoch >= 2,
                     timeout=WAIT_MS)
-    assert len(tp.loss_curve.xData) >= 1
+    assert len(tp.loss_plot.curve.xData) >= 1
     first = window.state.epoch
-    qtbot.waitUntil(lambda: len(tp.loss_curve.xData) >= 2, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: len(tp.loss_plot.curve.xData) >= 2, timeout=WAIT_MS)
     lo, hi = tp.loss_plot.viewRange()[0]                 # epochs are ticked as whole numbers
     ticks = [v for _, vals in tp.loss_plot.getAxis("bottom").tickValues(lo, hi, 400)
              for v in vals]
     assert ticks and all(float(v).is_integer() for v in ticks)
-    process = tp.watcher.process
-    with qtbot.waitSignal(tp.finished, timeout=WAIT_MS):
+    process = training.watcher.process
+    with qtbot.waitSignal(training.finished, timeout=WAIT_MS):
         qtbot.mouseClick(tp.stop_button, Qt.MouseButton.LeftButton)
     assert process.poll() is not None                    # the child process has ended
-    assert not tp.running and tp.start_button.isEnabled()
+    assert not training.running and tp.start_button.isEnabled()
     # stopped inside an epoch, the resume point saved there; the explorer shows the last
     # finished epoch and its loss, and Continue is offered
     import json
@@ -149,7 +150,7 @@ def test_training_from_panel_updates_loss_and_scatter(qtbot, window, fixtures_di
     assert status["state"] == "stopped" and status["epoch"] == epochs[-1] >= first
     assert 0 < status["batch"] <= 5                      # 100 images in batches of 20
     qtbot.waitUntil(lambda: window.state.epoch == epochs[-1], timeout=WAIT_MS)
-    assert list(tp.loss_curve.xData) == list(range(1, epochs[-1] + 1))
+    assert list(tp.loss_plot.curve.xData) == list(range(1, epochs[-1] + 1))
     assert tp.log.toPlainText().splitlines()[-1] == \
         f"training stopped in epoch {epochs[-1] + 1}: Continue resumes it"
     assert tp.continue_button.isEnabled()
@@ -171,7 +172,7 @@ def test_recent_files_drop_and_chimerax(qtbot, window, moved_run, tmp_path, monk
     assert [a.text() for a in window.recent_menu.actions()] == [str(moved_run.resolve())]
     # "Open in ChimeraX" without ChimeraX installed: map + script written, the user is told
     monkeypatch.setenv("PATH", str(tmp_path))
-    window.explorer.decode_particle(3)
+    window.explorer.volumes.decode_particle(3)
     wait_surface(qtbot, window, "exact", timeout=WAIT_MS)
     window.open_chimerax()
     outdir = moved_run / "cryoscape_maps"
@@ -188,9 +189,10 @@ def test_pause_after_epoch(qtbot, window, fixtures_dir, tmp_path):
                                   pe_dim=4)
     tp.start()
     qtbot.waitUntil(lambda: window.state.run is not None, timeout=WAIT_MS)
-    with qtbot.waitSignal(tp.finished, timeout=WAIT_MS) as blocker:
+    training = window.explorer.training
+    with qtbot.waitSignal(training.finished, timeout=WAIT_MS) as blocker:
         tp.pause()
     assert blocker.args[0] == 0                          # a clean exit after the epoch
     epochs = sorted(int(p.name.split(".")[1]) for p in rundir.glob("weights.*.pkl"))
     assert 1 <= epochs[-1] < 500
-    assert not tp.running and tp.start_button.isEnabled()
+    assert not training.running and tp.start_button.isEnabled()

@@ -12,13 +12,8 @@ from tests.gui.conftest import WAIT_MS
 
 
 @pytest.fixture
-def panel(qtbot, no_leaks):
-    from cryoscape.app.gui.training_panel import TrainingPanel
-
-    tp = TrainingPanel()
-    qtbot.addWidget(tp)
-    yield tp
-    tp.shutdown()
+def panel(window):
+    return window.training
 
 
 def _arg(args, flag):
@@ -44,7 +39,7 @@ def test_defaults_are_the_cli_defaults(panel):
 def test_output_lines_without_progress_redraws(qtbot, panel, tmp_path):
     """The child's lines go to the log; a progress bar's '\\r' redraws only to the progress
     line, its final state to the log; the log follows the newest line."""
-    from cryoscape.app.gui.workers import TrainingWatcher
+    from cryoscape.app.gui.services.training import TrainingWatcher
 
     script = ("import sys, time\n"
               "print('reading particles', flush=True)\n"
@@ -94,11 +89,11 @@ def test_opened_run_fills_the_form_and_continues(qtbot, window, tiny_data, tmp_p
     assert (tp.zdim.value(), tp.epochs.value(), tp.batch.value()) == (2, 1, 16)
     assert (tp.enc_layers.value(), tp.enc_dim.value()) == (1, 24)
     assert (tp.dec_layers.value(), tp.dec_dim.value()) == (2, 40)
-    assert len(tp.loss_curve.xData) == 1
+    assert len(tp.loss_plot.curve.xData) == 1
     assert not tp.continue_button.isEnabled()                    # finished: 1 of 1 epochs
     tp.epochs.setValue(2)
     assert tp.continue_button.isEnabled()
-    with qtbot.waitSignal(tp.finished, timeout=WAIT_MS) as done:
+    with qtbot.waitSignal(window.explorer.training.finished, timeout=WAIT_MS) as done:
         tp.continue_button.click()
         assert "--resume" in tp.log.toPlainText().splitlines()[0]
     assert done.args[0] == 0, done.args[1]

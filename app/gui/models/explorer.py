@@ -11,8 +11,8 @@ from cryoscape.app.gui.models.events import Signal
 from scipy.spatial import cKDTree
 
 EVENTS = ("run_changed", "latents_changed", "embedding_changed", "clusters_changed",
-          "colouring_changed", "selections_changed", "current_changed", "threshold_changed",
-          "path_changed", "metadata_changed")
+          "colouring_changed", "selections_changed", "highlight_changed", "current_changed",
+          "threshold_changed", "path_changed", "metadata_changed")
 
 
 class ExplorerState:
@@ -38,6 +38,7 @@ class ExplorerState:
         self.metadata_note = ""                     # why metadata colouring is off
         self.metadata_columns: list[str] = []       # the columns worth colouring by
         self.selections: dict[str, np.ndarray] = {}
+        self.highlighted: str | None = None         # the selection outlined on the points
         self.current_z: np.ndarray | None = None
         self.current_index: int | None = None
         self.threshold = 2.0                        # isosurface level, standard deviations
@@ -159,6 +160,17 @@ class ExplorerState:
         self.selections[name] = np.unique(np.asarray(ind, dtype=np.int64))
         self.selections_changed.emit()
         return name
+
+    def set_highlighted(self, name: str | None) -> None:
+        """Outline selection `name` on the points (None: none)."""
+        if name != self.highlighted:
+            self.highlighted = name
+            self.highlight_changed.emit()
+
+    @property
+    def highlighted_indices(self) -> np.ndarray | None:
+        """The particles of the highlighted selection, or None."""
+        return self.selections.get(self.highlighted) if self.highlighted else None
 
     def remove_selection(self, name: str) -> None:
         self.selections.pop(name, None)

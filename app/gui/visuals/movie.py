@@ -52,7 +52,7 @@ def trajectory_meshes(run, path_z, sigma: float = 2.0, D: int | None = None,
                       epoch: int | None = None, stop=lambda: False, chunk: int = 4):
     """The isosurface of each map along `path_z` [M, zdim] (decoded at box `D`, `chunk` maps
     at a time): slow work that the GUI runs in a worker thread. None if `stop()` turns true."""
-    from cryoscape.app.gui.isosurface import isosurface
+    from cryoscape.app.gui.visuals.isosurface import isosurface
 
     path_z, box, meshes = np.asarray(path_z, np.float32), run.D * run.apix, []
     for i in range(0, len(path_z), chunk):
@@ -108,7 +108,7 @@ def render_trajectory(run, path_z, out, sigma: float = 2.0, D: int | None = None
                       epoch: int | None = None, fps: float = 8.0, size=(480, 480)) -> Path:
     """`cryoscape movie`: decode and mesh the maps along `path_z`, render them in a window of
     `size` of its own (OpenGL needs one), write `out`."""
-    from cryoscape.app.gui.volume_view import VolumeView
+    from cryoscape.app.gui.visuals.volume_view import VolumeView
     from PyQt6.QtWidgets import QApplication
 
     meshes = trajectory_meshes(run, path_z, sigma, D, epoch)

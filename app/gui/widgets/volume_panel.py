@@ -1,7 +1,9 @@
-"""The volume panel: the 3D view, the threshold slider (standard deviations) and map actions."""
+"""The volume panel: the 3D view of the maps shown, the threshold slider (standard deviations),
+pinning, map actions, and the rendering of a trajectory's movie frames with the view's camera."""
 from __future__ import annotations
 
-from cryoscape.app.gui.volume_view import VolumeView
+from cryoscape.app.gui.visuals.movie import MovieRenderer
+from cryoscape.app.gui.visuals.volume_view import VolumeView
 from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtWidgets import (
     QCheckBox,
@@ -17,15 +19,19 @@ SOURCE_TEXT = {"cache": "nearest cached map", "preview": "preview", "exact": "ex
 
 
 class VolumePanel(QWidget):
-    """VolumeView plus controls. Emits `threshold_changed(sigma)` and button signals."""
+    """A VolumeView of `explorer.volumes.shown` plus controls: the slider sets the state's
+    threshold, Pin keeps the current map; `save_requested` and `chimerax_requested` ask the
+    window for a file."""
 
-    threshold_changed = pyqtSignal(float)
     save_requested = pyqtSignal()
     chimerax_requested = pyqtSignal()
-    pin_requested = pyqtSignal(bool)
 
-    def __init__(self, parent=None, sigma: float = 2.0):
+    def __init__(self, explorer, parent=None):
         super().__init__(parent)
+        self.state, self.activity = explorer.state, explorer.activity
+        self.volumes, self.trajectories = explorer.volumes, explorer.trajectories
+        self.movie: MovieRenderer | None = None      # while a movie's frames render
+        sigma = self.state.threshold
         self.view = VolumeView(self)
         self.info = QLabel("Click a point in the latent view to see its volume.")
         self.info.setObjectName("volumeInfo")
@@ -48,7 +54,8 @@ class VolumePanel(QWidget):
         self.save_button.clicked.connect(self.save_requested)
         self.chimerax_button.clicked.connect(self.chimerax_requested)
         self.reset_button.clicked.connect(self.view.reset_camera)
-        self.pin_button.toggled.connect(self.pin_requested)
+        self.pin_button.toggled.connect(
+            lambda on: self.volumes.pin_current() if on else self.volumes.unpin())
         self.side_box.toggled.connect(self.view.set_side_by_side)
 
         row = QHBoxLayout()
@@ -66,6 +73,8 @@ class VolumePanel(QWidget):
         layout.addWidget(self.info)
         layout.addLayout(row)
         layout.addLayout(buttons)
+        self.volumes.shown.mesh_changed.connect(self.show_mesh)
+        self.trajectories.task_done.connect(self._task_done)
 
     @property
     def sigma(self) -> float:
@@ -76,7 +85,7 @@ class VolumePanel(QWidget):
 
     def _slider_moved(self, v: int) -> None:
         self.level.setText(f"{v / 10:+.1f} σ")
-        self.threshold_changed.emit(v / 10)
+        self.state.set_threshold(v / 10)
 
     def show_mesh(self, res) -> None:
         """A MeshResult from the explorer: upload it and describe where it came from."""
@@ -93,3 +102,36 @@ class VolumePanel(QWidget):
                 (", …]" if len(v.z) > 4 else "]")
         self.info.setText(f"{what} · {SOURCE_TEXT[v.source]} {v.D}³ · "
                           f"{len(res.mesh.vertices)} vertices")
+
+    # -- movies ------------------------------------------------------------------------------
+    def _task_done(self, name: str, result) -> None:
+        if name == "movie_meshes":
+            self.render_movie(*result)
+
+    def render_movie(self, out, meshes) -> None:
+        """Render a movie's frames here (OpenGL, the view's camera), a frame per event-loop
+        turn, then have them encoded (trajectories.write_movie); a new movie replaces one
+        still rendering."""
+        self.stop_movie()
+        self.movie = movie = MovieRenderer(self.view, meshes, parent=self)
+        self.activity.set_busy("movie", f"Rendering {len(meshes)} movie frames")
+
+        def finished(frames=None, error=None):
+            self.stop_movie()
+            if error:
+                self.activity.error.emit("Movie failed", f"{out}: {error}")
+            else:
+                self.trajectories.write_movie(frames, out)
+        movie.done.connect(lambda frames: finished(frames))
+        movie.failed.connect(lambda error: finished(error=error))
+
+    def stop_movie(self) -> None:
+        if self.movie is not None:
+            self.movie.cancel()
+            self.movie.deleteLater()
+            self.movie = None
+            self.activity.set_busy("movie", None)
+
+    def shutdown(self) -> None:
+        self.stop_movie()
+        self.view.close_canvas()

@@ -2,6 +2,8 @@
 with a scrubber, and exports (MRC series + .cxc, GIF/MP4)."""
 from __future__ import annotations
 
+from cryoscape.app.gui.widgets.guard import guard
+from cryoscape.core.errors import CryoscapeError
 from PyQt6.QtCore import Qt, QTimer, pyqtSignal
 from PyQt6.QtWidgets import (
     QComboBox,
@@ -17,17 +19,16 @@ from PyQt6.QtWidgets import (
 
 
 class TrajectoryPanel(QWidget):
-    """Controls only; the explorer computes paths and the main window wires the signals."""
+    """Asks `explorer.trajectories` for paths and frames and shows the state's waypoints and
+    path; `export_maps_requested` and `export_movie_requested` ask the window where to."""
 
-    compute_requested = pyqtSignal(list, int, bool)   # waypoints, n, through the data
-    pc_requested = pyqtSignal(int, int)               # pc (1-based), n
-    frame_changed = pyqtSignal(int)
     export_maps_requested = pyqtSignal()
     export_movie_requested = pyqtSignal()
-    cleared = pyqtSignal()
 
-    def __init__(self, parent=None):
+    def __init__(self, explorer, parent=None):
         super().__init__(parent)
+        self.state, self.activity = explorer.state, explorer.activity
+        self.trajectories = explorer.trajectories
         self.waypoints = QLineEdit()
         self.waypoints.setPlaceholderText("particle indices, e.g. 12 480 (or use Path mode)")
         self.kind = QComboBox()
@@ -39,9 +40,10 @@ class TrajectoryPanel(QWidget):
         self.pc.setRange(1, 128)
         self.pc.setPrefix("PC")
         compute = QPushButton("Path")
-        compute.clicked.connect(self._compute)
+        compute.clicked.connect(lambda: guard(self.activity, self._compute))
         along_pc = QPushButton("Along PC")
-        along_pc.clicked.connect(lambda: self.pc_requested.emit(self.pc.value(), self.n.value()))
+        along_pc.clicked.connect(lambda: guard(self.activity, self.trajectories.compute_pc_path,
+                                               self.pc.value(), self.n.value()))
         clear = QPushButton("Clear")
         clear.clicked.connect(self.clear)
 
@@ -50,7 +52,8 @@ class TrajectoryPanel(QWidget):
         self.play_button.toggled.connect(self._toggle_play)
         self.scrubber = QSlider(Qt.Orientation.Horizontal)
         self.scrubber.setRange(0, 0)
-        self.scrubber.valueChanged.connect(self.frame_changed)
+        self.scrubber.valueChanged.connect(
+            lambda k: guard(self.activity, self.trajectories.show_frame, k))
         self.frame_label = QLabel("no path")
         export_maps = QPushButton("Export maps…")
         export_maps.clicked.connect(self.export_maps_requested)
@@ -78,21 +81,34 @@ class TrajectoryPanel(QWidget):
         self.timer = QTimer(self)
         self.timer.setInterval(150)
         self.timer.timeout.connect(self._next_frame)
+        self.state.path_changed.connect(self._path_changed)
+        self.state.latents_changed.connect(self._latents_changed)
 
     def set_waypoints(self, indices: list[int]) -> None:
         self.waypoints.setText(" ".join(str(i) for i in indices))
 
     def waypoint_list(self) -> list[int]:
-        from cryoscape.core.errors import CryoscapeError
-
         try:
             return [int(t) for t in self.waypoints.text().replace(",", " ").split()]
         except ValueError:
             raise CryoscapeError("waypoints are particle indices (whole numbers)") from None
 
     def _compute(self) -> None:
-        self.compute_requested.emit(self.waypoint_list(), self.n.value(),
-                                    self.kind.currentIndex() == 1)
+        waypoints = self.waypoint_list()
+        if waypoints:
+            self.state.set_waypoints(waypoints)
+        self.trajectories.compute_path(self.n.value(), self.kind.currentIndex() == 1)
+
+    def _path_changed(self) -> None:
+        st = self.state
+        self.set_waypoints(st.waypoints)
+        self.set_path_length(0 if st.path_z is None else len(st.path_z))
+
+    def _latents_changed(self) -> None:
+        st = self.state
+        self.setEnabled(not st.homogeneous)
+        if self.pc.maximum() != max(st.zdim, 1):   # the PCs there are (no repaint each epoch)
+            self.pc.setMaximum(max(st.zdim, 1))
 
     def set_path_length(self, n: int) -> None:
         self.scrubber.blockSignals(True)
@@ -116,6 +132,5 @@ class TrajectoryPanel(QWidget):
 
     def clear(self) -> None:
         self.play_button.setChecked(False)
-        self.waypoints.clear()
-        self.set_path_length(0)
-        self.cleared.emit()
+        self.state.set_waypoints([])
+        self.state.set_path(None)

@@ -1,21 +1,18 @@
 """The training panel: inputs and architecture, start / continue / pause after the epoch / stop,
-a live loss curve. Training runs in a child process that `TrainingWatcher` starts and watches.
+a live loss curve and the training's output. The form makes `cryoscape train` arguments
+(`train_args`: a new option is a field and its flags there); the training service runs them.
 Its defaults are `cryoscape train`'s (cryoDRGN's: `TrainConfig`); an opened run fills the form,
 and an unfinished one can be continued (`cryoscape train --resume`)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import numpy as np
-import pyqtgraph as pg
-from cryoscape.app.gui.latent_view import plain_axes
-from cryoscape.app.gui.workers import TrainingWatcher
+from cryoscape.app.gui.visuals.loss_plot import LossPlot
+from cryoscape.app.gui.widgets.guard import guard
 from cryoscape.core.errors import CryoscapeError
 from cryoscape.core.run import numbered_files
 from cryoscape.core.train.config import TrainConfig
 from cryoscape.core.train.rundir import RunDir
-from PyQt6.QtCore import pyqtSignal
 from PyQt6.QtWidgets import (
     QFileDialog,
     QFormLayout,
@@ -65,14 +62,6 @@ class _PathField(QWidget):
         self.edit.setText(str(text))
 
 
-class EpochAxis(pg.AxisItem):
-    """Epochs are whole numbers: ticks at integers only, however few epochs are shown."""
-
-    def tickSpacing(self, minVal, maxVal, size):
-        levels = super().tickSpacing(minVal, maxVal, size)
-        return [(s, o) for s, o in levels if s >= 1 and float(s).is_integer()] or [(1.0, 0.0)]
-
-
 def _spin(lo, hi, value, step=1) -> QSpinBox:
     s = QSpinBox()
     s.setRange(lo, hi)
@@ -82,14 +71,11 @@ def _spin(lo, hi, value, step=1) -> QSpinBox:
 
 
 class TrainingPanel(QWidget):
-    """Configure and control a training run; emits `epoch_ready(rundir, epoch)` per epoch."""
+    """Configure a training run and control `explorer.training`; show its loss and output."""
 
-    epoch_ready = pyqtSignal(str, int)
-    finished = pyqtSignal(int, str)
-    started = pyqtSignal(str)
-
-    def __init__(self, parent=None):
+    def __init__(self, explorer, parent=None):
         super().__init__(parent)
+        self.training, self.activity = explorer.training, explorer.activity
         self.particles = _PathField("Particles", PARTICLE_FILTER)
         self.poses = _PathField("Poses", PICKLE_FILTER)
         self.ctf = _PathField("CTF", PICKLE_FILTER)
@@ -119,7 +105,7 @@ class TrainingPanel(QWidget):
                                   ("Decoder", self.dec_layers, self.dec_dim)):
             row = QHBoxLayout()
             row.addWidget(layers)
-            row.addWidget(pg.QtWidgets.QLabel("layers ×"))
+            row.addWidget(QLabel("layers ×"))
             row.addWidget(dim)
             form.addRow(name, row)
         form.addRow("Options", self.extra)
@@ -131,8 +117,8 @@ class TrainingPanel(QWidget):
                                         "checkpoint (cryoscape train --resume) up to Epochs")
         self.pause_button = QPushButton("Pause after epoch")
         self.stop_button = QPushButton("Stop")
-        self.start_button.clicked.connect(self.start)
-        self.continue_button.clicked.connect(self.continue_run)
+        self.start_button.clicked.connect(lambda: guard(self.activity, self.start))
+        self.continue_button.clicked.connect(lambda: guard(self.activity, self.continue_run))
         self.pause_button.clicked.connect(self.pause)
         self.stop_button.clicked.connect(self.stop)
         self.epochs.valueChanged.connect(self._update_buttons)
@@ -141,17 +127,7 @@ class TrainingPanel(QWidget):
         for b in (self.start_button, self.continue_button, self.pause_button, self.stop_button):
             buttons.addWidget(b)
 
-        self.loss_plot = pg.PlotWidget(background="#10161d",
-                                       axisItems={"bottom": EpochAxis("bottom")})
-        plain_axes(self.loss_plot)
-        self.loss_plot.setLabel("bottom", "epoch")
-        self.loss_plot.setLabel("left", "loss")
-        self.loss_plot.setMinimumHeight(120)
-        self.loss_curve = self.loss_plot.plot(pen=pg.mkPen("#7cc4f0", width=2), symbol="o",
-                                              symbolSize=5, symbolBrush="#7cc4f0")
-        self.loss_note = pg.TextItem("no loss record", color="#8a97a6", anchor=(0.5, 0.5))
-        self.loss_note.setPos(0.5, 0.5)
-        self.loss_plot.addItem(self.loss_note, ignoreBounds=True)
+        self.loss_plot = LossPlot()
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
         self.log.setMaximumBlockCount(200)
@@ -165,10 +141,12 @@ class TrainingPanel(QWidget):
         layout.addWidget(self.log)
         layout.addWidget(self.progress)
 
-        self.watcher: TrainingWatcher | None = None
-        self._training = False
-        self.outcome = ""                       # how the last training ended, in words
-        self.metrics: list[dict] = []
+        tr = self.training
+        tr.metrics.connect(self.loss_plot.set_metrics)
+        tr.log.connect(self._on_log)
+        tr.progress.connect(self.progress.setText)
+        tr.finished.connect(self._finished)
+        explorer.runs.opened.connect(self.show_run)
         self._update_buttons()
 
     # -- configuration -----------------------------------------------------------------------
@@ -209,9 +187,9 @@ class TrainingPanel(QWidget):
     def show_run(self, run) -> None:
         """An opened run: its loss curve, and (unless training) its settings in the form, so
         that an unfinished run can be continued or a similar one started."""
-        if self.running:
+        if self.training.running:
             return
-        self.set_metrics(run.metrics())
+        self.loss_plot.set_metrics(run.metrics())
         config = getattr(run, "config", None) or {}
         data, model = config.get("dataset_args") or {}, config.get("model_args") or {}
         saved = (config.get("cryoscape") or {}).get("train_args") or {}
@@ -232,22 +210,17 @@ class TrainingPanel(QWidget):
         return max(numbered_files(Path(rundir), "weights"), default=0)
 
     # -- control -----------------------------------------------------------------------------
-    @property
-    def running(self) -> bool:
-        """True from start() until the watcher reports that the child process ended."""
-        return self._training
-
     def start(self) -> None:
         """Train a new run from the form."""
-        if self.running:
+        if self.training.running:
             return
         args = self.train_args()
-        self.set_metrics([])
+        self.loss_plot.set_metrics([])
         self._launch(args)
 
     def continue_run(self) -> None:
         """Continue the run in the run directory up to the Epochs field (`--resume -n`)."""
-        if self.running:
+        if self.training.running:
             return
         trained = self.trained_epochs()
         if trained is None:
@@ -260,25 +233,11 @@ class TrainingPanel(QWidget):
 
     def _launch(self, args: list[str]) -> None:
         rundir = self.outdir.text()
-        pause = RunDir(rundir).pause
-        if pause.exists():
-            pause.unlink()
         self.log.clear()
         self.progress.clear()
-        self.watcher = TrainingWatcher(args, rundir, parent=self)
-        self.watcher.epoch.connect(self._on_epoch)       # bound methods: queued to this thread
-        self.watcher.metrics.connect(self.set_metrics)
-        self.watcher.log.connect(self._on_log)
-        self.watcher.progress.connect(self.progress.setText)
-        self.watcher.finished_training.connect(self._finished)
-        self.watcher.start()
-        self._training = True
         self._on_log("$ cryoscape train " + " ".join(args) + f" -o {rundir}")
-        self.started.emit(rundir)
+        self.training.start(args, rundir)
         self._update_buttons()
-
-    def _on_epoch(self, epoch: int) -> None:
-        self.epoch_ready.emit(str(self.watcher.rundir), epoch)
 
     def _on_log(self, line: str) -> None:
         """Append a line and show it: the log follows the newest line."""
@@ -287,64 +246,24 @@ class TrainingPanel(QWidget):
         bar.setValue(bar.maximum())
 
     def pause(self) -> None:
-        if self.running:
-            self.watcher.pause_after_epoch()
+        if self.training.running:
+            self.training.pause()
             self._on_log("pausing after this epoch…")
 
     def stop(self) -> None:
-        if self.running:
-            self.watcher.stop_training()
+        if self.training.running:
+            self.training.stop()
             self._on_log("stopping…")
 
-    def shutdown(self) -> None:
-        """Stop the child process (if any) and wait for the watcher thread."""
-        if self.watcher is not None:
-            self.watcher.kill()
-            self.watcher = None
-        self._training = False
-
     def _finished(self, rc: int, tail: str) -> None:
-        self._training = False
         self.progress.clear()                   # its last state is in the log
-        self.outcome = self._ending(rc)
-        self._on_log(self.outcome)
+        self._on_log(self.training.outcome)
         self._update_buttons()
-        self.finished.emit(rc, tail)
-
-    def _ending(self, rc: int) -> str:
-        """What the run's status.json says of how training ended."""
-        rd = RunDir(self.watcher.rundir)
-        try:
-            status = json.loads(rd.status.read_text())
-        except (OSError, ValueError):
-            status = {}
-        state, epoch = status.get("state"), status.get("epoch")
-        if state == "done":
-            return f"training finished: {epoch} epochs, in {rd.path}"
-        if state == "paused":
-            return f"training paused after epoch {epoch}: Continue resumes it"
-        if state == "stopped":
-            return f"training stopped in epoch {epoch + 1}: Continue resumes it"
-        return f"training failed (exit status {rc}): see the lines above"
 
     def _update_buttons(self) -> None:
-        running = self.running
+        running = self.training.running
         trained = None if running else self.trained_epochs()
         self.start_button.setEnabled(not running)
         self.continue_button.setEnabled(trained is not None and trained < self.epochs.value())
         self.pause_button.setEnabled(running)
         self.stop_button.setEnabled(running)
-
-    def set_metrics(self, rows: list) -> None:
-        """The loss curve of metrics.jsonl's `rows` (none: a note says so)."""
-        self.metrics = rows
-        pts = [(r.get("epoch", i + 1), r["loss"]) for i, r in enumerate(self.metrics)
-               if isinstance(r.get("loss"), (int, float))]
-        self.loss_note.setVisible(not pts)    # e.g. a cryoDRGN run: no metrics.jsonl
-        if pts:
-            x, y = np.array(pts, dtype=float).T
-            self.loss_curve.setData(x, y)
-            self.loss_plot.enableAutoRange()   # setRange below turned it off
-        else:                                 # a run without metrics: not the last run's curve
-            self.loss_curve.setData([], [])
-            self.loss_plot.setRange(xRange=(0, 1), yRange=(0, 1), padding=0)

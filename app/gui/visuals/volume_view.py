@@ -9,7 +9,7 @@ import numpy as np
 import vispy
 
 vispy.use("pyqt6")
-from cryoscape.app.gui.isosurface import Mesh
+from cryoscape.app.gui.visuals.isosurface import Mesh
 from PyQt6.QtWidgets import QVBoxLayout, QWidget
 from vispy import scene
 from vispy.visuals.transforms import STTransform

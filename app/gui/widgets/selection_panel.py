@@ -1,7 +1,6 @@
 """Named particle selections: list, rename, combine and export (index .pkl, .star, .cs)."""
 from __future__ import annotations
 
-from cryoscape.app.gui.models.explorer import ExplorerState
 from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtWidgets import (
     QHBoxLayout,
@@ -14,19 +13,19 @@ from PyQt6.QtWidgets import (
 
 
 class SelectionPanel(QWidget):
-    """Shows `state.selections`; emits `export_requested(name)` and `highlight(name)`."""
+    """Shows `state.selections`; the current item is the highlighted selection; emits
+    `export_requested(name)` (the window asks where to)."""
 
     export_requested = pyqtSignal(str)
-    highlight = pyqtSignal(str)
 
-    def __init__(self, state: ExplorerState, parent=None):
+    def __init__(self, state, parent=None):
         super().__init__(parent)
         self.state = state
         self.list = QListWidget()
         self.list.setSelectionMode(QListWidget.SelectionMode.ExtendedSelection)
         self.list.itemChanged.connect(self._renamed)
-        self.list.currentItemChanged.connect(
-            lambda item, _: self.highlight.emit(item.data(Qt.ItemDataRole.UserRole) if item else ""))
+        self.list.currentItemChanged.connect(lambda item, _: state.set_highlighted(
+            item.data(Qt.ItemDataRole.UserRole) if item else None))
         buttons = QHBoxLayout()
         for text, slot in (("Export…", self._export), ("Union", lambda: self._combine("union")),
                            ("Intersect", lambda: self._combine("intersection")),
@@ -38,6 +37,7 @@ class SelectionPanel(QWidget):
         layout.addWidget(self.list, 1)
         layout.addLayout(buttons)
         state.selections_changed.connect(self.refresh)
+        state.latents_changed.connect(lambda: self.setEnabled(not state.homogeneous))
 
     def refresh(self) -> None:
         self.list.blockSignals(True)

@@ -1,0 +1,175 @@
+"""The embedding: the latents' 2D view (PCA, or UMAP in a child process, cached where the CLI
+caches it), their k-means clusters and the colouring of the points, computed off the GUI
+thread for the latents shown.
+
+Clusters are `core.analysis.sampling.kmeans` with its defaults (k 20 as `cryoscape
+analyze/select --k`), so the explorer and the CLI show the same clusters.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from cryoscape.app.gui.models.colour import COLOURINGS, Colouring, can_colour, colouring
+from cryoscape.app.gui.services.jobs import Service
+from cryoscape.core.errors import CryoscapeError
+from PyQt6.QtCore import pyqtSignal
+
+
+@dataclass
+class _Analysis:
+    generation: int
+    kind: str
+    xy: np.ndarray | None
+    pca: tuple | None
+    kmeans: object
+    tree: object | None               # UMAP: a KD-tree of z, to place points on the view
+    colouring: Colouring
+
+
+def umap_cache_dir(run) -> Path:
+    """The UMAP cache `cryoscape analyze/select` use (RUN/analysis_cache), or a folder in the
+    temporary directory when the run directory is not writable."""
+    from cryoscape.core.analysis.report import umap_cache_dir as run_cache_dir
+
+    fallback = Path(tempfile.gettempdir()) / "cryoscape_analysis_cache"
+    d = run_cache_dir(run, fallback)
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+class EmbeddingService(Service):
+    """Analyses each epoch's latents (analysis thread: clusters and PCA first, then UMAP if
+    asked for) and colours the points (colouring thread). `kind` and `colour_by` are what the
+    user asked for (the state holds what is shown); `kind_changed(kind)` when `kind` changes."""
+
+    kind_changed = pyqtSignal(str)
+
+    def __init__(self, state, activity, parent=None, n_clusters: int = 20):
+        super().__init__(activity, ("analysis", "colouring"), parent)
+        self.state = state
+        self.n_clusters = n_clusters
+        self.analysis_thread, self.colour_thread = self.threads
+        for t in self.threads:
+            t.result.connect(self._on_result)
+        self.kind = "PCA"
+        self.colour_by = "k-means"
+        self._clusters = None                 # (latents, their k-means): PCA <-> UMAP
+        self._generation = 0
+        self._closing = False
+        state.run_changed.connect(self._run_changed)
+        state.latents_changed.connect(self.analyse)
+
+    def shutdown(self) -> None:
+        self._closing = True                  # a UMAP child still computing is ended
+        super().shutdown()
+
+    def _run_changed(self) -> None:
+        if self.colour_by not in COLOURINGS:    # another run's metadata column
+            self.colour_by = "k-means"
+
+    def set_kind(self, kind: str, analyse: bool = True) -> None:
+        """'PCA' or 'UMAP' (computed in the analysis thread, cached in RUN/analysis_cache);
+        `analyse` False: for the next latents only."""
+        if kind != self.kind:
+            self.kind = kind
+            self.kind_changed.emit(kind)
+        if analyse and self.state.z is not None:
+            self.analyse()
+
+    def analyse(self) -> None:
+        """Clusters and views of the latents shown (none for a homogeneous run)."""
+        self._generation += 1
+        if self.state.homogeneous:
+            return
+        gen, z = self._generation, self.state.z
+        kind = self.kind if z.shape[1] > 1 else "histogram"
+        k = min(self.n_clusters, len(z))
+        run, epoch = self.state.run, self.state.epoch
+
+        def job(emit, is_stale):
+            from cryoscape.core.analysis.embed import pca
+            from cryoscape.core.analysis.sampling import kmeans
+            if gen != self._generation:          # other latents or view asked for since
+                return
+            if self._clusters is None or self._clusters[0] is not z:
+                from threadpoolctl import threadpool_limits
+                with threadpool_limits(1):       # leave the other cores to the GUI
+                    self._clusters = z, kmeans(z, k=k)
+            km = self._clusters[1]
+            xy, p = None, None
+            if z.shape[1] > 1:
+                res = pca(z, 2)
+                xy, p = res.coords.astype(np.float32), (res.mean, res.components)
+            if gen != self._generation:
+                return
+            emit(self._analysis(gen, "PCA" if xy is not None else "histogram", xy, p, km))
+            if kind == "UMAP":                   # the PCA view and clusters meanwhile
+                xy = self._umap(z, umap_cache_dir(run), epoch, lambda: gen != self._generation)
+                if xy is None:
+                    return
+                from scipy.spatial import cKDTree
+                emit(self._analysis(gen, "UMAP", xy, None, km, cKDTree(z)))
+        self.analysis_thread.submit_background(
+            job, "UMAP (computing in the background)" if kind == "UMAP" else
+            "Embedding and clustering")
+
+    def _analysis(self, gen, kind, xy, p, km, tree=None) -> _Analysis:
+        """The view `xy` with its colouring (analysis thread)."""
+        try:
+            colours = colouring(self.colour_by, km.labels, xy, self.state.metadata)
+        except (TypeError, ValueError):          # a column that cannot be coloured
+            colours = colouring("k-means", km.labels, xy, None)
+        return _Analysis(gen, kind, xy, p, km, tree, colours)
+
+    def _umap(self, z, cache_dir, epoch, superseded):
+        """UMAP in a child process, cached where `cryoscape analyze/select` cache it. None if
+        `superseded()` (other latents are shown now) or the explorer shuts down: the child is
+        terminated."""
+        from cryoscape.core.analysis.embed import UmapJob
+
+        job = UmapJob(z, cache_dir, epoch)
+        try:
+            while not job.ready(0.1):
+                if self._closing or superseded():
+                    return None
+            return job.result()
+        finally:
+            job.close()
+
+    def _on_result(self, res) -> None:
+        if callable(res):                        # a colouring computed for the points shown
+            res()
+            return
+        if res.generation != self._generation:
+            return
+        st = self.state
+        st.set_clusters(res.kmeans.labels, res.kmeans.medoids)
+        st.set_embedding(res.kind, res.xy, res.pca, res.tree, res.colouring)
+        if res.colouring.by != self.colour_by and can_colour(self.colour_by, st.metadata):
+            self.set_colouring(self.colour_by)          # asked for while this was computed
+
+    def set_colouring(self, by: str) -> None:
+        """Colour by 'k-means', 'density', 'none' or a metadata column: computed in the
+        colouring thread for the points shown (`state.colouring_changed`), or with the
+        analysis under way (`state.embedding_changed`)."""
+        st = self.state
+        if not can_colour(by, st.metadata):
+            raise CryoscapeError(st.metadata_note or f"no metadata column {by!r}")
+        self.colour_by = by
+        labels, xy, metadata = st.labels, st.embedding, st.metadata
+        if labels is None:
+            return
+
+        def apply(c):
+            if st.embedding is xy and st.labels is labels:
+                st.set_colouring(c)
+            elif st.labels is not None and self.colour_by == by:
+                self.set_colouring(by)            # other points shown since: colour those
+
+        def job(emit, is_stale):
+            c = colouring(by, labels, xy, metadata)
+            emit(lambda: apply(c))
+        self.colour_thread.submit(job)
