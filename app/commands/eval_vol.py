@@ -110,6 +110,7 @@ def main(args):
     if several and out.suffix == ".mrc":
         raise CryoscapeError(f"{len(z)} volumes need an output directory, not {out}")
     check_outputs([out], [args.z_file, args.config, args.weights], folder=several)
+    run.model(args.epoch)  # missing or refused weights fail before anything is written
 
     def decode(zs):  # map options at the maps' own voxel size (--apix included)
         vols = run.decode(zs, D=args.box, epoch=args.epoch)
