@@ -15,7 +15,6 @@ needs them, except `apix` which falls back to them and then to 1.0 (`apix_known`
 from __future__ import annotations
 
 import os
-import re
 from functools import cached_property
 from pathlib import Path
 
@@ -24,18 +23,7 @@ import torch
 from cryoscape.core.errors import CryoscapeError, InputFileError
 from cryoscape.core.models.cryodrgn_compat import load_config, load_model
 from cryoscape.core.models.cryodrgn_compat import model_args as _model_args
-
-_NUMBERED = re.compile(r"^(weights|z)\.(\d+)\.pkl$")
-
-
-def numbered_files(folder: Path, kind: str) -> dict[int, Path]:
-    """{N: path} of the `kind`.N.pkl files ("weights" or "z") in `folder`."""
-    out = {}
-    for p in folder.iterdir():
-        m = _NUMBERED.match(p.name)
-        if m and m.group(1) == kind:
-            out[int(m.group(2))] = p
-    return out
+from cryoscape.core.train.rundir import RunDir, numbered_files
 
 
 class Run:
@@ -53,10 +41,11 @@ class Run:
     def _files(self) -> tuple[dict, dict]:
         if self._fixed is not None:
             return self._fixed
+        rd = RunDir(self.path)
         weights, zfiles = numbered_files(self.path, "weights"), numbered_files(self.path, "z")
-        for files, name in ((weights, "weights.pkl"), (zfiles, "z.pkl")):
-            if (self.path / name).exists():
-                files[None] = self.path / name
+        for files, final in ((weights, rd.weights()), (zfiles, rd.z())):
+            if final.exists():
+                files[None] = final
         return weights, zfiles
 
     # ---- construction -------------------------------------------------------------------
@@ -70,13 +59,12 @@ class Run:
         """
         path = Path(path)
         if path.is_file():
-            return cls.from_files(path.parent / "config.yaml", path)
+            return cls.from_files(RunDir(path.parent).config, path)
         if not path.is_dir():
             raise InputFileError(path, "no such run directory")
-        cfg_path = path / "config.yaml"
-        if not cfg_path.exists() and (path / "config.pkl").exists():
-            cfg_path = path / "config.pkl"
-        if cfg_path.exists():
+        rd = RunDir(path)
+        cfg_path = next((p for p in (rd.config, rd.config_pkl) if p.exists()), None)
+        if cfg_path is not None:
             return cls(path, load_config(cfg_path), None, None, cfg_path)
         configs = sorted(path.glob("*config*.yaml")) + sorted(path.glob("*config*.pkl"))
         weights = sorted(path.glob("*weights*.pkl"))
@@ -177,11 +165,9 @@ class Run:
         """Per-epoch rows (epoch, loss, mse, kl, time...): metrics.jsonl (a cut last line is
         skipped), or for a cryoDRGN run the epoch lines of its run.log."""
         from cryoscape.core.io.cryodrgn import read_training_log
-        from cryoscape.core.train.rundir import read_metrics
 
-        if self.is_cryoscape:
-            return read_metrics(self.path / "metrics.jsonl")
-        return read_training_log(self.path / "run.log")
+        rd = RunDir(self.path)
+        return rd.read_metrics() if self.is_cryoscape else read_training_log(rd.log)
 
     # ---- files --------------------------------------------------------------------------
     def _pick(self, files: dict, epoch: int | None, what: str) -> Path:

@@ -3,7 +3,8 @@
 Layout (shared with cryoDRGN so that `Run.open` reads both): `config.yaml`, `weights.N.pkl` and
 `z.N.pkl` per epoch (1-based), final `weights.pkl` and `z.pkl`, plus cryoscape's own
 `checkpoint.pt` (resume point, also mid-epoch), `metrics.jsonl`, `status.json` and `run.log`.
-Every file is written atomically.
+Every file is written atomically. These names are written here only: readers (core.run, the
+explorer) take them from `RunDir` and `numbered_files`.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import datetime
 import hashlib
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -20,6 +22,12 @@ from cryoscape.core.io.atomic import atomic_open
 
 FULL_HASH_LIMIT = 2 << 30  # bytes; larger files are hashed on their first and last 256 MiB
 PART = 256 << 20
+
+
+def numbered_files(folder: str | os.PathLike, kind: str) -> dict[int, Path]:
+    """{N: path} of the per-epoch files `kind`.N.pkl ("weights", "z") in `folder`."""
+    name = re.compile(rf"^{re.escape(kind)}\.(\d+)\.pkl$")
+    return {int(m.group(1)): p for p in Path(folder).iterdir() if (m := name.match(p.name))}
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:
@@ -58,6 +66,7 @@ class RunDir:
         self.path = Path(path)
 
     config = property(lambda self: self.path / "config.yaml")
+    config_pkl = property(lambda self: self.path / "config.pkl")   # older cryoDRGN runs
     checkpoint = property(lambda self: self.path / "checkpoint.pt")
     metrics = property(lambda self: self.path / "metrics.jsonl")
     status = property(lambda self: self.path / "status.json")
