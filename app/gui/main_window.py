@@ -239,7 +239,7 @@ class MainWindow(QMainWindow):
         suffix = Path(src).suffix if src and Path(src).exists() else ".pkl"
         path, _ = QFileDialog.getSaveFileName(
             self, f"Export {name}", name.replace(" ", "_") + suffix,
-            "Index pickle (*.pkl);;RELION star (*.star);;cryoSPARC (*.cs)")
+            "Index pickle (*.pkl);;RELION star (*.star);;cryoSPARC (*.cs);;Images (*.mrcs)")
         if path:
             out = self.explorer.selections.export(name, path)
             self.statusBar().showMessage(f"Wrote {out}", 10000)

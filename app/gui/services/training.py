@@ -15,7 +15,7 @@ from pathlib import Path
 from cryoscape.app.gui.services.jobs import lower_priority
 from cryoscape.core.errors import CryoscapeError
 from cryoscape.core.run import numbered_files
-from cryoscape.core.train.rundir import read_metrics
+from cryoscape.core.train.rundir import RunDir, read_metrics
 from PyQt6.QtCore import QObject, QThread, pyqtSignal
 
 
@@ -57,7 +57,7 @@ class TrainingWatcher(QThread):
     def pause_after_epoch(self) -> None:
         """Ask training to stop cleanly after the current epoch (the PAUSE file)."""
         self.rundir.mkdir(parents=True, exist_ok=True)
-        (self.rundir / "PAUSE").touch()
+        RunDir(self.rundir).pause.touch()
 
     def stop_training(self) -> None:
         """SIGTERM: the child stops after the current batch and writes a checkpoint."""
@@ -118,7 +118,7 @@ class TrainingWatcher(QThread):
 
     def _scan(self) -> None:
         """New epochs (weights.N.pkl: training writes it after z.N.pkl) and metrics rows."""
-        metrics_file = self.rundir / "metrics.jsonl"
+        metrics_file = RunDir(self.rundir).metrics
         try:
             stamp = metrics_file.stat().st_mtime_ns
         except OSError:
@@ -168,8 +168,6 @@ class TrainingService(QObject):
         """`cryoscape train ARGS -o RUNDIR` in a child process (a stale PAUSE file removed)."""
         if self.running:
             return
-        from cryoscape.core.train.rundir import RunDir
-
         RunDir(rundir).pause.unlink(missing_ok=True)
         self.watcher = w = TrainingWatcher(args, rundir, parent=self)
         w.epoch.connect(self._on_epoch)          # bound methods: queued to the GUI thread
@@ -253,8 +251,6 @@ class TrainingService(QObject):
 def ending(rundir, rc: int) -> str:
     """How a training ended, in words, from its status.json and return code `rc`."""
     import json
-
-    from cryoscape.core.train.rundir import RunDir
 
     rd = RunDir(rundir)
     try:
