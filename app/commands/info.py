@@ -214,8 +214,8 @@ def _folder(path) -> list[str]:
     from cryoscape.core.errors import CryoscapeError, InputFileError
     try:
         return _run(path)
-    except InputFileError as e:
-        if "not a run directory" not in str(e):
+    except InputFileError:
+        if (path / "config.yaml").exists():  # a run, but a broken one
             raise
     subdirs = sorted(p for p in path.iterdir() if p.is_dir())
     runs = [p for p in subdirs if (p / "config.yaml").exists()]
@@ -223,16 +223,18 @@ def _folder(path) -> list[str]:
     for d in [path, *(p for p in subdirs if p not in runs)]:
         files = sorted(f for f in d.iterdir() if f.suffix.lower() in DATASETS)
         data += files or sorted(d.glob("*.mrcs"))
-    if not runs and not data:
-        raise InputFileError(path, "not a run folder, and holds no runs or particle files")
-    lines = [f"folder: {len(data)} dataset file(s), {len(runs)} run(s)"]
+    described = []
     for f in data:
         reader = _star if f.suffix.lower() == ".star" else _cs if f.suffix.lower() == ".cs" \
             else _txt if f.suffix.lower() == ".txt" else _mrc
         try:
-            lines.append(f"  {f.relative_to(path)}: {reader(f)[0]}")
+            described.append(f"  {f.relative_to(path)}: {reader(f)[0]}")
         except CryoscapeError as e:
-            lines.append(f"  {f.relative_to(path)}: unreadable ({e})")
+            if f.suffix.lower() != ".txt":  # a .txt that lists no stacks is not a dataset
+                described.append(f"  {f.relative_to(path)}: unreadable ({e})")
+    if not runs and not described:
+        raise InputFileError(path, "not a run folder, and holds no runs or particle files")
+    lines = [f"folder: {len(described)} dataset file(s), {len(runs)} run(s)", *described]
     for r in runs:
         try:
             first, *rest = _run(r)
