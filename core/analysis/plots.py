@@ -71,13 +71,29 @@ def plot_hexbin(path: str | os.PathLike, xy, title: str = "",
 
 
 def plot_histogram(path: str | os.PathLike, counts, edges, title: str = "",
-                   xlabel: str = "z") -> Path:
-    """Histogram (for a 1D latent space)."""
+                   xlabel: str = "z", vline: float | None = None) -> Path:
+    """Histogram (for a 1D latent space); `vline`: a value marked (e.g. a threshold)."""
     fig = _figure(5, 3.5)
     ax = fig.add_subplot(1, 1, 1)
     ax.stairs(counts, edges, fill=True, color="steelblue")
+    if vline is not None:
+        ax.axvline(vline, color="crimson", ls="--", lw=1)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("particles")
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_bars(path: str | os.PathLike, values, title: str = "", xlabel: str = "",
+              ylabel: str = "") -> Path:
+    """Bar chart of values [M] over categories 0..M-1 (e.g. particles per state)."""
+    values = np.asarray(values)
+    fig = _figure(5, 3.5)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.bar(np.arange(len(values)), values, color="steelblue")
+    ax.set_xticks(np.arange(len(values)))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     return _save(fig, path)
 

@@ -29,9 +29,12 @@ class VAE(nn.Module):
         return out[:, : self.zdim], out[:, self.zdim:]
 
     @staticmethod
-    def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-        """KL(q(z|X) || N(0, I)) summed over z, averaged over the batch (cryoDRGN's kld)."""
-        return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1)).mean()
+    def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor,
+                      per_image: bool = False) -> torch.Tensor:
+        """KL(q(z|X) || N(0, I)) summed over z, averaged over the batch (cryoDRGN's kld), or
+        per image [B]."""
+        kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1)
+        return kl if per_image else kl.mean()
 
     def decode(self, coords: torch.Tensor, z: torch.Tensor | None = None,
                symmetric: bool = False) -> torch.Tensor:

@@ -53,8 +53,10 @@ def encoder_input(lat: SliceLattice, y: torch.Tensor, ctf: torch.Tensor | None) 
 
 
 def run_batch(model, lat: SliceLattice, y: torch.Tensor, rot: torch.Tensor,
-              ctf: torch.Tensor | None, beta: float, noise: torch.Generator | None):
+              ctf: torch.Tensor | None, beta: float, noise: torch.Generator | None,
+              per_image: bool = False):
     """Loss of one batch: (loss, mse, kl). y [B, kept points], rot [B, 3, 3], ctf [B, 9]|None.
+    per_image: each of them per image [B] instead of the batch's means.
 
     The loss circle is centrosymmetric in order (point n-1-i = -point i), so a Fourier-domain
     decoder evaluates only half of it (`symmetric=True`).
@@ -63,10 +65,10 @@ def run_batch(model, lat: SliceLattice, y: torch.Tensor, rot: torch.Tensor,
     """
     c = ctf_from_params(ctf, lat.coords[:, :2], lat.D) if ctf is not None else None
     z = None
-    kl = y.new_zeros(())
+    kl = y.new_zeros(len(y) if per_image else ())
     if model.zdim:
         mu, logvar = model.encode(encoder_input(lat, y, ctf))
-        kl = VAE.kl_divergence(mu.float(), logvar.float())
+        kl = VAE.kl_divergence(mu.float(), logvar.float(), per_image)
         z = mu
         if noise is not None:
             eps = torch.randn(mu.shape, generator=noise, device=mu.device, dtype=mu.dtype)
@@ -76,6 +78,8 @@ def run_batch(model, lat: SliceLattice, y: torch.Tensor, rot: torch.Tensor,
     pred = model.decode(coords, z, symmetric=True).float()
     if c is not None:
         pred = pred * c
-    mse = torch.nn.functional.mse_loss(pred, y[:, lat.loss_sel])
+    mse = torch.nn.functional.mse_loss(pred, y[:, lat.loss_sel],
+                                       reduction="none" if per_image else "mean")
+    mse = mse.mean(-1) if per_image else mse
     loss = mse + beta * kl / lat.n_loss
     return loss, mse, kl

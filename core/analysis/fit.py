@@ -1,0 +1,184 @@
+"""How well a run explains each image (cryoDRGN's eval_images): reconstruction error and KL.
+
+Each image goes through training's own code: `TrainData` preprocesses and centres it as the
+run's training images were, `forward.run_batch` encodes it, decodes its slice at the posterior
+mean z (no sampling) with its pose and CTF and returns, per image, the mean squared error over
+the loss circle and KL(q(z|X) || N(0, I)). Junk (noise, a wrong particle, a bad pose) fits
+badly: images whose error lies above a robust threshold, the median plus k scaled median
+absolute deviations (1.4826 MAD, a standard deviation for normal errors), are flagged.
+
+    fit = evaluate_images(run, "particles.star")   # poses/CTF from the file or the run
+    fit.mse, fit.kl, fit.threshold, fit.flagged
+    write_fit(fit, "fit.npz")                       # or fit.csv; load_fit reads both
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from cryoscape.core.errors import CryoscapeError, InputFileError
+from cryoscape.core.io.atomic import atomic_open
+
+MAD_SCALE = 1.4826   # MAD of a normal distribution times this is its standard deviation
+
+
+def robust_threshold(values, k: float = 3.0) -> float:
+    """median + k * 1.4826 * MAD of `values`: k 'standard deviations' above the typical value,
+    unmoved by the outliers themselves."""
+    v = np.asarray(values, dtype=np.float64)
+    med = float(np.median(v))
+    return med + k * MAD_SCALE * float(np.median(np.abs(v - med)))
+
+
+@dataclass
+class ImageFit:
+    """Per image: `mse` [N] (reconstruction error on the loss circle, at the posterior mean),
+    `kl` [N], `index` [N] (row in the particle file); `k`: the outlier rule's multiplier."""
+
+    mse: np.ndarray
+    kl: np.ndarray
+    index: np.ndarray
+    k: float = 3.0
+
+    @property
+    def threshold(self) -> float:
+        return robust_threshold(self.mse, self.k)
+
+    @property
+    def flagged(self) -> np.ndarray:
+        """[N] bool: error above the threshold."""
+        return self.mse > self.threshold
+
+    @property
+    def rule(self) -> str:
+        return f"mse > median + {self.k:g} x 1.4826 MAD = {self.threshold:.6g}"
+
+
+def eval_particles(run, particles, poses=None, ctf=None, ind=None, datadir=None):
+    """The images to evaluate with their poses and CTF: from `poses`/`ctf` files, else the
+    particle file's own (.star/.cs), else the run's recorded training files (for a known-pose
+    run given its .mrcs). Refuses images without poses or without a CTF the run needs."""
+    from cryoscape.core.analysis.runfiles import dataset_path
+    from cryoscape.core.io.particles import load_particles
+    from cryoscape.core.train.encode import uses_ctf
+
+    p = load_particles(particles, poses=poses, ctf=ctf, ind=ind, datadir=datadir, lazy=True)
+    need_ctf = uses_ctf(run.config)
+    rec_poses = dataset_path(run, "poses") if p.rotations is None else None
+    rec_ctf = dataset_path(run, "ctf") if p.ctf is None and need_ctf else None
+    if rec_poses is not None or rec_ctf is not None:
+        p = load_particles(particles, poses=poses or rec_poses, ctf=ctf or rec_ctf, ind=ind,
+                           datadir=datadir, lazy=True)
+    if p.rotations is None:
+        raise InputFileError(particles, "no poses: give them with --poses (neither the file "
+                                        "nor the run's config has any)")
+    if p.D != run.D:
+        raise InputFileError(particles, f"images are {p.D} px but the run was trained on "
+                                        f"{run.D} px; downsample them first")
+    if need_ctf and p.ctf is None:
+        raise InputFileError(particles, "the run was trained with CTF correction: give the "
+                                        "images' CTF (--ctf or a .star/.cs with CTF)")
+    if not need_ctf and p.ctf is not None:
+        p = dataclasses.replace(p, ctf=None)     # as the run trained: without a CTF
+    return p
+
+
+def evaluate_images(run, particles, *, poses=None, ctf=None, ind=None, datadir=None,
+                    epoch: int | None = None, batch_size: int = 256, k: float = 3.0,
+                    device=None, progress: bool = False) -> ImageFit:
+    """Per-image reconstruction error and KL of `particles` (a path, see `eval_particles`)
+    under `run` at `epoch` (None: final weights)."""
+    import torch
+    from cryoscape.core.models.cryodrgn_compat import model_args
+    from cryoscape.core.train.data import TrainData
+    from cryoscape.core.train.forward import run_batch
+
+    if batch_size < 1:
+        raise CryoscapeError(f"the batch size must be at least 1, got {batch_size}")
+    p = eval_particles(run, particles, poses, ctf, ind, datadir)
+    if device is not None:
+        run.device = torch.device(device)
+    model = run.model(epoch)
+    ds = run.config["dataset_args"]
+    data = TrainData(p, invert=ds.get("invert_data", True), window=ds.get("window", True),
+                     window_r=ds.get("window_r", 0.85), norm=ds["norm"],
+                     enc_radius=model_args(run.config).get("enc_mask"), lazy=True,
+                     device=run.device)
+    mse, kl = np.empty(data.N, np.float32), np.empty(data.N, np.float32)
+    starts = range(0, data.N, batch_size)
+    if progress:
+        from tqdm import tqdm
+        starts = tqdm(starts, desc="evaluating images", unit="batch")
+    with torch.no_grad():
+        for s in starts:
+            idx = torch.arange(s, min(s + batch_size, data.N))
+            y, rot, c = data.batch(idx)
+            _, m, q = run_batch(model, data.lattice, y, rot, c, 0.0, None, per_image=True)
+            mse[s:s + len(idx)], kl[s:s + len(idx)] = m.cpu().numpy(), q.cpu().numpy()
+    index = _particle_index(ind, data.N)
+    return ImageFit(mse=mse, kl=kl, index=index, k=float(k))
+
+
+def _particle_index(ind, n: int) -> np.ndarray:
+    if ind is None:
+        return np.arange(n, dtype=np.int64)
+    if isinstance(ind, (str, os.PathLike)):
+        from cryoscape.core.io.cryodrgn import load_index
+        ind = load_index(ind)
+    return np.asarray(ind, dtype=np.int64)
+
+
+CSV_HEADER = "index,mse,kl,flagged"
+
+
+def write_fit(fit: ImageFit, path: str | os.PathLike) -> Path:
+    """fit.npz (arrays index, mse, kl, flagged and the threshold, k) or fit.csv (a header
+    line `# threshold ..., k ...`, then index,mse,kl,flagged rows), atomically."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    flagged = fit.flagged
+    if suffix == ".npz":
+        with atomic_open(path, "wb") as f:
+            np.savez(f, index=fit.index, mse=fit.mse, kl=fit.kl, flagged=flagged,
+                     threshold=np.float64(fit.threshold), k=np.float64(fit.k))
+    elif suffix == ".csv":
+        with atomic_open(path, "w") as f:
+            f.write(f"# threshold {fit.threshold:.9g}, k {fit.k:g} ({fit.rule})\n"
+                    f"{CSV_HEADER}\n")
+            for i, m, q, b in zip(fit.index, fit.mse, fit.kl, flagged):
+                f.write(f"{i},{m:.9g},{q:.9g},{int(b)}\n")
+    else:
+        raise InputFileError(path, "the output must be a .npz or a .csv file")
+    return path
+
+
+def load_fit(path: str | os.PathLike) -> ImageFit:
+    """An ImageFit written by `write_fit` (.npz or .csv)."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".npz":
+            with np.load(path, allow_pickle=False) as d:
+                return ImageFit(mse=d["mse"], kl=d["kl"], index=d["index"], k=float(d["k"]))
+        with open(path) as f:
+            first = f.readline()
+            k = float(first.split(", k ")[1].split()[0])
+            if f.readline().strip() != CSV_HEADER:
+                raise ValueError(f"no '{CSV_HEADER}' header")
+            rows = np.loadtxt(f, delimiter=",", ndmin=2)
+        return ImageFit(mse=rows[:, 1].astype(np.float32), kl=rows[:, 2].astype(np.float32),
+                        index=rows[:, 0].astype(np.int64), k=k)
+    except (OSError, KeyError, ValueError, IndexError) as e:
+        raise InputFileError(path, f"not a per-image fit file ({e})") from None
+
+
+def plot_fit(fit: ImageFit, path: str | os.PathLike) -> Path:
+    """Histogram of the per-image errors with the outlier threshold marked."""
+    from cryoscape.core.analysis.plots import plot_histogram
+
+    counts, edges = np.histogram(fit.mse, bins=100)
+    return plot_histogram(path, counts, edges, f"per-image error: {int(fit.flagged.sum())} of "
+                          f"{len(fit.mse)} above the threshold", "reconstruction error (MSE)",
+                          vline=fit.threshold)
