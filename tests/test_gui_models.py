@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from cryoscape.app.gui.models.activity import Activity
 from cryoscape.app.gui.models.colour import PALETTE, colour_columns, colouring, colourise
 from cryoscape.app.gui.models.events import Signal
 from cryoscape.app.gui.models.explorer import EVENTS, ExplorerState
+from cryoscape.app.gui.models.volumes import MeshResult, VolumeResult, VolumesShown
 
 
 class _Run:
@@ -140,3 +142,33 @@ def test_colouring_choices():
     assert c.by == "k-means" and (c.values == labels).all()
     c = colouring("none", labels, xy, meta)
     assert c.values is None and c.colours is None
+
+
+def test_volumes_shown_events():
+    shown, heard = VolumesShown(), []
+    shown.current_changed.connect(lambda: heard.append("current"))
+    shown.mesh_changed.connect(lambda r: heard.append(("mesh", r.which, r.mesh)))
+    shown.path_volumes_changed.connect(lambda: heard.append("path"))
+    exact = VolumeResult(np.zeros((4, 4, 4), np.float32), np.zeros(2), 4, "exact", 1, 0.0, 7)
+    cached = VolumeResult(exact.volume, exact.z, 4, "cache", 1, 0.0, 3)
+    shown.set_current(exact)
+    shown.show_mesh(MeshResult("exact mesh", exact))
+    shown.show_mesh(MeshResult("cached mesh", cached))          # a hover: not the current one
+    assert shown.current is exact and shown.current_mesh == "exact mesh"
+    shown.set_pinned(exact)
+    shown.set_pinned(None)
+    shown.set_path_volumes([exact.volume])
+    shown.clear()
+    assert heard == ["current", ("mesh", 0, "exact mesh"), ("mesh", 0, "cached mesh"),
+                     ("mesh", 1, None), "path", "current"]
+    assert shown.current is None and shown.pinned is None and shown.path_volumes == []
+
+
+def test_activity_tracks_tasks():
+    act, heard = Activity(), []
+    act.busy_changed.connect(lambda busy, what: heard.append((busy, what)))
+    act.set_busy("analysis", "UMAP")
+    act.set_busy("export", "Writing maps")
+    act.set_busy("analysis", None)
+    act.set_busy("export", None)
+    assert heard == [(True, "UMAP"), (True, "UMAP"), (True, "Writing maps"), (False, "")]

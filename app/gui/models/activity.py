@@ -7,7 +7,8 @@ from cryoscape.app.gui.models.events import Signal
 
 class Activity:
     """Tasks under way (name -> what, in words) and messages. Events: `busy_changed(busy,
-    what)`, `status(message)`, `error(title, message)`."""
+    what)`, `status(message)` or `status(message, milliseconds shown)`, `error(title,
+    message)`."""
 
     def __init__(self):
         self.busy_changed = Signal()

@@ -31,10 +31,12 @@ class MeshResult:
 
 class VolumesShown:
     """The current map (the latest exact or preview decode) and its mesh, the pinned map, and
-    the path's pre-decoded previews. Events: `mesh_changed(MeshResult)` for every surface to
-    draw (a cache hit, a preview, the exact map, the pinned map), `path_volumes_changed()`."""
+    the path's pre-decoded previews. Events: `current_changed()` (a new current map, or none),
+    `mesh_changed(MeshResult)` for every surface to draw (a cache hit, a preview, the exact
+    map, the pinned map; the pinned one's mesh None when unpinned), `path_volumes_changed()`."""
 
     def __init__(self):
+        self.current_changed = Signal()
         self.mesh_changed = Signal()
         self.path_volumes_changed = Signal()
         self.current: VolumeResult | None = None
@@ -45,9 +47,11 @@ class VolumesShown:
     def clear(self) -> None:
         """Another run: nothing shown."""
         self.current, self.current_mesh, self.pinned, self.path_volumes = None, None, None, []
+        self.current_changed.emit()
 
     def set_current(self, res: VolumeResult) -> None:
         self.current = res
+        self.current_changed.emit()
 
     def show_mesh(self, res: MeshResult) -> None:
         """A surface to draw (the current map's exact or preview mesh is kept as current)."""
@@ -56,6 +60,7 @@ class VolumesShown:
         self.mesh_changed.emit(res)
 
     def set_pinned(self, res: VolumeResult | None) -> None:
+        """Pin `res` (its mesh follows from the volume service); None unpins: no surface."""
         self.pinned = res
         if res is None:
             self.mesh_changed.emit(MeshResult(None, None, 1))
