@@ -53,7 +53,8 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.latent_panel)
         self.docks = {}
         right, left = Qt.DockWidgetArea.RightDockWidgetArea, Qt.DockWidgetArea.LeftDockWidgetArea
-        for name, widget, area in (("Volume", self.volume, right), ("Training", self.training, left),
+        for name, widget, area in (("Volume", self.volume, right),
+                                   ("Training", self.training, left),
                                    ("Selections", self.selections, right),
                                    ("Trajectory", self.trajectory, right)):
             dock = QDockWidget(name, self)
@@ -117,7 +118,8 @@ class MainWindow(QMainWindow):
         self._action(v, "Reset &camera", self.volume.view.reset_camera, "Home")
         self._action(v, "&Fit latent view", self.latent.fit, "F")
         for mode, key in (("pick", "P"), ("lasso", "L"), ("rect", "R"), ("path", "W")):
-            self._action(v, f"{mode.capitalize()} mode", lambda m=mode: self.latent.set_mode(m), key)
+            self._action(v, f"{mode.capitalize()} mode", lambda m=mode: self.latent.set_mode(m),
+                         key)
         self._action(v, "Zoom in", lambda: self.volume.view.zoom(0.8), "+")
         self._action(v, "Zoom out", lambda: self.volume.view.zoom(1.25), "-")
         h = mb.addMenu("&Help")

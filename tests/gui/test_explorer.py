@@ -7,7 +7,7 @@ import pytest
 from cryoscape.core.errors import CryoscapeError
 from PyQt6.QtCore import QPoint, Qt
 
-from tests.gui.conftest import SyntheticRun, open_run, surface_fraction, wait_surface
+from tests.gui.conftest import WAIT_MS, SyntheticRun, open_run, surface_fraction, wait_surface
 
 
 def test_scatter_holds_every_particle_and_colours(qtbot, window, synthetic_run):
@@ -28,8 +28,8 @@ def test_scatter_holds_every_particle_and_colours(qtbot, window, synthetic_run):
     assert np.array_equal(window.state.centre_index, km.medoids)
     brushes = {b.color().name() for b in window.latent.scatter.data["brush"]}
     assert len(brushes) == 20                                          # one colour per cluster
-    window.latent_panel.colour_box.setCurrentText("density")                     # in the colouring thread
-    qtbot.waitUntil(lambda: window.state.colour_by == "density", timeout=10000)
+    window.latent_panel.colour_box.setCurrentText("density")       # in the colouring thread
+    qtbot.waitUntil(lambda: window.state.colour_by == "density", timeout=WAIT_MS)
     from cryoscape.core.analysis.sampling import density_2d
     xy = window.state.embedding
     np.testing.assert_allclose(window.state.colour_values, density_2d(xy).at(xy))
@@ -46,7 +46,7 @@ def test_scatter_holds_every_particle_and_colours(qtbot, window, synthetic_run):
     window.explorer.runs.set_run(synthetic_run)
     window.latent_panel.colour_box.setCurrentText("none")
     qtbot.waitUntil(lambda: window.state.labels is not None and window.state.colour_by == "none",
-                    timeout=10000)
+                    timeout=WAIT_MS)
     assert window.state.colours is None
     scatter = window.latent.scatter                          # one brush for every point
     assert set(scatter.data["brush"]) == {None} and scatter.opts["brush"].color().name() == \
@@ -65,7 +65,7 @@ def test_click_decodes_and_threshold_remeshes(qtbot, window, synthetic_run):
     assert n1 > 100
     level1 = window.volume.view.data[0].level
     window.volume.set_sigma(4.0)
-    qtbot.waitUntil(lambda: window.volume.view.data[0].level != level1, timeout=10000)
+    qtbot.waitUntil(lambda: window.volume.view.data[0].level != level1, timeout=WAIT_MS)
     n2 = window.volume.view.n_vertices
     assert n2 != n1 and window.volume.view.data[0].level > level1
     assert window.volume.shown.source == "exact"          # re-meshed, not decoded again
@@ -74,9 +74,10 @@ def test_click_decodes_and_threshold_remeshes(qtbot, window, synthetic_run):
 def test_cache_shows_nearest_surface_at_once(qtbot, window, synthetic_run):
     open_run(qtbot, window, synthetic_run)
     ex = window.explorer
-    qtbot.waitUntil(lambda: ex.volumes.cache.n_ready == len(ex.volumes.cache.index) > 10, timeout=30000)
+    cache = ex.volumes.cache
+    qtbot.waitUntil(lambda: cache.n_ready == len(cache.index) > 10, timeout=WAIT_MS)
     assert set(window.state.centre_index) <= set(ex.volumes.cache.index)       # k-means centres
-    qtbot.waitUntil(lambda: len(ex.volumes.cache.meshes) == len(ex.volumes.cache.index), timeout=30000)
+    qtbot.waitUntil(lambda: len(cache.meshes) == len(cache.index), timeout=WAIT_MS)
     shown = []
     ex.volumes.shown.mesh_changed.connect(shown.append)
     ex.volumes.decode_particle(5)
@@ -97,7 +98,7 @@ def test_cache_box_follows_each_run(qtbot, window, tmp_path):
     ex = window.explorer
     for D, cached in ((16, 16), (32, 24), (64, 24)):
         open_run(qtbot, window, SyntheticRun(tmp_path / f"d{D}", n=120, D=D))
-        qtbot.waitUntil(lambda: ex.volumes.cache.n_ready > 0, timeout=30000)
+        qtbot.waitUntil(lambda: ex.volumes.cache.n_ready > 0, timeout=WAIT_MS)
         vol = ex.volumes.cache.nearest(window.state.z[0])[0]
         assert ex.volumes.cache.D == cached and vol.shape == (cached,) * 3
 
@@ -123,7 +124,7 @@ def test_lasso_and_rectangle_make_named_selections(qtbot, window, synthetic_run,
                                    int(p0.y() + t * (p1.y() - p0.y()))))
         qtbot.wait(20)
     qtbot.mouseRelease(vp, Qt.MouseButton.LeftButton, pos=p1)
-    qtbot.waitUntil(lambda: "selection 2" in window.state.selections, timeout=5000)
+    qtbot.waitUntil(lambda: "selection 2" in window.state.selections, timeout=WAIT_MS)
     assert len(window.state.selections["selection 2"]) == 300
     window.state.rename_selection("selection 1", "upper right")
     assert "upper right" in window.state.selections
@@ -139,17 +140,17 @@ def test_trajectory_exports_maps_and_cxc(qtbot, window, synthetic_run, tmp_path)
     window.trajectory.set_waypoints([i, j])
     window.trajectory.n.setValue(6)
     window.trajectory._compute()
-    qtbot.waitUntil(lambda: window.state.path_z is not None, timeout=10000)
+    qtbot.waitUntil(lambda: window.state.path_z is not None, timeout=WAIT_MS)
     assert window.state.path_z.shape == (6, 2)
     assert np.allclose(window.state.path_z[0], z[i]) and np.allclose(window.state.path_z[-1], z[j])
     assert window.latent.path.xData is not None and len(window.latent.path.xData) == 6
-    qtbot.waitUntil(lambda: len(window.explorer.volumes.shown.path_volumes) == 6, timeout=20000)
+    qtbot.waitUntil(lambda: len(window.explorer.volumes.shown.path_volumes) == 6, timeout=WAIT_MS)
     window.trajectory.scrubber.setValue(3)
     wait_surface(qtbot, window, "preview")
     done = []
     window.explorer.trajectories.task_done.connect(lambda name, res: done.append(res))
     window.explorer.trajectories.export_path(tmp_path / "traj")
-    qtbot.waitUntil(lambda: bool(done), timeout=30000)
+    qtbot.waitUntil(lambda: bool(done), timeout=WAIT_MS)
     maps = sorted((tmp_path / "traj").glob("traj_*.mrc"))
     assert len(maps) == 6
     cxc = (tmp_path / "traj" / "chimerax.cxc").read_text()
@@ -170,31 +171,32 @@ def test_path_through_data_reuses_the_graph(qtbot, window, synthetic_run):
     window.state.set_waypoints([0, 1, 2])
     ex.trajectories.compute_path(n=7, through_data=True)
     assert window.state.path_z is None                       # computed in the worker
-    qtbot.waitUntil(lambda: window.state.path_z is not None, timeout=10000)
+    qtbot.waitUntil(lambda: window.state.path_z is not None, timeout=WAIT_MS)
     assert np.allclose(window.state.path_z, path_through(z, [0, 1, 2], n=7, graph=True),
                        atol=1e-6)
     graph = ex.trajectories._knn[1]
     window.state.set_waypoints([3, 4])
     ex.trajectories.compute_path(n=5, through_data=True)
-    qtbot.waitUntil(lambda: len(window.state.path_z) == 5, timeout=10000)
-    assert ex.trajectories._knn[1] is graph                               # built once per epoch shown
+    qtbot.waitUntil(lambda: len(window.state.path_z) == 5, timeout=WAIT_MS)
+    assert ex.trajectories._knn[1] is graph                  # built once per epoch shown
     ex.trajectories.compute_pc_path(pc=2, n=3)
-    qtbot.waitUntil(lambda: len(window.state.path_z) == 3, timeout=10000)
+    qtbot.waitUntil(lambda: len(window.state.path_z) == 3, timeout=WAIT_MS)
     # two paths asked for at once: the second's previews are the ones played back
     window.state.set_waypoints([0, 1])
     ex.trajectories.compute_path(n=4)
     window.state.set_waypoints([2, 3])
     ex.trajectories.compute_path(n=6)
-    qtbot.waitUntil(lambda: len(ex.volumes.shown.path_volumes) == 6, timeout=20000)
+    qtbot.waitUntil(lambda: len(ex.volumes.shown.path_volumes) == 6, timeout=WAIT_MS)
     qtbot.wait(300)
     assert len(window.state.path_z) == 6 and len(ex.volumes.shown.path_volumes) == 6
-    np.testing.assert_allclose(ex.volumes.shown.path_volumes[0], synthetic_run.decode(z[2:3], D=32)[0],
+    np.testing.assert_allclose(ex.volumes.shown.path_volumes[0],
+                               synthetic_run.decode(z[2:3], D=32)[0],
                                atol=1e-5)
     with pytest.raises(CryoscapeError, match="two waypoints"):
         window.state.set_waypoints([3])
         ex.trajectories.compute_path()
-    ex.trajectories.compute_pc_path(pc=5)                                 # zdim 2: the worker says why
-    qtbot.waitUntil(lambda: bool(window.errors), timeout=10000)
+    ex.trajectories.compute_pc_path(pc=5)                    # zdim 2: the worker says why
+    qtbot.waitUntil(lambda: bool(window.errors), timeout=WAIT_MS)
     assert "PC5 does not exist" in window.errors[-1]
 
 
@@ -202,7 +204,7 @@ def test_trajectory_movie_gif(qtbot, window, synthetic_run, tmp_path):
     open_run(qtbot, window, synthetic_run)
     window.state.set_waypoints([0, 1])
     window.explorer.trajectories.compute_path(n=4)
-    qtbot.waitUntil(lambda: window.state.path_z is not None, timeout=10000)
+    qtbot.waitUntil(lambda: window.state.path_z is not None, timeout=WAIT_MS)
     window.explorer.volumes.decode_particle(2)
     wait_surface(qtbot, window, "exact")
     view = window.volume.view
@@ -215,11 +217,11 @@ def test_trajectory_movie_gif(qtbot, window, synthetic_run, tmp_path):
     window.explorer.trajectories.task_done.connect(lambda name, res: written.append(res)
                                       if name == "movie" else None)
     with pytest.raises(CryoscapeError, match=r"path\.avi: a movie is written as \.gif or \.mp4"):
-        window.explorer.trajectories.movie_meshes(tmp_path / "path.avi")              # said before any decoding
+        window.explorer.trajectories.movie_meshes(tmp_path / "path.avi")   # before decoding
     out = tmp_path / "path.gif"
     window.explorer.trajectories.movie_meshes(out)
     assert not out.exists()                                  # decoded and meshed in a worker
-    qtbot.waitUntil(lambda: bool(written), timeout=30000)
+    qtbot.waitUntil(lambda: bool(written), timeout=WAIT_MS)
     assert written == [out]
     import imageio.v3 as iio
     frames = iio.imread(out, index=None)
@@ -234,7 +236,7 @@ def test_trajectory_movie_gif(qtbot, window, synthetic_run, tmp_path):
         raise RuntimeError("no GL")
     window.volume.view.render_mesh = broken
     window.explorer.trajectories.movie_meshes(tmp_path / "broken.gif")
-    qtbot.waitUntil(lambda: bool(window.errors), timeout=30000)
+    qtbot.waitUntil(lambda: bool(window.errors), timeout=WAIT_MS)
     qtbot.wait(100)
     assert len(window.errors) == 1 and "rendering frame 1: no GL" in window.errors[0]
     assert window.volume.movie is None and not (tmp_path / "broken.gif").exists()
@@ -268,7 +270,7 @@ def test_pin_and_side_by_side(qtbot, window, synthetic_run):
     ex.volumes.decode_particle(0)
     wait_surface(qtbot, window)
     window.volume.pin_button.setChecked(True)
-    qtbot.waitUntil(lambda: window.volume.view.data[1] is not None, timeout=10000)
+    qtbot.waitUntil(lambda: window.volume.view.data[1] is not None, timeout=WAIT_MS)
     window.volume.side_box.setChecked(True)                  # a box to the right
     view = window.volume.view
     verts = view.data[1].vertices
@@ -276,7 +278,7 @@ def test_pin_and_side_by_side(qtbot, window, synthetic_run):
     np.testing.assert_allclose(shifted, verts + [view.data[1].box_A, 0, 0], atol=1e-4)
     assert view.view.camera.center[0] > 0                    # both in view
     window.volume.pin_button.setChecked(False)
-    qtbot.waitUntil(lambda: window.volume.view.data[1] is None, timeout=5000)
+    qtbot.waitUntil(lambda: window.volume.view.data[1] is None, timeout=WAIT_MS)
 
 
 def test_bad_run_gives_error_dialog_and_recent_files(qtbot, window, tmp_path):
@@ -313,11 +315,12 @@ def test_colour_by_metadata_column(qtbot, window, tmp_path):
                                apix=2.0, D=32))
     run = SyntheticRun(tmp_path / "meta", n=n, particles_path=star)
     open_run(qtbot, window, run)
-    qtbot.waitUntil(lambda: window.state.metadata is not None, timeout=10000)
-    items = [window.latent_panel.colour_box.itemText(k) for k in range(window.latent_panel.colour_box.count())]
+    qtbot.waitUntil(lambda: window.state.metadata is not None, timeout=WAIT_MS)
+    box = window.latent_panel.colour_box
+    items = [box.itemText(k) for k in range(box.count())]
     assert "rlnAngleRot" in items and not window.latent_panel.colour_note.isVisible()
     window.latent_panel.colour_box.setCurrentText("rlnAngleRot")
-    qtbot.waitUntil(lambda: window.state.colour_by == "rlnAngleRot", timeout=10000)
+    qtbot.waitUntil(lambda: window.state.colour_by == "rlnAngleRot", timeout=WAIT_MS)
     values = window.state.colour_values
     assert window.state.colour_by == "rlnAngleRot" and len(values) == n
     assert np.allclose(values, window.state.metadata["rlnAngleRot"])
@@ -326,9 +329,9 @@ def test_colour_by_metadata_column(qtbot, window, tmp_path):
     # no longer offers the last run's columns
     window.explorer.runs.set_run(SyntheticRun(tmp_path / "other", n=200))
     assert window.latent_panel.colour_box.count() == 3
-    qtbot.waitUntil(lambda: window.state.labels is not None, timeout=20000)
-    qtbot.waitUntil(lambda: bool(window.state.metadata_note), timeout=10000)
-    assert window.state.colour_by == "k-means" and window.latent_panel.colour_box.currentText() == "k-means"
+    qtbot.waitUntil(lambda: window.state.labels is not None, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: bool(window.state.metadata_note), timeout=WAIT_MS)
+    assert window.state.colour_by == "k-means" and box.currentText() == "k-means"
     assert len(window.state.colour_values) == 200 and not window.errors
 
 
@@ -371,7 +374,7 @@ def test_a_bug_in_a_slot_is_reported_not_fatal(qtbot, window, monkeypatch, capsy
     def buggy():
         raise ZeroDivisionError("a bug")
     QTimer.singleShot(0, buggy)
-    qtbot.waitUntil(lambda: bool(window.errors), timeout=5000)
+    qtbot.waitUntil(lambda: bool(window.errors), timeout=WAIT_MS)
     assert window.errors[-1].startswith("ZeroDivisionError: a bug") and "bug in cryoscape" in \
         window.errors[-1]
     assert "Traceback" in capsys.readouterr().err and window.isVisible()

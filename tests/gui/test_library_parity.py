@@ -40,7 +40,7 @@ def test_umap_uses_the_cli_cache(qtbot, window, tmp_path):
     window.latent.select_polygon(np.array([[0.0, 0], [5, 0], [5, 5], [0, 5]]))   # in PCA
     sel = window.state.selections["selection 1"]
     window.latent_panel.embedding_box.setCurrentText("UMAP")
-    qtbot.waitUntil(lambda: window.state.embedding_kind == "UMAP", timeout=20000)
+    qtbot.waitUntil(lambda: window.state.embedding_kind == "UMAP", timeout=WAIT_MS)
     assert np.array_equal(window.state.embedding, emb)       # read back, not recomputed
     assert window.state.labels is labels                     # the same latents' clusters
     assert window.state._tree is not None                    # built in the analysis thread
@@ -90,14 +90,15 @@ def test_training_epochs_do_not_recompute_umap(qtbot, window, tmp_path, monkeypa
     open_run(qtbot, window, run)
     from cryoscape.app.gui.services.training import TrainingService
     monkeypatch.setattr(TrainingService, "running", property(lambda self: True))
-    window.latent_panel.embedding_box.setCurrentText("UMAP")          # the user asks for the epoch shown
+    box = window.latent_panel.embedding_box
+    box.setCurrentText("UMAP")                           # the user asks for the epoch shown
     assert "UMAP for epoch 2 only" in window.statusBar().currentMessage()
-    qtbot.waitUntil(lambda: window.state.embedding_kind == "UMAP", timeout=20000)
+    qtbot.waitUntil(lambda: window.state.embedding_kind == "UMAP", timeout=WAIT_MS)
     # a training epoch arrives (the watcher's signal)
     window.explorer.training.show_epoch(run.path, 1)
     qtbot.waitUntil(lambda: window.state.epoch == 1 and window.state.labels is not None,
-                    timeout=20000)
-    assert window.state.embedding_kind == "PCA" and window.latent_panel.embedding_box.currentText() == "PCA"
+                    timeout=WAIT_MS)
+    assert window.state.embedding_kind == "PCA" and box.currentText() == "PCA"
     msg = window.statusBar().currentMessage()
     assert "epoch 1" in msg and "UMAP is not recomputed every epoch" in msg
     qtbot.wait(200)
@@ -127,7 +128,7 @@ def test_exported_indices_follow_the_run_index(qtbot, window, tmp_path):
     name = window.state.add_selection(sel)
     out = window.explorer.selections.export(name, tmp_path / "sel.pkl")
     assert np.array_equal(load_index(out), ind[sel])
-    qtbot.waitUntil(lambda: window.state.metadata is not None, timeout=10000)
+    qtbot.waitUntil(lambda: window.state.metadata is not None, timeout=WAIT_MS)
     names = window.state.metadata["rlnImageName"]
     assert list(names[sel]) == [f"{i + 1:06d}@p.mrcs" for i in ind[sel]]
 

@@ -29,7 +29,8 @@ def test_cryodrgn_run_opens_without_particles(qtbot, window, moved_run, fixtures
     # particle files dangle: the run still opens, and the colouring says why metadata is off
     qtbot.waitUntil(lambda: bool(st.metadata_note), timeout=WAIT_MS)
     assert st.metadata is None and "not found" in st.metadata_note
-    assert window.latent_panel.colour_note.isVisible() and "not found" in window.latent_panel.colour_note.text()
+    note = window.latent_panel.colour_note
+    assert note.isVisible() and "not found" in note.text()
     assert window.latent_panel.colour_box.count() == 3                    # k-means, density, none
     window.latent_panel.colour_box.setCurrentText("density")
     qtbot.waitUntil(lambda: window.state.colour_by == "density", timeout=WAIT_MS)

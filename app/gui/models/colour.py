@@ -81,6 +81,7 @@ def colour_columns(table) -> list[str]:
     cols = []
     for c in table.columns:
         s = table[c]
-        if s.dtype.kind in "iuf" and s.nunique() > 1 or s.dtype.kind == "O" and 1 < s.nunique() <= 40:
+        if (s.dtype.kind in "iuf" and s.nunique() > 1
+                or s.dtype.kind == "O" and 1 < s.nunique() <= 40):
             cols.append(c)
     return cols

@@ -163,8 +163,10 @@ class TrainingPanel(QWidget):
             args += ["--ctf", self.ctf.text()]
         args += ["--zdim", str(self.zdim.value()), "-n", str(self.epochs.value()),
                  "-b", str(self.batch.value()),
-                 "--enc-layers", str(self.enc_layers.value()), "--enc-dim", str(self.enc_dim.value()),
-                 "--dec-layers", str(self.dec_layers.value()), "--dec-dim", str(self.dec_dim.value())]
+                 "--enc-layers", str(self.enc_layers.value()),
+                 "--enc-dim", str(self.enc_dim.value()),
+                 "--dec-layers", str(self.dec_layers.value()),
+                 "--dec-dim", str(self.dec_dim.value())]
         return args + self.extra.text().split()
 
     def configure(self, particles, outdir, poses=None, ctf=None, zdim=DEFAULTS.zdim,
