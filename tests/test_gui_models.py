@@ -77,13 +77,14 @@ def test_every_setter_emits(state):
 
 def test_a_run_resets_what_the_last_one_had(state):
     state.set_run(_Run())
-    state.add_selection([1, 2, 3])
+    state.set_highlighted(state.add_selection([1, 2, 3]))
     state.set_waypoints([0, 1])
     state.set_path(state.z[:2])
     state.set_current(state.z[0], 0)
     state.set_metadata(object(), "", ["rlnDefocusU"])
     state.set_run(_Run(n=20, zdim=2))
-    assert state.selections == {} and state.waypoints == [] and state.path_z is None
+    assert state.selections == {} and state.highlighted is None
+    assert state.waypoints == [] and state.path_z is None
     assert state.current_index is None and state.metadata is None
     assert state.metadata_columns == [] and state.n == 20
 

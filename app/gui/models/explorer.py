@@ -64,7 +64,7 @@ class ExplorerState:
     def set_run(self, run, epoch: int | None = None) -> None:
         """Show `run` (any object with the Run API) at `epoch` (last by default)."""
         self.run = run
-        self.selections = {}
+        self.selections, self.highlighted = {}, None
         self.waypoints, self.path_z, self.path_xy = [], None, None
         self.current_z, self.current_index = None, None
         self.metadata, self.metadata_note, self.metadata_columns = None, "", []
