@@ -39,12 +39,16 @@ def test_defaults_are_the_cli_defaults(panel):
 def test_output_lines_without_progress_redraws(qtbot, panel, tmp_path):
     """The child's lines go to the log; a progress bar's '\\r' redraws only to the progress
     line, its final state to the log; the log follows the newest line."""
+    import os
+    import time
+
     from cryoscape.app.gui.services.training import TrainingWatcher
 
-    script = ("import sys, time\n"
+    script = ("import sys\n"
               "print('reading particles', flush=True)\n"
-              "for k in (10, 50, 90):\n"
-              "    sys.stdout.write(f'\\rtrain: {k}%|##'); sys.stdout.flush(); time.sleep(0.3)\n"
+              "for k in (10, 50, 90):    # each redraw waits until the watcher has shown it\n"
+              "    sys.stdout.write(f'\\rtrain: {k}%|##'); sys.stdout.flush()\n"
+              "    sys.stdin.readline()\n"
               "sys.stdout.write('\\rtrain: 100%|####|\\n')\n"
               "print('\\n'.join(f'line {i}' for i in range(300)))\n")
     w = TrainingWatcher([], tmp_path / "run", parent=panel)
@@ -52,18 +56,24 @@ def test_output_lines_without_progress_redraws(qtbot, panel, tmp_path):
     w.log.connect(lines.append)
     w.progress.connect(progress.append)
     w.log.connect(panel._on_log)
-    w.process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
-    import os
+    w.process = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE)
     os.set_blocking(w.process.stdout.fileno(), False)
-    buf = b""
-    while w.process.poll() is None:
+    buf, shown, end = b"", 0, time.monotonic() + WAIT_MS / 1000
+    while w.process.poll() is None and time.monotonic() < end:
         buf = w._read_output(buf)
-        qtbot.wait(20)
+        if len(progress) > shown:
+            shown = len(progress)
+            w.process.stdin.write(b"\n")
+            w.process.stdin.flush()
+        qtbot.wait(10)
     w._read_output(buf, final=True)
+    w.process.stdin.close()
     w.process.stdout.close()
+    assert w.process.wait() == 0
     assert lines[:2] == ["reading particles", "train: 100%|####|"]
     assert lines[2:] == [f"line {i}" for i in range(300)]
-    assert progress and set(progress) <= {"train: 10%|##", "train: 50%|##", "train: 90%|##"}
+    assert progress == ["train: 10%|##", "train: 50%|##", "train: 90%|##"]
     bar = panel.log.verticalScrollBar()
     assert bar.maximum() > 0 and bar.value() == bar.maximum()     # the newest line in view
     assert panel.log.toPlainText().splitlines()[-1] == "line 299"
