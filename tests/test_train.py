@@ -58,7 +58,8 @@ def test_lattice_masks_match_cryodrgn():
     assert SliceLattice(64, enc_radius=-1).n_enc == 65 * 65
     from cryoscape.core.models import build_model
     for r in (5, 20, 31):            # the encoder's input size is the circle's
-        n_in = build_model({"zdim": 1, "enc_mask": r}, 65).encoder.main[0].in_features
+        small = {"zdim": 1, "enc_mask": r, "qlayers": 0, "qdim": 8, "players": 0, "pdim": 8}
+        n_in = build_model(small, 65).encoder.main[0].in_features
         assert SliceLattice(64, enc_radius=r).n_enc == n_in == int(circular_mask(64, r).sum())
     assert not (lat.coords == 0).all(1).any()       # DC left out
     assert lat.coords[:, :2].norm(dim=1).max() <= 0.5 + 1e-6
