@@ -10,23 +10,33 @@ does not depend on t (a phase shift on a centrosymmetric point set keeps the pow
 term is a matrix product of the shifted, CTF-weighted images [T, P] with the slices [P, R], and
 |C V|^2 is C^2 [P] times the squared slices: one product scores every shift of every rotation.
 
-Rounds (the paper's appendix A.1): round 0 scores the whole base grid (576 rotations x the
-shift grid) at |k| <= kmin; each later round scores the 8 rotation x 4 shift children of the
-candidates kept, one grid level finer, with the band growing linearly to kmax. What is kept:
-- "beam": the best `beam` candidates (cryoDRGN's abinit_homo_old);
+Rounds (the paper's appendix A.1): round 0 scores a whole grid (`base_level` 1: 4608
+rotations, x the shift grid) at |k| <= kmin, each rotation with its best shift; each later
+round scores the 8 children of the rotations kept, one grid level finer, each with the best of
+the 3 x 3 shifts at half the spacing around its parent's shift, the band growing linearly to
+kmax; a last "polish" scores the 27 rotations and 9 shifts at half the final spacing around the
+best. What is kept per round:
+- "beam": the best `beam` rotations (as cryoDRGN's abinit_homo_old, which keeps poses);
 - "bnb": the paper's bound: the band-limited sum is a lower bound of the loss at kmax (fewer
-  non-negative terms), the upper bound is the kmax loss of the best lower bound; every candidate
-  whose lower bound does not exceed it is kept (capped at `max_keep`, best first). At a given
-  grid level it never prunes the optimum; across levels it is a heuristic, as the paper says.
-The beam is the default: on the noiseless and noisy D=32/64 test sets both find the same poses
-(the bound keeps 1-3 candidates once the band is wide), and the beam's cost per round is fixed.
+  non-negative terms), the upper bound is the kmax loss of the best lower bound; every
+  candidate whose lower bound does not exceed it is kept (capped at `max_keep`, best first).
+  At one grid level it never prunes the optimum (tests/test_posesearch.py); across levels it
+  is a heuristic, as the paper says: a coarse candidate near the optimum can score worse than
+  the upper bound and be pruned.
+The beam is the default because it measures better: on 64 noiseless D=32 images (defaults,
+no CTF) it finds every rotation within the final spacing (median 0.98 deg, max 2.6 deg), the
+bound 94% (median 0.99 deg, max 5.8 deg), in the same time. A base grid of 576 (`base_level`
+0) loses 3-11% of the images at D=32/64 with the beam: at |k| <= 12 px its 25-degree covering
+radius is too coarse to rank the right basin among the best 8.
 
 Slices come from a `VolumeSlicer` (trilinear interpolation of one decoded volume on a finer
 grid; in a homogeneous search the decoder is frozen, so it is decoded once per search pass)
 or a `DecoderSlicer` (the MLP at every point: exact, per-image z, for reference and tests).
-Oversampling: against direct decoding (3x256 decoder, D=64, band to D/2), the relative error of
-interpolated slices is 8.6% at oversample 1 and 2.3% at 2, 1.1% at 3; at 2 the searched poses
-equal those of direct decoding (tests/test_posesearch.py), so 2 is the default.
+Oversampling, against direct decoding (relative error on rotated loss circles, randomly
+initialised decoders): 3x256 Fourier-domain decoder at D=64: 3.5% at oversample 1, 1.2% at 2;
+3x64 at D=32: 2.1%, 0.7%, 0.4% at 1, 2, 3 (Hartley-domain: 3.7%, 1.2%, 0.7%). Oversample 2 is
+the default: the errors are far below the noise of real images, and images made by direct
+decoding are searched as accurately as images of the map itself (tests/test_posesearch.py).
 """
 from __future__ import annotations
 
@@ -260,22 +270,22 @@ class PoseSearch:
         theta = (-2 * math.pi) * (self.base_shift @ coords[self.bands[0], :2].T)  # [T0, P0]
         self.base_cos, self.base_sin = torch.cos(theta), torch.sin(theta)
         self.keep = c.beam if c.method == "beam" else c.max_keep
-        step = math.radians(grid_spacing_deg(self.final_level)) / 2
-        f = torch.tensor([-step, 0.0, step], dtype=torch.float64)
-        rv = torch.stack(torch.meshgrid(f, f, f, indexing="ij"), -1).reshape(-1, 3)
-        self.polish = torch.from_numpy(Rotation.from_rotvec(rv.numpy()).as_matrix()).float() \
-            .to(self.device)                                                     # [27, 3, 3]
+        self.polish = self._offsets(1)
 
     # ---- public -------------------------------------------------------------------------
     @torch.no_grad()
     def search(self, y: torch.Tensor, ctf: torch.Tensor | None, slicer,
                prior: SearchResult | None = None) -> SearchResult:
-        """Best poses of images y [B, len(lattice.keep)] (not centred), ctf [B, 9] | None."""
+        """Best poses of images y [B, len(lattice.keep)] (not centred), ctf [B, 9] | None.
+
+        With a `prior` (an earlier result for the same images), a local search instead:
+        3 rounds of 27 rotations x 9 shifts around the prior pose at half the final spacing
+        times 4, 2, 1 (it follows poses that moved by up to ~2 final spacings)."""
         y = y[:, self.lat.loss_sel].to(self.device, torch.float32)
         ctf = None if ctf is None else ctf.to(self.device, torch.float32)
         B = len(y)
         base = None
-        if not slicer.per_image:   # the base grid's slices are the same for every image
+        if prior is None and not slicer.per_image:   # the base grid's slices: shared
             band = self.bands[0]
             base = self._slices(slicer, band, self.base_rot)                # [R0, P0]
         out = [torch.empty(B, 3, 3), torch.empty(B, 2), torch.empty(B)]
@@ -283,7 +293,10 @@ class PoseSearch:
         for s in range(0, B, step):
             i = torch.arange(s, min(B, s + step))
             sl = slicer.subset(i) if slicer.per_image else slicer
-            res = self._search_chunk(y[i], None if ctf is None else ctf[i], sl, base)
+            c = None if ctf is None else ctf[i]
+            res = (self._search_chunk(y[i], c, sl, base) if prior is None
+                   else self._local_chunk(y[i], c, sl, prior.rot[i].to(self.device),
+                                          prior.shift[i].to(self.device)))
             for o, r in zip(out, res):
                 o[i] = r.cpu()
         return SearchResult(*out)
@@ -393,14 +406,36 @@ class PoseSearch:
         best_rot = so3_rotations(self.final_level, rot_idx[:, 0].cpu()).to(dev)
         best_shift = shifts[:, 0]
         if self.cfg.polish:
-            R = self.polish @ best_rot[:, None]                                  # [B, 27, 3, 3]
-            E, cand_shift = self._score(y, C, slicer, self.final_band, R[:, None],
-                                        best_shift[:, None], spacing)
-            k = E.argmin(1)
-            bi = torch.arange(B, device=dev)
-            best_rot, best_shift = R[bi, k], cand_shift[bi, k]
+            best_rot, best_shift = self._local(y, C, slicer, best_rot, best_shift, 1, spacing)
         loss = self._loss(y, C, best_rot, best_shift, slicer, self.all_points)
         return best_rot, best_shift, loss / y.shape[1]
+
+    def _local_chunk(self, y, C_params, slicer, rot, shift):
+        C = None if C_params is None else ctf_from_params(C_params, self.coords[:, :2], self.D)
+        spacing = self.h0 / 2 ** self.cfg.levels
+        for f in (4, 2, 1):
+            rot, shift = self._local(y, C, slicer, rot, shift, f, f * spacing)
+        return rot, shift, self._loss(y, C, rot, shift, slicer, self.all_points) / y.shape[1]
+
+    def _local(self, y, C, slicer, rot, shift, factor, spacing):
+        """Best of the 27 rotations at `factor` x half the final spacing around rot [B, 3, 3]
+        (rotation vectors on a 3 x 3 x 3 lattice), each with the 3 x 3 shifts at half
+        `spacing` around shift [B, 2], by the loss at kmax."""
+        R = (self.polish if factor == 1 else self._offsets(factor)) @ rot[:, None]
+        E, cand_shift = self._score(y, C, slicer, self.final_band, R[:, None], shift[:, None],
+                                    spacing)
+        k = E.argmin(1)
+        bi = torch.arange(len(y), device=self.device)
+        return R[bi, k], cand_shift[bi, k]
+
+    def _offsets(self, factor: float) -> torch.Tensor:
+        """The 27 rotations [27, 3, 3] with rotation vectors {-1, 0, 1}^3 x factor x half the
+        final grid spacing."""
+        step = factor * math.radians(grid_spacing_deg(self.final_level)) / 2
+        f = torch.tensor([-step, 0.0, step], dtype=torch.float64)
+        rv = torch.stack(torch.meshgrid(f, f, f, indexing="ij"), -1).reshape(-1, 3)
+        m = Rotation.from_rotvec(rv.numpy()).as_matrix()
+        return torch.from_numpy(m).float().to(self.device)
 
     def _score(self, y, C, slicer, band, R, shifts, spacing, valid=None):
         """Scores [B, K * M] of rotations R [B, K, M, 3, 3] grouped by the shift of their

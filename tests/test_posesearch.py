@@ -7,12 +7,19 @@ import pytest
 import torch
 from cryoscape.core import so3grid
 from cryoscape.core.models import build_model
-from cryoscape.core.posesearch import DecoderSlicer, PoseSearch, SearchConfig, VolumeSlicer
+from cryoscape.core.posesearch import (
+    DecoderSlicer,
+    PoseSearch,
+    SearchConfig,
+    SearchResult,
+    VolumeSlicer,
+)
 from cryoscape.core.preprocess import preprocess_images
 from cryoscape.core.rotations import random_rotations
 from cryoscape.core.simulate import make_volume, project
 from cryoscape.core.simulate.dataset import _random_ctf
 from cryoscape.core.train.forward import SliceLattice, center_hartley
+from scipy.spatial.transform import Rotation
 
 
 def angle_deg(Ra, Rb) -> torch.Tensor:
@@ -38,7 +45,7 @@ def map_images(D, n, extent, ctf, seed=0):
 
 @pytest.mark.parametrize("ctf", [False, True])
 def test_search_finds_noiseless_poses(ctf):
-    D, n = 32, 40
+    D, n = 32, 32
     ps = PoseSearch(SliceLattice(D), SearchConfig())
     vol, _, y, R, shifts, params = map_images(D, n, ps.cfg.t_extent, ctf)
     res = ps.search(y, params, VolumeSlicer.from_map(vol))
@@ -77,7 +84,7 @@ def test_bnb_equals_exhaustive_search():
     cfg = SearchConfig(method="bnb", base_level=1, levels=1, kmin=4, t_extent=1.5,
                        t_ngrid=3, max_keep=4608, polish=False)
     ps = PoseSearch(SliceLattice(D), cfg)
-    vol, _, y, _, _, _ = map_images(D, 6, 1.5, False, seed=1)
+    vol, _, y, _, _, _ = map_images(D, 4, 1.5, False, seed=1)
     slicer = VolumeSlicer.from_map(vol)
     res = ps.search(y, None, slicer)
     f = torch.arange(-1.5, 1.51, 0.5)
@@ -125,7 +132,7 @@ def decoder_images(model, lat, R, shifts, z=None):
 def test_search_model_homogeneous_and_heterogeneous():
     """search_model recovers the poses of images made by a decoder: homogeneous (one
     decoded volume), and heterogeneous with two conformations (z clusters)."""
-    D, n = 32, 24
+    D, n = 32, 16
     torch.manual_seed(0)
     lat = SliceLattice(D)
     rng = np.random.default_rng(2)
@@ -135,12 +142,14 @@ def test_search_model_homogeneous_and_heterogeneous():
     spacing = so3grid.grid_spacing_deg(ps.final_level)
     homo = build_model({"zdim": 0, "players": 2, "pdim": 64}, D + 1).eval()
     res = ps.search_model(homo, decoder_images(homo, lat, R, shifts), None)
-    assert float((angle_deg(res.rot, R) < spacing).float().mean()) >= 0.95
+    err = angle_deg(res.rot, R)           # a random decoder: a less distinct map than a particle
+    assert float((err < spacing).float().mean()) >= 0.9 and float(err.max()) < 2 * spacing
     het = build_model({"zdim": 2, "players": 2, "pdim": 64}, D + 1).eval()
     z = torch.tensor([[1.5, -1.0], [-1.5, 1.0]]).repeat_interleave(n // 2, 0)
     z = z + 0.01 * torch.randn(n, 2)
     res = ps.search_model(het, decoder_images(het, lat, R, shifts, z), None, z)
-    assert float((angle_deg(res.rot, R) < spacing).float().mean()) >= 0.95
+    err = angle_deg(res.rot, R)
+    assert float((err < spacing).float().mean()) >= 0.9 and float(err.max()) < 2 * spacing
     assert float((res.shift - shifts).abs().amax(1).median()) <= ps.h0 / 2 ** ps.cfg.levels
 
 
@@ -163,3 +172,21 @@ def test_config_defaults_and_errors():
     with pytest.raises(Exception, match="method"):
         SearchConfig(method="nope").resolved(64)
     assert math.isfinite(SearchConfig().resolved(32).t_extent)
+
+
+def test_local_search_from_a_prior():
+    """With a prior (poses off by ~3 degrees and 0.4 px), the local search returns to the
+    true poses as closely as the global search."""
+    D, n = 32, 16
+    ps = PoseSearch(SliceLattice(D), SearchConfig())
+    vol, _, y, R, shifts, params = map_images(D, n, 2.0, True, seed=4)
+    rng = np.random.default_rng(5)
+    axis = rng.standard_normal((n, 3))
+    rv = 3.0 * math.pi / 180 * axis / np.linalg.norm(axis, axis=1, keepdims=True)
+    kick = torch.from_numpy(Rotation.from_rotvec(rv).as_matrix()).float()
+    prior_rot = kick @ R
+    prior = SearchResult(prior_rot, torch.from_numpy(shifts) + 0.4, torch.zeros(n))
+    assert float(angle_deg(prior_rot, R).min()) > 2.9
+    res = ps.search(y, params, VolumeSlicer.from_map(vol), prior=prior)
+    assert float(angle_deg(res.rot, R).max()) < so3grid.grid_spacing_deg(ps.final_level) / 2
+    assert float((res.shift - torch.from_numpy(shifts)).abs().max()) < 0.1
