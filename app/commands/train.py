@@ -49,7 +49,8 @@ def add_args(parser):
     g.add_argument("--lazy", action="store_true", default=None,
                    help="read images per batch (bounded memory) instead of all at once")
     g.add_argument("--uninvert-data", dest="invert_data", action="store_false", default=None,
-                   help="do not invert the contrast (for data that is already dark-on-light)")
+                   help="do not invert the contrast (default: decided from the data: inverted "
+                        "with a CTF, RELION's convention; without one only if the protein is dark)")
     g.add_argument("--no-window", dest="window", action="store_false", default=None,
                    help="no real-space window")
     g.add_argument("--window-r", type=float, help="window radius (default: 0.85)")
