@@ -82,7 +82,7 @@ class SearchConfig:
     oversample: int = 2           # VolumeSlicer: decoded on an oversample-times finer grid
     chunk: int | None = None      # images per chunk (None: from memory_mb)
     memory_mb: int = 1024         # budget of one chunk's intermediate arrays
-    images_per_volume: int = 64   # heterogeneous: one decoded volume per this many images
+    images_per_volume: int = 256  # heterogeneous: one decoded volume per this many images
 
     def resolved(self, D: int) -> SearchConfig:
         if self.method not in METHODS:
@@ -309,9 +309,11 @@ class PoseSearch:
         Heterogeneous (z [B, zdim]): the z of the images are clustered (k-means, one cluster
         per `images_per_volume` images) and each cluster is searched against the volume
         decoded at its centre. Why: the MLP at every candidate of every image (cryoDRGN's way,
-        `DecoderSlicer`) costs ~30 GFLOP per image at D=64 with a 3x256 decoder; a volume costs
-        ~300 GFLOP once and is then shared. Images of one conformation share it exactly; along
-        a continuum the centre stands in for z within a cluster's spread.
+        `DecoderSlicer`: ~2.5 million points per image here) costs ~1.2 TFLOP per image at D=64
+        with a 3x256 decoder; a volume at oversample 2 costs ~0.3 TFLOP (~37 CPU seconds) once
+        and is shared by its cluster. Images of one conformation share it exactly; along a
+        continuum the centre stands in for z within a cluster's spread (256 images per volume
+        keep the decoding at ~150 CPU ms per image, about the search's own cost).
         """
         D, c = self.D, self.cfg
         if z is None or not getattr(model, "zdim", 0):
