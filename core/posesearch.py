@@ -75,7 +75,8 @@ class SearchConfig:
                                   # log2(D/4): 1.8 deg at D=64, 0.9 deg at D=128)
     kmin: int = 12                # band (px radius) of round 0, marching to kmax
     kmax: int | None = None       # band of the last round (None: D // 2, the whole loss circle)
-    t_extent: float | None = None  # shifts searched in [-t_extent, t_extent]^2 px (None: D/12.8)
+    t_extent: float | None = None  # shifts searched in [-t_extent, t_extent]^2 px (None: 10 px
+                                   # at D=128, scaled with D, at least 3)
     t_ngrid: int | None = None    # points per axis of the base shift grid (None: spacing
                                   # D/64 px, at least 0.5)
     polish: bool = True           # finally: 27 rotations x 9 shifts at half the last spacing
@@ -280,7 +281,14 @@ class PoseSearch:
 
         With a `prior` (an earlier result for the same images), a local search instead:
         3 rounds of 27 rotations x 9 shifts around the prior pose at half the final spacing
-        times 4, 2, 1 (it follows poses that moved by up to ~2 final spacings)."""
+        times 4, 2, 1 (it follows poses that moved by up to ~2 final spacings).
+        The result's tensors are on the CPU."""
+        if y.dim() != 2 or y.shape[1] != len(self.lat.keep):
+            raise CryoscapeError(f"pose search: images of {tuple(y.shape)} values, expected "
+                                 f"[B, {len(self.lat.keep)}] (the lattice's kept points)")
+        if ctf is not None and tuple(ctf.shape) != (len(y), 9):
+            raise CryoscapeError(f"pose search: CTF parameters of {tuple(ctf.shape)}, expected "
+                                 f"[{len(y)}, 9]")
         y = y[:, self.lat.loss_sel].to(self.device, torch.float32)
         ctf = None if ctf is None else ctf.to(self.device, torch.float32)
         B = len(y)
@@ -303,7 +311,8 @@ class PoseSearch:
 
     @torch.no_grad()
     def search_model(self, model, y: torch.Tensor, ctf: torch.Tensor | None,
-                     z: torch.Tensor | None = None) -> SearchResult:
+                     z: torch.Tensor | None = None,
+                     prior: SearchResult | None = None) -> SearchResult:
         """Search against a model in eval mode. Homogeneous: one VolumeSlicer for all images.
 
         Heterogeneous (z [B, zdim]): the z of the images are clustered (k-means, one cluster
@@ -316,9 +325,11 @@ class PoseSearch:
         keep the decoding at ~150 CPU ms per image, about the search's own cost).
         """
         D, c = self.D, self.cfg
-        if z is None or not getattr(model, "zdim", 0):
+        if getattr(model, "zdim", 0) and z is None:
+            raise CryoscapeError("pose search with a heterogeneous model needs the images' z")
+        if z is None:
             return self.search(y, ctf, VolumeSlicer.from_model(model, D, None, c.oversample,
-                                                               c.kmax))
+                                                               c.kmax), prior)
         from cryoscape.core.analysis.sampling import kmeans
         z = torch.as_tensor(z, dtype=torch.float32)
         k = max(1, min(len(z), math.ceil(len(z) / c.images_per_volume)))
@@ -332,7 +343,9 @@ class PoseSearch:
                 continue
             sl = VolumeSlicer.from_model(model, D, torch.as_tensor(km.centers[j]).float(),
                                          c.oversample, c.kmax)
-            r = self.search(y[i], None if ctf is None else ctf[i], sl)
+            sub = None if prior is None else SearchResult(prior.rot[i], prior.shift[i],
+                                                          prior.loss[i])
+            r = self.search(y[i], None if ctf is None else ctf[i], sl, sub)
             out.rot[i], out.shift[i], out.loss[i] = r.rot, r.shift, r.loss
         return out
 

@@ -20,7 +20,9 @@ only this one function of it is needed. It was checked against healpy 1.20.1 (pi
 nest=True) at nside 2..64: equal to 1e-12 rad. torch-so3 has no parent/child structure.
 
 Shifts: a square grid of n x n cell centres over [-extent, extent]^2 px, each point with 4
-children at half the spacing (the cell centres of the next level).
+children at half the spacing (the cell centres of the next level); a search refines a shift
+over the 3 x 3 points at half the spacing around it (`shift_refinements`), so that a shift
+found next to the true one's cell can still move into it.
 """
 from __future__ import annotations
 
@@ -181,3 +183,11 @@ def shift_children(shifts: torch.Tensor, spacing: float) -> torch.Tensor:
     off = torch.tensor([[-q, -q], [q, -q], [-q, q], [q, q]], dtype=shifts.dtype,
                        device=shifts.device)
     return shifts[..., None, :] + off
+
+
+def shift_refinements(shifts: torch.Tensor, spacing: float) -> torch.Tensor:
+    """The 3 x 3 points [..., 9, 2] at half the spacing centred on shift points [..., 2] of a
+    grid with `spacing` px (x fastest): they span the point's cell and half a cell beyond."""
+    f = torch.tensor([-0.5, 0.0, 0.5], dtype=shifts.dtype, device=shifts.device) * spacing
+    y, x = torch.meshgrid(f, f, indexing="ij")
+    return shifts[..., None, :] + torch.stack([x.reshape(-1), y.reshape(-1)], 1)

@@ -103,3 +103,12 @@ def test_shift_grid_and_children():
     ch = g.shift_children(t, h)                                          # [36, 4, 2]
     assert torch.allclose(ch.reshape(-1, 2).sort(0).values, g.shift_grid(3.0, 12).sort(0).values)
     assert torch.allclose((ch - t[:, None]).abs(), torch.full_like(ch, h / 4))
+
+
+def test_shift_refinements_span_the_cell_and_beyond():
+    t = torch.tensor([[0.5, -1.0]])
+    r = g.shift_refinements(t, 1.0)                                        # [1, 9, 2]
+    assert r.shape == (1, 9, 2)
+    assert torch.allclose(r[0, 4], t[0])                                   # the point itself
+    assert torch.allclose(r[0].amin(0), t[0] - 0.5) and torch.allclose(r[0].amax(0), t[0] + 0.5)
+    assert torch.allclose(r[0, 1] - r[0, 0], torch.tensor([0.5, 0.0]))    # x fastest
