@@ -189,6 +189,39 @@ class Run:
     def z_path(self, epoch: int | None = None) -> Path:
         return self._pick(self._files()[1], epoch, "latents (z*.pkl)")
 
+    def pose_files(self) -> dict:
+        """{epoch or None (final): path} of an ab initio run's pose.N.pkl / pose.pkl."""
+        rd = RunDir(self.path)
+        files = numbered_files(self.path, "pose")
+        if rd.pose().exists():
+            files[None] = rd.pose()
+        return files
+
+    def poses(self, epoch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(rotations [N, 3, 3], shifts [N, 2] px) of the training images: those an ab initio
+        run (cryoscape's or cryoDRGN's) found by `epoch` (None: the last), or the poses a
+        known-pose run was given (its pose pickle or particle .star/.cs, its index applied)."""
+        files = self.pose_files()
+        if files:
+            from cryoscape.core.io.pickles import load_pickle
+            from cryoscape.core.poses import shifts_from_cryodrgn
+            path = self._pick(files, epoch, "poses (pose*.pkl)")
+            try:
+                rot, trans = load_pickle(path)
+                return (np.asarray(rot, np.float32),
+                        shifts_from_cryodrgn(np.asarray(trans).reshape(-1, 2), self.D))
+            except (TypeError, ValueError):
+                raise InputFileError(path, "not a pose pickle (rotations, translations)") \
+                    from None
+        if self.particles_path is None:
+            raise CryoscapeError(f"{self.path}: the run records no particles or poses")
+        from cryoscape.core.io.particles import load_particles
+        p = load_particles(self.particles_path, poses=self._input_path("poses"),
+                           ind=self._input_path("ind"), datadir=self._input_path("datadir"),
+                           lazy=True, need_poses=True)
+        shifts = np.zeros((len(p.rotations), 2), np.float32) if p.shifts is None else p.shifts
+        return np.asarray(p.rotations, np.float32), np.asarray(shifts, np.float32)
+
     # ---- model, latents -----------------------------------------------------------------
     def model(self, epoch: int | None = None):
         """The VAE (eval mode, on `self.device`) of an epoch (None: the final weights)."""

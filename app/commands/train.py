@@ -1,4 +1,5 @@
-"""Train a cryoDRGN model with known poses: a VAE (heterogeneous) or, with --zdim 0, a decoder.
+"""Train a cryoDRGN model: a VAE (heterogeneous) or, with --zdim 0, a decoder; with known poses or
+with --pose-search (ab initio: poses searched, then refined; pose.N.pkl every epoch).
 
 PARTICLES is a .mrcs/.mrc stack, a .txt list of stacks, a RELION .star or a cryoSPARC .cs file;
 poses and CTF come from the .star/.cs unless --poses/--ctf give cryoDRGN pickles. The run
@@ -23,9 +24,10 @@ def add_args(parser):
     parser.add_argument("--lr", type=float, help="Adam learning rate (default: 1e-4)")
     parser.add_argument("--wd", type=float, help="Adam weight decay (default: 0)")
     parser.add_argument("--beta", type=float, help="KL weight (default: 1/zdim, as cryoDRGN)")
-    parser.add_argument("--preset", choices=("cryodrgn", "paper"),
+    parser.add_argument("--preset", choices=("cryodrgn", "paper", "abinit"),
                         help="architecture defaults: cryoDRGN 4.3.1's (3x1024, gaussian, "
-                        "fourier; the default) or the paper's (10x128, geom_lowf, hartley)")
+                        "fourier; the default), the paper's (10x128, geom_lowf, hartley) or "
+                        "cryoDRGN's ab initio (3x256; the default with --pose-search)")
     g = parser.add_argument_group("model")
     g.add_argument("--enc-dim", type=int, help="encoder hidden width (default: 1024)")
     g.add_argument("--enc-layers", type=int, help="encoder hidden layers (default: 3)")
@@ -43,6 +45,27 @@ def add_args(parser):
     g.add_argument("--domain", choices=("fourier", "hartley"),
                    help="decoder domain (default: fourier)")
     g.add_argument("--activation", choices=("relu", "leaky_relu"), help="(default: relu)")
+    g = parser.add_argument_group("ab initio (no poses: search them as the paper, then refine)")
+    g.add_argument("--pose-search", action="store_true", default=None,
+                   help="find the poses (ab initio); poses in a .star/.cs are ignored; the "
+                        "architecture defaults to 3x256 (as cryoDRGN's ab initio)")
+    g.add_argument("--pretrain-epochs", type=int,
+                   help="epochs with random poses before the first search (default: 1)")
+    g.add_argument("--search-epochs", type=int,
+                   help="epochs whose poses are searched (default: 4); later epochs refine "
+                        "the poses by gradient descent")
+    g.add_argument("--search-chunk", type=int,
+                   help="images searched with one frozen decoder (default: 256)")
+    g.add_argument("--search-method", choices=("beam", "bnb"),
+                   help="keep the best K candidates per round, or the paper's branch and "
+                        "bound (default: beam)")
+    g.add_argument("--beam", type=int, help="candidates kept per image and round (default: 8)")
+    g.add_argument("--t-extent", type=float,
+                   help="largest shift searched, +- px (default: scaled with the box)")
+    g.add_argument("--no-pose-sgd", dest="pose_sgd", action="store_false", default=None,
+                   help="keep searching every epoch instead of refining by gradient descent")
+    g.add_argument("--pose-lr", type=float,
+                   help="learning rate of the pose refinement (default: 1e-3)")
     g = parser.add_argument_group("data")
     g.add_argument("--ind", help="index .pkl of the particles to use")
     g.add_argument("--datadir", help="folder of the stacks a .star/.cs refers to")
@@ -78,7 +101,8 @@ FIELDS = ("poses", "ctf", "zdim", "num_epochs", "batch_size", "lr", "wd", "beta"
           "enc_layers", "dec_dim", "dec_layers", "encode_mode", "enc_mask", "pe_type", "pe_dim",
           "feat_sigma", "domain", "activation", "ind", "datadir", "lazy", "invert_data",
           "window", "window_r", "norm", "seed", "checkpoint_minutes", "threads", "device",
-          "amp", "compile")
+          "amp", "compile", "pose_search", "pretrain_epochs", "search_epochs", "search_chunk",
+          "search_method", "beam", "t_extent", "pose_sgd", "pose_lr")
 
 
 def command_line(args) -> list[str]:
@@ -91,7 +115,7 @@ def command_line(args) -> list[str]:
             continue
         if isinstance(v, bool):
             out.append({"invert_data": "--uninvert-data", "window": "--no-window",
-                        "amp": "--no-amp"}.get(k, flag))
+                        "amp": "--no-amp", "pose_sgd": "--no-pose-sgd"}.get(k, flag))
         else:
             out += [flag, *map(str, v if isinstance(v, (list, tuple)) else [v])]
     return out + ["-o", args.outdir]
@@ -115,7 +139,8 @@ def main(args):
     else:
         if not args.particles:
             raise CryoscapeError("give PARTICLES (or --resume to continue a run)")
-        cfg = TrainConfig.with_preset(args.preset or "cryodrgn", particles=args.particles,
+        preset = args.preset or ("abinit" if args.pose_search else "cryodrgn")
+        cfg = TrainConfig.with_preset(preset, particles=args.particles,
                                       command_line=command_line(args), **values)
         result = train(cfg.abspaths(), args.outdir, progress=args.progress)
     print(f"cryoscape train: {result['state']} at epoch {result['epoch']}"

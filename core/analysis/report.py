@@ -127,6 +127,13 @@ def analyze(run, outdir: str | os.PathLike, epoch: int | None = None, k: int = 2
         plots.plot_curves(out / "loss.png", curve[0], curve[1], "training loss", "epoch",
                           "loss", logy=bool(np.all(curve[1]["loss"] > 0)))
         summary["figures"]["loss"] = ["loss.png"]
+    pose_epochs = sorted(e for e in run.pose_files() if e is not None)
+    if pose_epochs:             # ab initio: how the views spread over the sphere, per epoch
+        from cryoscape.core.analysis.viewing import plot_viewing_directions
+        names = [f"viewing_directions.{e}.png" for e in pose_epochs]
+        for e, name in zip(pose_epochs, names):
+            plot_viewing_directions(out / name, run.poses(e)[0], f"viewing directions, epoch {e}")
+        summary["figures"]["viewing directions"] = names
     with atomic_open(out / "summary.json", "w") as f:
         json.dump(summary, f, indent=1)
     write_index_html(out / "index.html", summary)

@@ -26,6 +26,9 @@ PRESETS: dict[str, dict] = {
     # that era for noisy data), Hartley-domain decoder.
     "paper": {"qlayers": 10, "qdim": 128, "players": 10, "pdim": 128, "pe_type": "geom_lowf",
               "domain": "hartley", "encode_mode": "resid", "activation": "relu"},
+    # cryoDRGN's ab initio commands (abinit_homo/abinit_het): 3 hidden layers of 256; a pose
+    # search evaluates the decoder far more often than training does
+    "abinit": {"qdim": 256, "pdim": 256},
 }
 
 ENCODE_MODES = ("resid", "mlp")

@@ -60,6 +60,16 @@ class TrainConfig:
     compile: bool = False              # torch.compile, GPU only
     max_loss_ratio: float = 1e3        # a batch loss this many times the running mean diverges
     preset: str | None = None
+    # ab initio (core/train/abinit): no poses given, they are searched and then refined
+    pose_search: bool = False
+    pretrain_epochs: int = 1           # random poses (the paper's first epoch)
+    search_epochs: int = 4             # epochs whose poses are searched, after the pretraining
+    search_chunk: int = 256            # images searched with one frozen decoder
+    search_method: str = "beam"        # beam (best K) or bnb (the paper's bound)
+    beam: int = 8                      # candidates kept per image and round
+    t_extent: float | None = None      # shift search range, +- px; None: the search's default
+    pose_sgd: bool = True              # refine poses by gradient descent after the search
+    pose_lr: float = 1e-3              # Adam learning rate of the pose corrections
     command_line: list[str] = field(default_factory=list)
 
     def __post_init__(self):
@@ -69,6 +79,13 @@ class TrainConfig:
             raise CryoscapeError("--num-epochs and --batch-size must be >= 1")
         if self.domain not in ("fourier", "hartley"):
             raise CryoscapeError(f"--domain must be fourier or hartley, not {self.domain!r}")
+        if self.pose_search and (self.pretrain_epochs < 0 or self.search_epochs < 1
+                                 or self.search_chunk < 1):
+            raise CryoscapeError("pose search needs --pretrain-epochs >= 0, --search-epochs >= 1 "
+                                 "and --search-chunk >= 1")
+        if self.search_method not in ("beam", "bnb"):
+            raise CryoscapeError(f"--search-method must be beam or bnb, not "
+                                 f"{self.search_method!r}")
         if self.norm is not None:
             self.norm = (float(self.norm[0]), float(self.norm[1]))
 
@@ -100,6 +117,11 @@ class TrainConfig:
         return dataclasses.replace(self, particles=ab(self.particles), poses=ab(self.poses),
                                    ctf=ab(self.ctf), ind=ab(self.ind), datadir=ab(self.datadir))
 
+    def search_args(self) -> dict:
+        """core.posesearch.SearchConfig's settings chosen here (None: its defaults)."""
+        args = {"method": self.search_method, "beam": self.beam, "t_extent": self.t_extent}
+        return {k: v for k, v in args.items() if v is not None}
+
     def model_args(self, D: int) -> dict:
         """cryoDRGN's model_args for an image box D (enc_mask defaults to D//2)."""
         return {"qlayers": self.enc_layers, "qdim": self.enc_dim, "players": self.dec_layers,
@@ -116,4 +138,4 @@ class TrainConfig:
         return {"particles": self.particles, "norm": [float(norm[0]), float(norm[1])],
                 "invert_data": self.invert_data, "ind": self.ind, "keepreal": False,
                 "window": self.window, "window_r": self.window_r, "datadir": self.datadir,
-                "ctf": self.ctf, "poses": self.poses, "do_pose_sgd": False}
+                "ctf": self.ctf, "poses": self.poses, "do_pose_sgd": self.pose_search}

@@ -30,7 +30,8 @@ class TrainData:
 
     def __init__(self, particles: str, *, poses=None, ctf=None, ind=None, datadir=None,
                  lazy=False, invert=None, window=True, window_r=0.85, norm=None,
-                 enc_radius=None, need_poses=True, device="cpu", progress=False):
+                 enc_radius=None, need_poses=True, use_poses=True, device="cpu",
+                 progress=False):
         # images stay memory-mapped: in memory only the preprocessed lattice points are kept
         p = particles if isinstance(particles, Particles) else load_particles(
             particles, poses=poses, ctf=ctf, ind=ind, datadir=datadir, lazy=True,
@@ -45,10 +46,11 @@ class TrainData:
         # images are preprocessed on the CPU: the lattice's coordinates and mask there, once
         self._coords_cpu, self._keep_cpu = self.lattice.full_coords.cpu(), self.lattice.keep.cpu()
         self._window = (preprocess.window_mask(self.D, window_r) if window else None)
+        # use_poses=False (ab initio): poses a .star/.cs holds are ignored, images not centred
         self.rot = (torch.as_tensor(np.asarray(p.rotations), dtype=torch.float32)
-                    if p.rotations is not None else None)
+                    if use_poses and p.rotations is not None else None)
         self.shifts = (torch.as_tensor(np.asarray(p.shifts), dtype=torch.float32)
-                       if p.shifts is not None else None)
+                       if use_poses and p.shifts is not None else None)
         self.ctf = torch.as_tensor(np.asarray(p.ctf), dtype=torch.float32) if p.ctf is not None \
             else None
         if invert is None:     # nobody said: decided from the images and their CTF

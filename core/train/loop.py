@@ -1,7 +1,8 @@
 """The training loop: minibatches, Adam, checkpoints, resume, pause/stop, divergence.
 
 `train(cfg, outdir)` trains a decoder (zdim 0, as cryoDRGN train_nn) or a VAE (as cryoDRGN
-train_vae) with known poses. After every epoch it writes weights.N.pkl, z.N.pkl (posterior
+train_vae) with known poses, or with `pose_search` finds the poses as it trains (ab initio, see
+core/train/abinit; pose.N.pkl after every epoch). After every epoch it writes weights.N.pkl, z.N.pkl (posterior
 mean and log-variance of every image, computed in a pass in eval mode after the epoch, as
 cryoDRGN), a metrics.jsonl row and checkpoint.pt; checkpoint.pt is also written every
 `checkpoint_minutes` inside an epoch and when SIGTERM/SIGINT stops the run after the current
@@ -109,20 +110,27 @@ def inputs_of(cfg: TrainConfig) -> list[dict]:
 
 
 def load_data(cfg: TrainConfig, device, norm=None, progress=False) -> TrainData:
-    return TrainData(cfg.particles, poses=cfg.poses, ctf=cfg.ctf, ind=cfg.ind,
+    known = not cfg.pose_search
+    return TrainData(cfg.particles, poses=cfg.poses if known else None, ctf=cfg.ctf, ind=cfg.ind,
                      datadir=cfg.datadir, lazy=cfg.lazy, invert=cfg.invert_data,
                      window=cfg.window, window_r=cfg.window_r, norm=norm or cfg.norm,
-                     enc_radius=cfg.enc_mask, device=device, progress=progress)
+                     enc_radius=cfg.enc_mask, need_poses=known, use_poses=known, device=device,
+                     progress=progress)
 
 
 @torch.no_grad()
-def encode_all(model, data: TrainData, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Posterior means and log-variances of every image, in order, in eval mode."""
+def encode_all(model, data: TrainData, batch_size: int = 256,
+               centre=None) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior means and log-variances of every image, in order, in eval mode; `centre(idx,
+    y)` centres images whose shifts the data do not know (ab initio)."""
     was_training = model.training
     model.eval()
     mus, logvars = [], []
     for i in range(0, data.N, batch_size):
-        y, _, ctf = data.batch(torch.arange(i, min(i + batch_size, data.N)))
+        idx = torch.arange(i, min(i + batch_size, data.N))
+        y, _, ctf = data.batch(idx)
+        if centre is not None:
+            y = centre(idx, y)
         mu, logvar = model.encode(encoder_input(data.lattice, y, ctf))
         mus.append(mu.float().cpu().numpy())
         logvars.append(logvar.float().cpu().numpy())
@@ -161,6 +169,10 @@ class Trainer:
         self.model.to(self.device)
         self.optim = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.wd)
         self.noise = torch.Generator(self.device).manual_seed(cfg.seed + 1)
+        self.abinit = None
+        if cfg.pose_search:     # imported here: core.posesearch itself imports core.train
+            from cryoscape.core.train.abinit import AbInitio
+            self.abinit = AbInitio(cfg, self.data, self.device)
         self.epoch, self.batch_i, self.elapsed, self.epoch_elapsed = 0, 0, 0.0, 0.0
         self.sums = torch.zeros(4, dtype=torch.float64)   # loss, mse, kl, images
         self.loss_mean = math.nan
@@ -169,7 +181,8 @@ class Trainer:
         else:
             self.rd.path.mkdir(parents=True, exist_ok=True)
             conf = self.rd.write_config(cfg, D, self.data.apix, self.data.norm, inputs_of(cfg),
-                                        self.data.ctf is not None, self.data.shifts is not None)
+                                        self.data.ctf is not None,
+                                       self.data.shifts is not None or cfg.pose_search)
             self.rd.write_metrics([])
             self.rd.append_log(f"cryoscape {conf['version']}: {' '.join(cfg.command_line)}")
             self.rd.append_log(f"{self.data.N} images of {D} px, norm {self.data.norm}, "
@@ -208,15 +221,20 @@ class Trainer:
         self.sums = s["sums"].clone()
         self.elapsed, self.epoch_elapsed = s["elapsed"], s["epoch_elapsed"]
         self.loss_mean = s["loss_mean"]
+        if self.abinit is not None:
+            self.abinit.load_state_dict(s["abinit"])
         self.rd.remove_partial_files()
         self.rd.write_metrics([r for r in self.rd.read_metrics() if r["epoch"] <= self.epoch])
         self.rd.append_log(f"resumed at epoch {self.epoch + 1}, batch {self.batch_i}")
 
     def _save_resume_point(self) -> None:
-        ckpt.save(self.rd.checkpoint, ckpt.resume_dict(
+        state = ckpt.resume_dict(
             self.model, self.optim, epoch=self.epoch, batch=self.batch_i, noise=self.noise,
             sums=self.sums, elapsed=self.elapsed, epoch_elapsed=self.epoch_elapsed,
-            loss_mean=self.loss_mean))
+            loss_mean=self.loss_mean)
+        if self.abinit is not None:
+            state["abinit"] = self.abinit.state_dict()
+        ckpt.save(self.rd.checkpoint, state)
 
     def _status(self, state: str, **info) -> None:
         self.rd.write_status(state, epoch=self.epoch, batch=self.batch_i,
@@ -243,6 +261,8 @@ class Trainer:
 
     def _step(self, idx: torch.Tensor) -> tuple[float, float, float]:
         y, rot, ctf = self.data.batch(idx)
+        if self.abinit is not None:
+            y, rot = self.abinit.batch(idx, y, self.epoch, self.batch_i)
         self.optim.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
             loss, mse, kl = run_batch(self.model, self.data.lattice, y, rot, ctf,
@@ -254,13 +274,18 @@ class Trainer:
         if grads and not bool(torch.stack(grads).all()):      # one device sync, not one each
             self._check(math.nan)
         self.optim.step()
+        if self.abinit is not None:
+            self.abinit.step(self.epoch)
         return value, mse.detach().item(), kl.detach().item()
 
     def _end_epoch(self) -> dict:
         e = self.epoch + 1
         if self.model.zdim:
-            mu, logvar = encode_all(self.model, self.data)
+            mu, logvar = encode_all(self.model, self.data,
+                                    centre=self.abinit.centre if self.abinit else None)
             ckpt.save_latents(self.rd.z(e), mu, logvar)
+        if self.abinit is not None:
+            self.abinit.save(self.rd.pose(e))
         ckpt.save(self.rd.weights(e),
                   ckpt.weights_dict(self.model, self.optim, e, self.model_args))
         s = self.sums
@@ -270,23 +295,31 @@ class Trainer:
                "beta": self.cfg.kl_weight, "time": self.epoch_elapsed,
                "images_per_s": self.data.N / max(self.epoch_elapsed, 1e-9),
                "elapsed": self.elapsed}
+        if self.abinit is not None:
+            row.update(poses=self.abinit.phase(self.epoch), **self.abinit.epoch_summary())
         self.rd.write_metrics(self.rd.read_metrics() + [row])
         self.rd.append_log(f"epoch {e}: loss {row['loss']:.6g} mse {row['mse']:.6g} "
                            f"kl {row['kl']:.4g} in {row['time']:.1f} s "
-                           f"({row['images_per_s']:.0f} images/s)")
+                           f"({row['images_per_s']:.0f} images/s)"
+                           + (f", poses: {row['poses']}" if "poses" in row else "")
+                           + (f" ({row['search_ms_per_image']:.1f} ms/image)"
+                              if "search_ms_per_image" in row else ""))
         self.epoch, self.batch_i, self.epoch_elapsed = e, 0, 0.0
         self.sums = torch.zeros(4, dtype=torch.float64)
         self._save_resume_point()
         return row
 
     def _finish(self) -> None:
-        """Final unnumbered weights.pkl and z.pkl, as cryoDRGN leaves them."""
+        """Final unnumbered weights.pkl, z.pkl and pose.pkl, as cryoDRGN leaves them."""
         e = self.epoch
         ckpt.save(self.rd.weights(),
                   ckpt.weights_dict(self.model, self.optim, e, self.model_args))
-        if self.model.zdim:       # the last epoch's latents, from the same weights
-            with atomic_path(self.rd.z()) as tmp:
-                shutil.copyfile(self.rd.z(e), tmp)
+        last = [(self.rd.z(e), self.rd.z())] if self.model.zdim else []
+        if self.abinit is not None:
+            last.append((self.rd.pose(e), self.rd.pose()))
+        for src, dst in last:      # the last epoch's latents and poses, from the same weights
+            with atomic_path(dst) as tmp:
+                shutil.copyfile(src, tmp)
 
     def fit(self) -> dict:
         """Train to `num_epochs`; returns dict(state=done|paused|stopped, epoch, batch)."""
@@ -310,6 +343,8 @@ class Trainer:
                     order = epoch_order(N, cfg.seed, self.epoch)
                     while self.batch_i < nb:
                         t0 = time.perf_counter()
+                        if self.abinit is not None:
+                            self.abinit.prepare(self.model, order, self.epoch, self.batch_i)
                         idx = order[self.batch_i * B:(self.batch_i + 1) * B]
                         loss, mse, kl = self._step(idx)
                         dt = time.perf_counter() - t0

@@ -25,7 +25,7 @@ PART = 256 << 20
 
 
 def numbered_files(folder: str | os.PathLike, kind: str) -> dict[int, Path]:
-    """{N: path} of the per-epoch files `kind`.N.pkl ("weights", "z") in `folder`."""
+    """{N: path} of the per-epoch files `kind`.N.pkl ("weights", "z", "pose") in `folder`."""
     name = re.compile(rf"^{re.escape(kind)}\.(\d+)\.pkl$")
     return {int(m.group(1)): p for p in Path(folder).iterdir() if (m := name.match(p.name))}
 
@@ -78,6 +78,10 @@ class RunDir:
 
     def z(self, epoch: int | None = None) -> Path:
         return self.path / ("z.pkl" if epoch is None else f"z.{epoch}.pkl")
+
+    def pose(self, epoch: int | None = None) -> Path:
+        """Poses found by an ab initio run (cryoDRGN's pose.N.pkl)."""
+        return self.path / ("pose.pkl" if epoch is None else f"pose.{epoch}.pkl")
 
     def write_config(self, cfg, D: int, apix: float, norm, inputs: list[dict],
                      uses_ctf: bool, uses_shifts: bool) -> dict:

@@ -1,0 +1,176 @@
+"""Ab initio training: poses searched over SO(3) x R^2 and refined with the decoder.
+
+The schedule (epochs 1-based; each phase switchable in TrainConfig):
+1. `pretrain_epochs` (paper: 1): random rotations, drawn anew for every batch, and no shifts;
+   the decoder learns a rotational average of the structure, a start free of any bias.
+2. `search_epochs`: the images of each chunk of `search_chunk` are searched (core/posesearch)
+   with the decoder frozen for the chunk (homogeneous: one decoded volume serves the chunk;
+   heterogeneous: at each image's posterior mean z, computed with the image centred by its last
+   shift), then trained on with the poses found. A chunk, not a batch: decoding the volume is
+   the search's cost, and it is shared by every image of the chunk.
+3. the remaining epochs (`pose_sgd`): every image's pose is refined by gradient descent together
+   with the decoder (CryoDRGN-AI's approach): a rotation correction exp([w]x) and a shift
+   correction per particle, sparse Adam on the images of each batch.
+
+`pose.N.pkl` (cryoDRGN's layout: rotations and shifts as a fraction of the box) holds every
+image's pose after epoch N. Everything that a resume needs travels in `state_dict()`; random
+rotations of the pretraining come from a generator seeded by (seed, epoch, batch), so a resumed
+run draws the same ones.
+"""
+from __future__ import annotations
+
+import pickle
+import time
+
+import numpy as np
+import torch
+from cryoscape.core.io.atomic import atomic_open
+from cryoscape.core.poses import shifts_to_cryodrgn
+from cryoscape.core.posesearch import PoseSearch, SearchConfig
+from cryoscape.core.train.forward import center_hartley, encoder_input
+
+PRETRAIN, SEARCH, REFINE = "pretrain", "search", "refine"
+
+
+def skew_exp(w: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices exp([w]x) [..., 3, 3] of axis-angle vectors w [..., 3] (differentiable,
+    exact at w = 0)."""
+    k = torch.zeros(*w.shape[:-1], 3, 3, dtype=w.dtype, device=w.device)
+    k[..., 0, 1], k[..., 0, 2], k[..., 1, 2] = -w[..., 2], w[..., 1], -w[..., 0]
+    k = k - k.transpose(-1, -2)
+    return torch.linalg.matrix_exp(k)
+
+
+def random_rotations(n: int, generator: torch.Generator) -> torch.Tensor:
+    """n rotations [n, 3, 3] uniform on SO(3) (normalised Gaussian quaternions)."""
+    q = torch.randn(n, 4, generator=generator)
+    w, x, y, z = (q / q.norm(dim=1, keepdim=True)).unbind(1)
+    return torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+                        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+                        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+                       1).reshape(n, 3, 3)
+
+
+class AbInitio:
+    """The poses of a training set while they are searched and refined (see the module)."""
+
+    def __init__(self, cfg, data, device):
+        self.cfg, self.data, self.device = cfg, data, torch.device(device)
+        self.N, self.D = data.N, data.D
+        lat = data.lattice
+        self.freqs = lat.full_coords[lat.keep]                # for centring kept points
+        self.rot = torch.eye(3).repeat(self.N, 1, 1)          # the poses found, on the CPU
+        self.shift = torch.zeros(self.N, 2)
+        self.searched = torch.zeros(self.N, dtype=torch.bool)
+        self._searches: dict[int, PoseSearch] = {}
+        # per-particle corrections (axis-angle, shift px), used in the refinement epochs
+        self.delta = torch.nn.Embedding(self.N, 5, sparse=True).to(self.device)
+        torch.nn.init.zeros_(self.delta.weight)
+        self.optim = torch.optim.SparseAdam(self.delta.parameters(), lr=cfg.pose_lr)
+        self.search_seconds, self.searched_images = 0.0, 0
+
+    def phase(self, epoch: int) -> str:
+        """The phase of a 0-based epoch."""
+        if epoch < self.cfg.pretrain_epochs:
+            return PRETRAIN
+        if epoch < self.cfg.pretrain_epochs + self.cfg.search_epochs or not self.cfg.pose_sgd:
+            return SEARCH
+        return REFINE
+
+    def band(self, epoch: int) -> int:
+        """The search's band limit (px) in a 0-based search epoch: from D/4 in the first to
+        D/2 in the last, low resolution first while the decoder is still coarse."""
+        j = min(epoch - self.cfg.pretrain_epochs, self.cfg.search_epochs - 1)
+        f = j / (self.cfg.search_epochs - 1) if self.cfg.search_epochs > 1 else 1.0
+        return round(self.D / 4 + f * (self.D / 2 - self.D / 4))
+
+    def search(self, epoch: int) -> PoseSearch:
+        k = self.band(epoch)
+        if k not in self._searches:
+            self._searches[k] = PoseSearch(self.data.lattice,
+                                           SearchConfig(kmax=k, **self.cfg.search_args()),
+                                           self.device)
+        return self._searches[k]
+
+    def chunk_batches(self) -> int:
+        return max(1, -(-self.cfg.search_chunk // self.cfg.batch_size))
+
+    @torch.no_grad()
+    def prepare(self, model, order: torch.Tensor, epoch: int, batch_i: int) -> None:
+        """Before batch `batch_i` of `epoch`: search the poses of the chunk it starts, if any."""
+        if self.phase(epoch) != SEARCH or batch_i % self.chunk_batches():
+            return
+        B = self.cfg.batch_size
+        idx = order[batch_i * B:(batch_i + self.chunk_batches()) * B]
+        t0 = time.perf_counter()
+        was_training = model.training
+        model.eval()
+        y, _, ctf = self.data.batch(idx)        # the search bounds its memory by chunking
+        z = None
+        if model.zdim:
+            yc = center_hartley(y, self.freqs, self.shift[idx].to(y.device))
+            z = model.encode(encoder_input(self.data.lattice, yc, ctf))[0].float()
+        found = self.search(epoch).search_model(model, y, ctf, z)
+        self.rot[idx] = found.rot.float().cpu()
+        self.shift[idx] = found.shift.float().cpu()
+        self.searched[idx] = True
+        model.train(was_training)
+        self.search_seconds += time.perf_counter() - t0
+        self.searched_images += len(idx)
+
+    def batch(self, idx: torch.Tensor, y: torch.Tensor, epoch: int, batch_i: int):
+        """(centred images, rotations) of a batch: random rotations while pretraining, the
+        poses found, or those poses with their corrections (which carry gradients)."""
+        phase = self.phase(epoch)
+        if phase == PRETRAIN:
+            seq = np.random.SeedSequence([self.cfg.seed, epoch, batch_i, 1])
+            g = torch.Generator().manual_seed(int(seq.generate_state(1, np.uint64)[0] >> 1))
+            return y, random_rotations(len(idx), g).to(y.device)
+        rot, shift = self.rot[idx].to(y.device), self.shift[idx].to(y.device)
+        if phase == REFINE:
+            d = self.delta(idx.to(self.device))
+            rot = rot @ skew_exp(d[:, :3])
+            shift = shift + d[:, 3:]
+        return center_hartley(y, self.freqs, shift), rot
+
+    def step(self, epoch: int) -> None:
+        """After the decoder's optimiser step: the pose corrections' step (refinement only)."""
+        if self.phase(epoch) == REFINE:
+            self.optim.step()
+            self.optim.zero_grad(set_to_none=True)
+
+    def poses(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every image's current rotation [N, 3, 3] and shift [N, 2] px, corrections applied."""
+        with torch.no_grad():
+            d = self.delta.weight.detach().cpu()
+            return self.rot @ skew_exp(d[:, :3]), self.shift + d[:, 3:]
+
+    def centre(self, idx: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Images of `idx` centred by their current shifts (for the encoder's pass)."""
+        return center_hartley(y, self.freqs, self.poses()[1][idx].to(y.device))
+
+    def save(self, path) -> None:
+        """pose.N.pkl: (rot [N, 3, 3], trans [N, 2] fraction of the box) as cryoDRGN writes."""
+        rot, shift = self.poses()
+        with atomic_open(path, "wb") as f:
+            pickle.dump((rot.numpy().astype(np.float32),
+                         shifts_to_cryodrgn(shift.numpy(), self.D)), f, protocol=4)
+
+    def epoch_summary(self) -> dict:
+        """Search time per image since the last summary (ms), for metrics.jsonl."""
+        out = {}
+        if self.searched_images:
+            out["search_ms_per_image"] = 1e3 * self.search_seconds / self.searched_images
+        self.search_seconds, self.searched_images = 0.0, 0
+        return out
+
+    def state_dict(self) -> dict:
+        return {"rot": self.rot.clone(), "shift": self.shift.clone(),
+                "searched": self.searched.clone(), "delta": self.delta.weight.detach().cpu(),
+                "optim": self.optim.state_dict()}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.rot, self.shift, self.searched = s["rot"], s["shift"], s["searched"]
+        with torch.no_grad():
+            self.delta.weight.copy_(s["delta"])
+        self.optim.load_state_dict(s["optim"])

@@ -1,0 +1,127 @@
+"""Ab initio training: poses found from scratch, pose files, the schedule, exact resume."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from cryoscape.core.io.pickles import load_pickles
+from cryoscape.core.poseerror import pose_error
+from cryoscape.core.poses import shifts_from_cryodrgn
+from cryoscape.core.run import Run
+from cryoscape.core.train import TrainConfig, train
+from cryoscape.core.train.abinit import random_rotations, skew_exp
+from cryoscape.core.train.checkpoint import load as load_ckpt
+
+N, D = 384, 32
+
+
+@pytest.fixture(scope="module")
+def homo_data(tmp_path_factory):
+    """Noiseless homogeneous images (D=32, CTF, shifts up to 2 px) with their true poses."""
+    from cryoscape.core.simulate.dataset import simulate
+    out = tmp_path_factory.mktemp("abinit_data")
+    simulate("homogeneous", N, out, D=D, ctf=True, max_shift=2.0, seed=5)
+    return out
+
+
+def abinit_config(data, **kw) -> TrainConfig:
+    """Small data, many steps per epoch (batch 4): the search has a decoder worth searching."""
+    values = {"num_epochs": 7, "pretrain_epochs": 1, "search_epochs": 5, "search_chunk": 32,
+              "batch_size": 4, "lr": 2e-3, "dec_layers": 3, "dec_dim": 128, "seed": 0,
+              "threads": 1, "checkpoint_minutes": 60.0, "t_extent": 3.0, **kw}
+    return TrainConfig(particles=str(data / "particles.mrcs"), ctf=str(data / "ctf.pkl"),
+                       zdim=0, pose_search=True, **values)
+
+
+@pytest.fixture(scope="module")
+def homo_run(homo_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("abinit_run") / "run"
+    train(abinit_config(homo_data), out, progress=False)
+    return out
+
+
+def _found(run, epoch=None):
+    rot, trans = load_pickles(run / ("pose.pkl" if epoch is None else f"pose.{epoch}.pkl"))[0]
+    return np.asarray(rot), shifts_from_cryodrgn(trans, D)
+
+
+def test_skew_exp_and_random_rotations_are_rotations():
+    w = torch.tensor([[0.0, 0.0, 0.0], [0.3, -0.2, 0.5]])
+    R = skew_exp(w)
+    torch.testing.assert_close(R[0], torch.eye(3))
+    axis = w[1] / w[1].norm()
+    torch.testing.assert_close(R[1] @ axis, axis)                    # the axis stays put
+    assert abs(float(torch.arccos((R[1].trace() - 1) / 2)) - float(w[1].norm())) < 1e-5
+    Q = random_rotations(2000, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(Q @ Q.transpose(1, 2), torch.eye(3).expand(2000, 3, 3),
+                               atol=1e-5, rtol=0)
+    assert abs(float(Q[:, 2, 2].mean())) < 0.05                      # uniform: E[R33] = 0
+
+
+def test_homogeneous_ab_initio_finds_the_poses(homo_run, homo_data):
+    truth = np.load(homo_data / "truth.npz")
+    rot, shifts = _found(homo_run)
+    err = pose_error(rot, truth["rotations"], shifts, truth["shifts"])
+    assert err["median_angle_deg"] < 5.0, err["median_angle_deg"]
+    assert err["median_trans_px"] < 0.5, err["median_trans_px"]
+    # the pretraining's random poses are far from the truth; the search brings them close
+    first = pose_error(*_found(homo_run, 1)[:1], truth["rotations"])
+    assert first["median_angle_deg"] > 30
+
+
+def test_ab_initio_run_files_and_schedule(homo_run):
+    rows = [json.loads(x) for x in (homo_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["poses"] for r in rows] == ["pretrain"] + ["search"] * 5 + ["refine"]
+    assert all(r["search_ms_per_image"] > 0 for r in rows if r["poses"] == "search")
+    assert not any("search_ms_per_image" in r for r in rows if r["poses"] != "search")
+    for e in range(1, 8):
+        rot, _ = _found(homo_run, e)
+        assert rot.shape == (N, 3, 3)
+        np.testing.assert_allclose(np.linalg.det(rot), 1.0, atol=1e-4)
+    final = load_pickles(homo_run / "pose.pkl")[0]
+    np.testing.assert_array_equal(final[0], load_pickles(homo_run / "pose.7.pkl")[0][0])
+    # the refinement moves the poses it was given, a little
+    moved = pose_error(_found(homo_run, 7)[0], _found(homo_run, 6)[0])["median_angle_deg"]
+    assert 0 < moved < 2
+
+
+def test_resume_mid_search_reproduces_the_run(homo_data, tmp_path):
+    cfg = {"num_epochs": 3, "search_epochs": 1, "search_chunk": 64, "batch_size": 16,
+           "dec_dim": 32, "dec_layers": 2}
+    train(abinit_config(homo_data, **cfg), tmp_path / "ref", progress=False)
+
+    class Killed(Exception):
+        pass
+
+    def kill(event, trainer):     # epoch 2 is the search epoch: 24 batches, chunks of 4
+        if event == "batch" and trainer.epoch == 1 and trainer.batch_i == 7:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(abinit_config(homo_data, checkpoint_minutes=0, **cfg), tmp_path / "run",
+              callback=kill, progress=False)
+    assert (load_ckpt(tmp_path / "run" / "checkpoint.pt")["batch"]) == 6
+    assert train(None, tmp_path / "run", resume=True, progress=False)["state"] == "done"
+    for e in (2, 3):
+        a, b = (load_pickles(tmp_path / r / f"pose.{e}.pkl")[0] for r in ("ref", "run"))
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+    wa = load_ckpt(tmp_path / "ref" / "weights.pkl")["model_state_dict"]
+    wb = load_ckpt(tmp_path / "run" / "weights.pkl")["model_state_dict"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_run_reads_found_and_given_poses(homo_run, tiny_run):
+    run = Run.open(homo_run)
+    assert sorted(e for e in run.pose_files() if e is not None) == list(range(1, 8))
+    rot, shifts = run.poses(3)
+    ref_rot, ref_shifts = _found(homo_run, 3)
+    np.testing.assert_array_equal(rot, ref_rot)
+    np.testing.assert_allclose(shifts, ref_shifts, atol=1e-5)
+    # a known-pose run: the poses it was trained with (the .star's), in px
+    truth = np.load(tiny_run.data / "truth.npz")
+    rot, shifts = Run.open(tiny_run.run).poses()
+    np.testing.assert_allclose(rot, truth["rotations"], atol=1e-5)
+    np.testing.assert_allclose(shifts, truth["shifts"], atol=1e-4)
