@@ -461,8 +461,10 @@ class PoseSearch:
         yc, yfc, c2, ysq = self._terms(y, C, band)
         # shift t = parent + offset o: Y shifted by t = cos(o) U + sin(o) V with U, V the
         # image shifted by the parent (and its mirror): the 9 offsets are one product
-        U = self._shifted(yc, yfc, shifts, band)                                 # [B, K, P]
-        V = self._shifted(yfc, -yc, shifts, band)
+        tp = (-2 * math.pi) * (shifts @ self.coords[band, :2].T)                 # [B, K, P]
+        cp, sp = torch.cos(tp), torch.sin(tp)
+        U = cp * yc[:, None] + sp * yfc[:, None]
+        V = cp * yfc[:, None] - sp * yc[:, None]
         offsets = shift_refinements(torch.zeros(2, device=self.device), spacing)  # [9, 2]
         theta = (-2 * math.pi) * (offsets @ self.coords[band, :2].T)            # [9, P]
         cross = ((U[:, :, None] * S) @ torch.cos(theta).T
