@@ -27,14 +27,15 @@ import numpy as np
 from _report import command, write_section
 
 
-def make_run(path: Path, n: int, zdim: int = 8, D: int = 64, seed: int = 0) -> None:
-    """A cryoscape run directory with a random 3x256 decoder and mixture latents."""
+def make_run(path: Path, n: int, zdim: int = 8, D: int = 64, seed: int = 0,
+             width: int = 256) -> None:
+    """A cryoscape run directory with a random 3 x `width` decoder and mixture latents."""
     import torch
     import yaml
     from cryoscape.core.models import build_model, resolve_model_args
 
     path.mkdir(parents=True, exist_ok=True)
-    model_args = resolve_model_args({"qlayers": 3, "qdim": 256, "players": 3, "pdim": 256,
+    model_args = resolve_model_args({"qlayers": 3, "qdim": 256, "players": 3, "pdim": width,
                                      "zdim": zdim}, D + 1)
     torch.manual_seed(seed)
     model = build_model(model_args, D + 1)
