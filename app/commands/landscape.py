@@ -6,7 +6,7 @@ soft edge, or --mask) and reduced by PCA; agglomerative clustering of the maps g
 Each particle gets the state of its nearest centre and volume-PC coordinates from a small MLP
 z -> volume PCs. Writes OUT/landscape.npz (state [N], volume_pcs [N, k], the sketch), the
 states' maps and maps along volume PC1/PC2 (MRC + ChimeraX .cxc), mask.mrc, plots and
-summary.json. Results are cached in RUN/analysis_cache (the explorer reads them).
+summary.json. Results are cached in RUN/analysis_cache, for a later call (or the explorer).
 """
 from __future__ import annotations
 
