@@ -49,6 +49,23 @@ class FakeRun:
         return [{"epoch": e, "step": s, "loss": 1.0 / (e + s), "mse": 0.5 / e, "kl": 0.1}
                 for e in self.epochs for s in (0, 1)]
 
+    def pose_files(self):
+        return {}
+
+
+class FakeAbInitioRun(FakeRun):
+    """With poses found in epochs 1-3: random, then all viewed along +z."""
+
+    def pose_files(self):
+        return {e: None for e in self.epochs}
+
+    def poses(self, epoch=None):
+        from scipy.spatial.transform import Rotation
+        n = len(self._z[3])
+        rot = (Rotation.random(n, random_state=epoch).as_matrix() if epoch == 1
+               else np.repeat(np.eye(3)[None], n, 0))
+        return rot.astype(np.float32), np.zeros((n, 2), np.float32)
+
 
 def test_analyze_report_folder(tmp_path):
     run = FakeRun(tmp_path / "run")
@@ -163,3 +180,15 @@ def test_analyze_with_umap_in_place_and_from_cache(tmp_path, monkeypatch, fake_u
     page = (tmp_path / "b/index.html").read_text()
     assert page.index("pca.png") < page.index("umap.png") < page.index("loss.png") < \
         page.index("kmeans_maps.png")
+
+
+def test_analyze_plots_viewing_directions_of_an_ab_initio_run(tmp_path):
+    (tmp_path / "run").mkdir()
+    s = report.analyze(FakeAbInitioRun(tmp_path / "run"), tmp_path / "rep", k=2,
+                       skip_umap=True, D=8, n_traverse=2, progress=False)
+    names = [f"viewing_directions.{e}.png" for e in (1, 2, 3)]
+    assert s["figures"]["viewing directions"] == names
+    from matplotlib.image import imread
+    spread, top = (imread(tmp_path / "rep" / n)[..., :3] for n in names[:2])
+    assert spread.shape == top.shape and np.abs(spread - top).max() > 0.1   # plots differ
+    assert names[0] in (tmp_path / "rep" / "index.html").read_text()
