@@ -1,10 +1,14 @@
-"""The training loss curve (pyqtgraph): one point per epoch, whole-number epoch ticks, values
-without SI prefixes, and a note where a run has no loss record."""
+"""The training loss curve (pyqtgraph): one point per epoch, coloured by the epoch's pose phase
+where the run searched its poses (pretrain / search / refine, with a legend), whole-number epoch
+ticks, values without SI prefixes, and a note where a run has no loss record."""
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
 from cryoscape.app.gui.visuals.latent_view import plain_axes
+
+LOSS_COLOUR = "#7cc4f0"
+PHASE_COLOURS = {"pretrain": "#d9a05b", "search": "#e0607e", "refine": "#8fd694"}
 
 
 class EpochAxis(pg.AxisItem):
@@ -16,7 +20,8 @@ class EpochAxis(pg.AxisItem):
 
 
 class LossPlot(pg.PlotWidget):
-    """`set_metrics(rows)` draws metrics.jsonl's rows (epoch, loss)."""
+    """`set_metrics(rows)` draws metrics.jsonl's rows (epoch, loss; `poses`: the phase of an
+    ab initio epoch, one scatter per phase in `phase_points`)."""
 
     def __init__(self, parent=None):
         super().__init__(parent, background="#10161d", axisItems={"bottom": EpochAxis("bottom")})
@@ -24,19 +29,32 @@ class LossPlot(pg.PlotWidget):
         self.setLabel("bottom", "epoch")
         self.setLabel("left", "loss")
         self.setMinimumHeight(120)
-        self.curve = self.plot(pen=pg.mkPen("#7cc4f0", width=2), symbol="o", symbolSize=5,
-                               symbolBrush="#7cc4f0")
+        self.curve = self.plot(pen=pg.mkPen(LOSS_COLOUR, width=2), symbol="o", symbolSize=5,
+                               symbolBrush=LOSS_COLOUR)
+        self.legend = self.addLegend(offset=(-8, 8), labelTextColor="#c8d2dc")
+        self.phase_points = {}
+        for phase, colour in PHASE_COLOURS.items():
+            self.phase_points[phase] = pts = pg.PlotDataItem(
+                [], [], pen=None, symbol="o", symbolSize=8, symbolBrush=colour,
+                symbolPen=pg.mkPen(colour))
+            self.addItem(pts)
         self.note = pg.TextItem("no loss record", color="#8a97a6", anchor=(0.5, 0.5))
         self.note.setPos(0.5, 0.5)
         self.addItem(self.note, ignoreBounds=True)
 
     def set_metrics(self, rows: list) -> None:
         """The loss of each row (none: the note says so, not the last run's curve)."""
-        pts = [(r.get("epoch", i + 1), r["loss"]) for i, r in enumerate(rows)
-               if isinstance(r.get("loss"), (int, float))]
-        self.note.setVisible(not pts)           # e.g. a cryoDRGN run: no metrics.jsonl
-        if pts:
-            x, y = np.array(pts, dtype=float).T
+        rows = [(r.get("epoch", i + 1), r["loss"], r.get("poses")) for i, r in enumerate(rows)
+                if isinstance(r.get("loss"), (int, float))]
+        self.note.setVisible(not rows)          # e.g. a cryoDRGN run: no metrics.jsonl
+        self.legend.clear()
+        for phase, item in self.phase_points.items():
+            xy = [(e, loss) for e, loss, p in rows if p == phase]
+            item.setData(*(np.array(xy, dtype=float).T if xy else ([], [])))
+            if xy:
+                self.legend.addItem(item, phase)
+        if rows:
+            x, y = np.array([r[:2] for r in rows], dtype=float).T
             self.curve.setData(x, y)
             self.enableAutoRange()              # setRange below turned it off
         else:

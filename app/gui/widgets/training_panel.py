@@ -1,8 +1,11 @@
 """The training panel: inputs and architecture, start / continue / pause after the epoch / stop,
 a live loss curve and the training's output. The form makes `cryoscape train` arguments
 (`train_args`: a new option is a field and its flags there); the training service runs them.
-Its defaults are `cryoscape train`'s (cryoDRGN's: `TrainConfig`); an opened run fills the form,
-and an unfinished one can be continued (`cryoscape train --resume`)."""
+Its defaults are `cryoscape train`'s (cryoDRGN's: `TrainConfig`; with "Poses: search (ab initio)"
+those of `--pose-search`, whose architecture is the 'abinit' preset); an opened run fills the
+form, and an unfinished one can be continued (`cryoscape train --resume`). The loss curve marks
+each epoch's pose phase (pretrain / search / refine) and the log gives the search's ms per
+image."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,6 +17,9 @@ from cryoscape.core.run import numbered_files
 from cryoscape.core.train.config import TrainConfig
 from cryoscape.core.train.rundir import RunDir
 from PyQt6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -29,8 +35,12 @@ from PyQt6.QtWidgets import (
 PARTICLE_FILTER = "Particles (*.mrcs *.mrc *.star *.cs *.txt);;All files (*)"
 PICKLE_FILTER = "Pickles (*.pkl);;All files (*)"
 DEFAULTS = TrainConfig(particles="")          # `cryoscape train`'s defaults (cryoDRGN's)
+SEARCH_DEFAULTS = TrainConfig.with_preset("abinit", particles="", pose_search=True)
+POSE_MODES = ("known", "search (ab initio)")
+ARCHITECTURE = ("enc_layers", "enc_dim", "dec_layers", "dec_dim")
 ARCHITECTURE_TIP = ("hidden layers x width; the default is `cryoscape train`'s (cryoDRGN's "
-                    "3 x 1024); narrower networks train faster on a CPU, and resolve less")
+                    "3 x 1024; 3 x 256 with a pose search, as cryoDRGN's ab initio); narrower "
+                    "networks train faster on a CPU, and resolve less")
 
 
 class _PathField(QWidget):
@@ -62,12 +72,84 @@ class _PathField(QWidget):
         self.edit.setText(str(text))
 
 
-def _spin(lo, hi, value, step=1) -> QSpinBox:
+def _spin(lo, hi, value, step=1, tip="") -> QSpinBox:
     s = QSpinBox()
     s.setRange(lo, hi)
     s.setValue(value)
     s.setSingleStep(step)
+    s.setToolTip(tip)
     return s
+
+
+class _SearchOptions(QWidget):
+    """`cryoscape train --pose-search`'s options, with its defaults."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        d = SEARCH_DEFAULTS
+        self.pretrain_epochs = _spin(0, 1000, d.pretrain_epochs,
+                                     tip="epochs with random poses before the first search")
+        self.search_epochs = _spin(1, 1000, d.search_epochs,
+                                   tip="epochs whose poses are searched; later epochs refine "
+                                       "them by gradient descent")
+        self.search_chunk = _spin(1, 1_000_000, d.search_chunk, 32,
+                                  tip="images searched with one frozen decoder")
+        self.method = QComboBox()
+        self.method.addItems(["beam", "bnb"])
+        self.method.setCurrentText(d.search_method)
+        self.method.setToolTip("keep the best K candidates per round (beam), or the paper's "
+                               "branch and bound (bnb)")
+        self.beam = _spin(1, 1024, d.beam, tip="candidates kept per image and round")
+        self.t_extent = QDoubleSpinBox()
+        self.t_extent.setRange(0.0, 1000.0)
+        self.t_extent.setDecimals(1)
+        self.t_extent.setSpecialValueText("auto")
+        self.t_extent.setValue(d.t_extent or 0.0)
+        self.t_extent.setToolTip("largest shift searched, +- px (auto: scaled with the box)")
+        self.pose_sgd = QCheckBox("refine poses by gradient descent after the search")
+        self.pose_sgd.setChecked(d.pose_sgd)
+        self.pose_lr = QDoubleSpinBox()
+        self.pose_lr.setDecimals(5)
+        self.pose_lr.setRange(1e-5, 1.0)
+        self.pose_lr.setSingleStep(1e-4)
+        self.pose_lr.setValue(d.pose_lr)
+        self.pose_lr.setToolTip("learning rate of the pose refinement")
+        form = QFormLayout(self)
+        form.setContentsMargins(0, 0, 0, 0)
+        form.addRow("Pretrain epochs", self.pretrain_epochs)
+        form.addRow("Search epochs", self.search_epochs)
+        form.addRow("Search chunk", self.search_chunk)
+        row = QHBoxLayout()
+        row.addWidget(self.method)
+        row.addWidget(QLabel("keep"))
+        row.addWidget(self.beam)
+        form.addRow("Search", row)
+        form.addRow("Shifts (px)", self.t_extent)
+        form.addRow(self.pose_sgd)
+        form.addRow("Pose lr", self.pose_lr)
+
+    def args(self) -> list[str]:
+        args = ["--pose-search", "--pretrain-epochs", str(self.pretrain_epochs.value()),
+                "--search-epochs", str(self.search_epochs.value()),
+                "--search-chunk", str(self.search_chunk.value()),
+                "--search-method", self.method.currentText(), "--beam", str(self.beam.value())]
+        if self.t_extent.value() > 0:
+            args += ["--t-extent", f"{self.t_extent.value():g}"]
+        if not self.pose_sgd.isChecked():
+            args.append("--no-pose-sgd")
+        return args + ["--pose-lr", f"{self.pose_lr.value():g}"]
+
+    def set_values(self, values: dict) -> None:
+        """From TrainConfig field names (missing ones: the defaults)."""
+        v = {**SEARCH_DEFAULTS.to_dict(), **{k: x for k, x in values.items() if x is not None}}
+        self.pretrain_epochs.setValue(int(v["pretrain_epochs"]))
+        self.search_epochs.setValue(int(v["search_epochs"]))
+        self.search_chunk.setValue(int(v["search_chunk"]))
+        self.method.setCurrentText(v["search_method"])
+        self.beam.setValue(int(v["beam"]))
+        self.t_extent.setValue(float(v["t_extent"] or 0.0))
+        self.pose_sgd.setChecked(bool(v["pose_sgd"]))
+        self.pose_lr.setValue(float(v["pose_lr"]))
 
 
 class TrainingPanel(QWidget):
@@ -77,7 +159,12 @@ class TrainingPanel(QWidget):
         super().__init__(parent)
         self.training, self.activity = explorer.training, explorer.activity
         self.particles = _PathField("Particles", PARTICLE_FILTER)
+        self.pose_mode = QComboBox()
+        self.pose_mode.addItems(POSE_MODES)
+        self.pose_mode.setToolTip("known: the poses file, or the .star/.cs's poses; search: "
+                                  "find them (ab initio, cryoscape train --pose-search)")
         self.poses = _PathField("Poses", PICKLE_FILTER)
+        self.search = _SearchOptions()
         self.ctf = _PathField("CTF", PICKLE_FILTER)
         self.outdir = _PathField("Run directory", "", directory=True)
         d = DEFAULTS
@@ -95,7 +182,9 @@ class TrainingPanel(QWidget):
         self.extra.setPlaceholderText("more train options, e.g. --lazy")
         form = QFormLayout()
         form.addRow("Particles", self.particles)
+        form.addRow("Poses", self.pose_mode)
         form.addRow("Poses (.pkl)", self.poses)
+        form.addRow(self.search)
         form.addRow("CTF (.pkl)", self.ctf)
         form.addRow("Run directory", self.outdir)
         form.addRow("Latent dimension", self.zdim)
@@ -123,6 +212,9 @@ class TrainingPanel(QWidget):
         self.stop_button.clicked.connect(self.stop)
         self.epochs.valueChanged.connect(self._update_buttons)
         self.outdir.edit.textChanged.connect(self._update_buttons)
+        self._mode = 0
+        self.pose_mode.currentIndexChanged.connect(self._pose_mode_changed)
+        self._pose_mode_changed(0)
         buttons = QHBoxLayout()
         for b in (self.start_button, self.continue_button, self.pause_button, self.stop_button):
             buttons.addWidget(b)
@@ -143,6 +235,8 @@ class TrainingPanel(QWidget):
 
         tr = self.training
         tr.metrics.connect(self.loss_plot.set_metrics)
+        tr.metrics.connect(self._log_epochs)
+        self._logged_epoch = 0
         tr.log.connect(self._on_log)
         tr.progress.connect(self.progress.setText)
         tr.finished.connect(self._finished)
@@ -157,7 +251,9 @@ class TrainingPanel(QWidget):
         if not self.outdir.text():
             raise CryoscapeError("choose a run directory for the results")
         args = [self.particles.text()]
-        if self.poses.text():
+        if self.pose_search:
+            args += self.search.args()
+        elif self.poses.text():
             args += ["--poses", self.poses.text()]
         if self.ctf.text():
             args += ["--ctf", self.ctf.text()]
@@ -169,10 +265,31 @@ class TrainingPanel(QWidget):
                  "--dec-dim", str(self.dec_dim.value())]
         return args + self.extra.text().split()
 
+    @property
+    def pose_search(self) -> bool:
+        return self.pose_mode.currentIndex() == 1
+
+    def _pose_mode_changed(self, mode: int) -> None:
+        """Known poses: the poses file; search: its options, and an architecture left at the
+        other mode's default becomes this mode's (3 x 256 for a search)."""
+        self.poses.setEnabled(mode == 0)
+        self.search.setVisible(mode == 1)
+        old, new = (DEFAULTS, SEARCH_DEFAULTS)[self._mode], (DEFAULTS, SEARCH_DEFAULTS)[mode]
+        self._mode = mode
+        for name in ARCHITECTURE:
+            spin = getattr(self, name)
+            if spin.value() == getattr(old, name):
+                spin.setValue(getattr(new, name))
+
     def configure(self, particles, outdir, poses=None, ctf=None, zdim=DEFAULTS.zdim,
                   epochs=DEFAULTS.num_epochs, batch=DEFAULTS.batch_size,
                   enc=(DEFAULTS.enc_layers, DEFAULTS.enc_dim),
-                  dec=(DEFAULTS.dec_layers, DEFAULTS.dec_dim), extra: str = "") -> None:
+                  dec=(DEFAULTS.dec_layers, DEFAULTS.dec_dim), extra: str = "",
+                  pose_search: bool = False, search: dict | None = None) -> None:
+        """Fill the form; `search`: the ab initio options by TrainConfig field name."""
+        self._mode = int(pose_search)           # the architecture given is kept as it is
+        self.pose_mode.setCurrentIndex(int(pose_search))
+        self.search.set_values(search or {})
         self.particles.setText(particles)
         self.outdir.setText(outdir)
         self.poses.setText(poses or "")
@@ -195,12 +312,16 @@ class TrainingPanel(QWidget):
         config = getattr(run, "config", None) or {}
         data, model = config.get("dataset_args") or {}, config.get("model_args") or {}
         saved = (config.get("cryoscape") or {}).get("train_args") or {}
-        d = DEFAULTS
+        pose_files = getattr(run, "pose_files", dict)()    # cryoDRGN ab initio runs too
+        pose_search = bool(saved.get("pose_search", bool(pose_files)))
+        d = SEARCH_DEFAULTS if pose_search else DEFAULTS
         self.configure(data.get("particles") or "", str(run.path), poses=data.get("poses"),
+                       pose_search=pose_search, search=saved,
                        ctf=data.get("ctf"), zdim=model.get("zdim", getattr(run, "zdim", d.zdim)),
                        epochs=saved.get("num_epochs", max(run.epochs, default=d.num_epochs)),
                        batch=saved.get("batch_size", d.batch_size),
-                       enc=(model.get("qlayers", d.enc_layers), model.get("qdim", d.enc_dim)),
+                       enc=(model.get("qlayers", d.enc_layers),
+                            model.get("qdim", d.enc_dim)),
                        dec=(model.get("players", d.dec_layers), model.get("pdim", d.dec_dim)))
 
     def trained_epochs(self) -> int | None:
@@ -235,6 +356,7 @@ class TrainingPanel(QWidget):
 
     def _launch(self, args: list[str]) -> None:
         rundir = self.outdir.text()
+        self._logged_epoch = self.trained_epochs() or 0 if "--resume" in args else 0
         self.log.clear()
         self.progress.clear()
         self._on_log("$ cryoscape train " + " ".join(args) + f" -o {rundir}")
@@ -246,6 +368,15 @@ class TrainingPanel(QWidget):
         self.log.appendPlainText(line)
         bar = self.log.verticalScrollBar()
         bar.setValue(bar.maximum())
+
+    def _log_epochs(self, rows: list) -> None:
+        """A line per new epoch of metrics.jsonl: its loss, pose phase and search speed."""
+        for r in rows:
+            epoch = r.get("epoch")
+            if not isinstance(epoch, int) or epoch <= self._logged_epoch:
+                continue
+            self._logged_epoch = epoch
+            self._on_log(epoch_line(r))
 
     def pause(self) -> None:
         if self.training.running:
@@ -269,3 +400,15 @@ class TrainingPanel(QWidget):
         self.continue_button.setEnabled(trained is not None and trained < self.epochs.value())
         self.pause_button.setEnabled(running)
         self.stop_button.setEnabled(running)
+
+
+def epoch_line(row: dict) -> str:
+    """'epoch 3: loss 0.812, poses: search (15.4 ms/image)' from a metrics.jsonl row."""
+    line = f"epoch {row['epoch']}"
+    if isinstance(row.get("loss"), (int, float)):
+        line += f": loss {row['loss']:.4g}"
+    if row.get("poses"):
+        line += f", poses: {row['poses']}"
+        if isinstance(row.get("search_ms_per_image"), (int, float)):
+            line += f" ({row['search_ms_per_image']:.1f} ms/image)"
+    return line
