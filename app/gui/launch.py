@@ -78,6 +78,9 @@ def _script(window, args) -> None:
         shown = window.volume
         _wait(window, lambda: shown.shown is not None and shown.shown.source == "exact",
               args.timeout, "the decoded volume")
+        directions = window.explorer.poses.directions
+        _wait(window, lambda: directions.counts is not None or directions.note != "no run",
+              args.timeout, "the viewing directions")
         window.wait_for(lambda: False, 0.3)
         out = window.save_screenshot(Path(args.screenshot))
         print(f"wrote {out}")

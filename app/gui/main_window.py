@@ -13,6 +13,7 @@ from cryoscape.app.gui.widgets.latent_panel import LatentPanel
 from cryoscape.app.gui.widgets.selection_panel import SelectionPanel
 from cryoscape.app.gui.widgets.training_panel import TrainingPanel
 from cryoscape.app.gui.widgets.trajectory_panel import TrajectoryPanel
+from cryoscape.app.gui.widgets.viewing_panel import ViewingPanel
 from cryoscape.app.gui.widgets.volume_panel import VolumePanel
 from cryoscape.core.errors import CryoscapeError
 from PyQt6.QtCore import QSettings, Qt, QTimer
@@ -50,19 +51,22 @@ class MainWindow(QMainWindow):
         self.training = TrainingPanel(ex)
         self.selections = SelectionPanel(ex.state)
         self.trajectory = TrajectoryPanel(ex)
+        self.viewing = ViewingPanel(ex)
         self.setCentralWidget(self.latent_panel)
         self.docks = {}
         right, left = Qt.DockWidgetArea.RightDockWidgetArea, Qt.DockWidgetArea.LeftDockWidgetArea
         for name, widget, area in (("Volume", self.volume, right),
                                    ("Training", self.training, left),
                                    ("Selections", self.selections, right),
-                                   ("Trajectory", self.trajectory, right)):
+                                   ("Trajectory", self.trajectory, right),
+                                   ("Viewing directions", self.viewing, right)):
             dock = QDockWidget(name, self)
-            dock.setObjectName(f"dock{name}")
+            dock.setObjectName(f"dock{name.title().replace(' ', '')}")
             dock.setWidget(widget)
             self.addDockWidget(area, dock)
             self.docks[name] = dock
         self.tabifyDockWidget(self.docks["Selections"], self.docks["Trajectory"])
+        self.tabifyDockWidget(self.docks["Trajectory"], self.docks["Viewing directions"])
         self.docks["Trajectory"].raise_()
         self._status_bar()
         self._menus()
@@ -189,6 +193,8 @@ class MainWindow(QMainWindow):
         path = Path(run.path)
         self._add_recent(str(path.resolve()))
         self.setWindowTitle(f"cryoscape — {path.name}")
+        if run.pose_files():                    # an ab initio run: where its poses point
+            self.docks["Viewing directions"].raise_()
 
     def open_dialog(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Open a cryoscape or cryoDRGN run")
