@@ -186,3 +186,21 @@ def test_opened_abinit_run_continues_with_its_map_and_poses(qtbot, window, abini
     qtbot.waitUntil(lambda: shown.current is not None and shown.current.source == "exact"
                     and np.allclose(shown.current.volume, ref, atol=1e-5), timeout=WAIT_MS)
     assert list(phases["refine"].xData) == [3, 4] and not window.errors
+
+
+def test_homogeneous_run_without_weights_yet_opens(qtbot, window, abinit_run, tmp_path):
+    """A zdim 0 run opened before its first epoch is written (no weights, no poses, a stack
+    without poses): no error anywhere, no map, the status says no epoch is saved yet."""
+    rundir = tmp_path / "run"
+    shutil.copytree(abinit_run, rundir)
+    for f in [*rundir.glob("weights*.pkl"), *rundir.glob("pose*.pkl")]:
+        f.unlink()
+    window.open_run(rundir)
+    d = window.explorer.poses.directions
+    qtbot.waitUntil(lambda: d.note.startswith("no poses"), timeout=WAIT_MS)
+    st = window.state
+    assert st.homogeneous and st.epoch is None and st.z is None
+    assert window.statusBar().currentMessage().endswith("no epoch saved yet")
+    assert window.explorer.volumes.shown.current is None
+    assert window.training.pose_search                 # its config says so
+    assert not window.errors, window.errors

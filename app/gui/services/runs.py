@@ -58,8 +58,10 @@ class RunService(Service):
         st.set_run(run, epoch)
         what = "homogeneous (decoder only, one map)" if st.homogeneous else \
             f"{st.n} particles, zdim {st.zdim}"
+        when = "no epoch saved yet" if st.epoch is None and not run.epochs else \
+            f"epoch {st.epoch}"
         self.activity.status.emit(f"Opened {run.path}: {what}, box {run.D}, {run.apix:g} Å/px, "
-                                  f"epoch {st.epoch}")
+                                  f"{when}")
         if not st.homogeneous:
             self._load_metadata()
 

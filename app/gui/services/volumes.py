@@ -52,8 +52,14 @@ class VolumeService(Service):
         self.shown.clear()
 
     def _latents_changed(self) -> None:
-        if self.state.homogeneous:              # no latents: show the run's one map
-            self.decode_z(None)
+        st = self.state
+        if not st.homogeneous:
+            return
+        try:                                    # no latents: show the run's one map
+            st.run.weights_path(st.epoch)
+        except CryoscapeError:                  # a run still in its first epoch: no map yet
+            return
+        self.decode_z(None)
 
     def set_cache_grid(self, grid: int) -> None:
         """Cells per side of the grid whose medoids the cache holds (from the next latents)."""

@@ -31,7 +31,8 @@ class LossPlot(pg.PlotWidget):
         self.setMinimumHeight(120)
         self.curve = self.plot(pen=pg.mkPen(LOSS_COLOUR, width=2), symbol="o", symbolSize=5,
                                symbolBrush=LOSS_COLOUR)
-        self.legend = self.addLegend(offset=(-8, 8), labelTextColor="#c8d2dc")
+        self.legend = self.addLegend(offset=(-8, 4), labelTextColor="#c8d2dc",
+                                     colCount=3)      # one row: clear of a falling curve
         self.phase_points = {}
         for phase, colour in PHASE_COLOURS.items():
             self.phase_points[phase] = pts = pg.PlotDataItem(
