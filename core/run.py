@@ -281,21 +281,25 @@ class Run:
 
     def posterior(self, images, epoch: int | None = None, batch_size: int = 256, *,
                   ctf=None, shifts=None, poses=None, ind=None, datadir=None,
-                  device=None) -> tuple[np.ndarray, np.ndarray]:
+                  device=None, tilt=None) -> tuple[np.ndarray, np.ndarray]:
         """(mu, logvar) [N, zdim] float32 of images under this run's encoder, preprocessed,
         centred and CTF-phase-flipped as its training images were (`core.train.encode`).
 
         images: a particle file (with poses, ctf, ind, datadir files as for training), a
         `Particles` (its index kept), or raw images [N, D, D] (array or ImageSource) with their
         CTF [N, 9] (needed if the run trained with one) and content shifts [N, 2] px.
+        tilt: for a run trained on tilt pairs (needed there), the images' tilted pairs in the
+        same forms (a file takes the same ind and datadir; the shifts are the images').
         """
         from cryoscape.core.train.encode import as_particles, posterior
         if not self.zdim:
             raise CryoscapeError(f"{self.path}: a homogeneous run (zdim 0) has no encoder")
         particles = as_particles(images, poses=poses, ctf=ctf, shifts=shifts, ind=ind,
                                  datadir=datadir)
+        if tilt is not None:
+            tilt = as_particles(tilt, ind=ind, datadir=datadir)
         return posterior(self.model(epoch), self.config, particles, batch_size=batch_size,
-                         device=device or self.device)
+                         device=device or self.device, tilt=tilt)
 
     def encode(self, images, epoch: int | None = None, batch_size: int = 256,
                **kwargs) -> np.ndarray:

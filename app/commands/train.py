@@ -66,6 +66,14 @@ def add_args(parser):
                    help="keep searching every epoch instead of refining by gradient descent")
     g.add_argument("--pose-lr", type=float,
                    help="learning rate of the pose refinement (default: 1e-3)")
+    g = parser.add_argument_group("tilt pairs (the paper's appendix D.2)")
+    g.add_argument("--tilt", metavar="TILT_STACK",
+                   help="the particles imaged again with the stage tilted about x (.mrcs/.txt/"
+                        ".star/.cs, one image per particle in the same order; --ind applies; "
+                        "its CTF, else the particles'; the particles' shifts): both images in "
+                        "the loss and the pose search, a two-image encoder")
+    g.add_argument("--tilt-deg", type=float,
+                   help="the stage tilt of TILT_STACK in degrees (default: 45)")
     g = parser.add_argument_group("data")
     g.add_argument("--ind", help="index .pkl of the particles to use")
     g.add_argument("--datadir", help="folder of the stacks a .star/.cs refers to")
@@ -102,7 +110,7 @@ FIELDS = ("poses", "ctf", "zdim", "num_epochs", "batch_size", "lr", "wd", "beta"
           "feat_sigma", "domain", "activation", "ind", "datadir", "lazy", "invert_data",
           "window", "window_r", "norm", "seed", "checkpoint_minutes", "threads", "device",
           "amp", "compile", "pose_search", "pretrain_epochs", "search_epochs", "search_chunk",
-          "search_method", "beam", "t_extent", "pose_sgd", "pose_lr")
+          "search_method", "beam", "t_extent", "pose_sgd", "pose_lr", "tilt", "tilt_deg")
 
 
 def command_line(args) -> list[str]:
@@ -133,7 +141,7 @@ def main(args):
             overrides["particles"] = args.particles
         cfg = TrainConfig.from_dict({"particles": "", **overrides}).abspaths()
         overrides.update({k: getattr(cfg, k) for k in ("particles", "poses", "ctf", "ind",
-                                                       "datadir") if k in overrides})
+                                                       "datadir", "tilt") if k in overrides})
         result = train(None, args.outdir, resume=True, progress=args.progress,
                        overrides=overrides)
     else:

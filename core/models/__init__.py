@@ -1,7 +1,9 @@
 """Models: positional encodings, MLPs, volume decoders and the VAE; `build_model` from config.
 
 `model_args` uses cryoDRGN's config keys (qlayers, qdim, players, pdim, zdim, pe_type, pe_dim,
-feat_sigma, domain, activation, enc_mask, encode_mode). Defaults are cryoDRGN 4.3.1's
+feat_sigma, domain, activation, enc_mask, encode_mode). Tilt-pair runs (the paper's D.2) add
+`tilt_emb_dim` (the shared encoder MLP's output per image; absent or 0: a one-image encoder) and
+`tilt_layers` (hidden layers of the second MLP, width qdim). Defaults are cryoDRGN 4.3.1's
 `train_vae` choices; `PRESETS['paper']` is the ICLR 2020 paper's architecture.
 """
 from __future__ import annotations
@@ -11,7 +13,7 @@ from cryoscape.core.lattice import circular_mask
 from .decoder import DECODERS, FourierDecoder, HartleyDecoder, VolumeDecoder, upper_half
 from .encoding import PE_TYPES, PositionalEncoding
 from .mlp import MLP, ResidLinear
-from .vae import VAE
+from .vae import VAE, TiltEncoder
 
 DEFAULTS: dict = {
     "qlayers": 3, "qdim": 1024, "players": 3, "pdim": 1024, "zdim": 8,
@@ -72,9 +74,16 @@ def build_model(model_args: dict | None, lattice_D: int, enc_in_dim: int | None 
         raise ValueError(f"enc_in_dim {enc_in_dim} != {n_mask} pixels inside enc_mask "
                          f"{args['enc_mask']} on a {lattice_D}-lattice")
     encoder = None
-    if zdim > 0:
+    resid = args["encode_mode"] == "resid"
+    emb = int(args.get("tilt_emb_dim") or 0)
+    if zdim > 0 and emb:
+        encoder = TiltEncoder(
+            MLP(n_mask, args["qlayers"], args["qdim"], emb, args["activation"], resid=resid),
+            MLP(2 * emb, int(args.get("tilt_layers", 2)), args["qdim"], 2 * zdim,
+                args["activation"], resid=resid))
+    elif zdim > 0:
         encoder = MLP(n_mask, args["qlayers"], args["qdim"], 2 * zdim, args["activation"],
-                      resid=args["encode_mode"] == "resid")
+                      resid=resid)
     return VAE(encoder, build_decoder(args, lattice_D), zdim)
 
 
@@ -96,6 +105,7 @@ __all__ = [
     "HartleyDecoder",
     "PositionalEncoding",
     "ResidLinear",
+    "TiltEncoder",
     "VolumeDecoder",
     "build_decoder",
     "build_model",

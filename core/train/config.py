@@ -70,6 +70,11 @@ class TrainConfig:
     t_extent: float | None = None      # shift search range, +- px; None: the search's default
     pose_sgd: bool = True              # refine poses by gradient descent after the search
     pose_lr: float = 1e-3              # Adam learning rate of the pose corrections
+    # tilt pairs (the paper's D.2): the particles imaged again at a stage tilt about x
+    tilt: str | None = None            # the tilted stack, one image per particle, same order
+    tilt_deg: float = 45.0
+    tilt_emb_dim: int = 128            # two-image encoder: the shared MLP's output (paper)
+    tilt_layers: int = 2               # hidden layers of the MLP on the two outputs (paper)
     command_line: list[str] = field(default_factory=list)
 
     def __post_init__(self):
@@ -86,6 +91,8 @@ class TrainConfig:
         if self.search_method not in ("beam", "bnb"):
             raise CryoscapeError(f"--search-method must be beam or bnb, not "
                                  f"{self.search_method!r}")
+        if self.tilt and (self.tilt_emb_dim < 1 or self.tilt_layers < 0):
+            raise CryoscapeError("tilt pairs need tilt_emb_dim >= 1 and tilt_layers >= 0")
         if self.norm is not None:
             self.norm = (float(self.norm[0]), float(self.norm[1]))
 
@@ -115,7 +122,8 @@ class TrainConfig:
         def ab(p):
             return os.path.abspath(p) if p else p
         return dataclasses.replace(self, particles=ab(self.particles), poses=ab(self.poses),
-                                   ctf=ab(self.ctf), ind=ab(self.ind), datadir=ab(self.datadir))
+                                   ctf=ab(self.ctf), ind=ab(self.ind), datadir=ab(self.datadir),
+                                   tilt=ab(self.tilt))
 
     def search_args(self) -> dict:
         """core.posesearch.SearchConfig's settings chosen here (None: its defaults)."""
@@ -127,12 +135,15 @@ class TrainConfig:
         return {k: v for k, v in args.items() if v is not None}
 
     def model_args(self, D: int) -> dict:
-        """cryoDRGN's model_args for an image box D (enc_mask defaults to D//2)."""
+        """cryoDRGN's model_args for an image box D (enc_mask defaults to D//2); with tilt
+        pairs and zdim > 0 also the two-image encoder's tilt_emb_dim and tilt_layers."""
+        tilt = ({"tilt_emb_dim": self.tilt_emb_dim, "tilt_layers": self.tilt_layers}
+                if self.tilt and self.zdim else {})
         return {"qlayers": self.enc_layers, "qdim": self.enc_dim, "players": self.dec_layers,
                 "pdim": self.dec_dim, "zdim": self.zdim, "encode_mode": self.encode_mode,
                 "enc_mask": self.enc_mask if self.enc_mask is not None else D // 2,
                 "pe_type": self.pe_type, "feat_sigma": self.feat_sigma, "pe_dim": self.pe_dim,
-                "domain": self.domain, "activation": self.activation}
+                "domain": self.domain, "activation": self.activation, **tilt}
 
     def lattice_args(self, D: int) -> dict:
         """cryoDRGN's symmetric lattice: D+1 points per axis, extent 0.5, DC ignored."""
@@ -142,4 +153,5 @@ class TrainConfig:
         return {"particles": self.particles, "norm": [float(norm[0]), float(norm[1])],
                 "invert_data": self.invert_data, "ind": self.ind, "keepreal": False,
                 "window": self.window, "window_r": self.window_r, "datadir": self.datadir,
-                "ctf": self.ctf, "poses": self.poses, "do_pose_sgd": self.pose_search}
+                "ctf": self.ctf, "poses": self.poses, "do_pose_sgd": self.pose_search,
+                "tilt": self.tilt, "tilt_deg": self.tilt_deg if self.tilt else None}

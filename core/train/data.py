@@ -1,5 +1,10 @@
 """Training data: particles, poses and CTF loaded once; images preprocessed to the stored
 lattice points, in memory or per batch (`lazy`); batch order reproducible from seed and epoch.
+
+Tilt pairs (the paper's appendix D.2): a second stack of the same particles imaged with the
+stage tilted (`tilt`), indexed by the same `ind`, preprocessed as the particles (their
+normalisation), centred by the particles' shifts (as cryoDRGN's tilt training and the
+simulator assume), with the CTF its own .star/.cs gives or else the particles'.
 """
 from __future__ import annotations
 
@@ -31,7 +36,7 @@ class TrainData:
     def __init__(self, particles: str, *, poses=None, ctf=None, ind=None, datadir=None,
                  lazy=False, invert=None, window=True, window_r=0.85, norm=None,
                  enc_radius=None, need_poses=True, use_poses=True, device="cpu",
-                 progress=False):
+                 progress=False, tilt=None):
         # images stay memory-mapped: in memory only the preprocessed lattice points are kept
         p = particles if isinstance(particles, Particles) else load_particles(
             particles, poses=poses, ctf=ctf, ind=ind, datadir=datadir, lazy=True,
@@ -57,9 +62,32 @@ class TrainData:
             invert = preprocess.infer_invert(self.images[self._sample()], self.ctf is not None)
         self.invert = invert
         self.norm = tuple(norm) if norm is not None else self._estimate_norm()
+        self.tilt_images = self.tilt_ctf = None
+        if tilt is not None:
+            self._load_tilt(tilt, ind, datadir)
         self.y = None if lazy else self._prepare_all(progress)
+        self.y_tilt = (None if lazy or tilt is None
+                       else self._prepare_all(progress, self.tilt_images))
 
-    def _prepare_all(self, progress: bool) -> torch.Tensor:
+    @property
+    def has_tilt(self) -> bool:
+        return self.tilt_images is not None
+
+    def _load_tilt(self, tilt, ind, datadir) -> None:
+        t = tilt if isinstance(tilt, Particles) else load_particles(
+            tilt, ind=ind, datadir=datadir, lazy=True)
+        if len(t.images) != self.N or t.D != self.D:
+            raise InputFileError(t.path, f"tilt stack of {len(t.images)} images of {t.D} px; "
+                                         f"the particles are {self.N} of {self.D} px (a tilt "
+                                         "stack holds one image per particle, in its order)")
+        ctf = self.ctf if t.ctf is None else torch.as_tensor(np.asarray(t.ctf),
+                                                             dtype=torch.float32)
+        if (ctf is None) != (self.ctf is None):
+            raise InputFileError(t.path, "the tilt stack has a CTF but the particles have "
+                                         "none: give both or neither")
+        self.tilt_images, self.tilt_ctf = t.images, ctf
+
+    def _prepare_all(self, progress: bool, images=None) -> torch.Tensor:
         y = torch.empty(self.N, len(self.lattice.keep), device=self.device)
         starts = range(0, self.N, CHUNK)
         if progress:
@@ -67,7 +95,7 @@ class TrainData:
             starts = tqdm(starts, desc="preprocessing", unit="chunk", leave=False)
         for i in starts:
             j = min(i + CHUNK, self.N)
-            y[i:j] = self._prepare(np.arange(i, j)).to(self.device)
+            y[i:j] = self._prepare(np.arange(i, j), images).to(self.device)
         return y
 
     def _sample(self) -> np.ndarray:
@@ -77,23 +105,32 @@ class TrainData:
     def _estimate_norm(self) -> tuple[float, float]:
         return preprocess.estimate_norm(self.images[self._sample()], invert=self.invert)
 
-    def _prepare(self, idx: np.ndarray) -> torch.Tensor:
-        raw = torch.as_tensor(np.asarray(self.images[idx]), dtype=torch.float32)
+    def _prepare(self, idx: np.ndarray, images=None) -> torch.Tensor:
+        images = self.images if images is None else images
+        raw = torch.as_tensor(np.asarray(images[idx]), dtype=torch.float32)
         h = preprocess.preprocess_images(raw, window=self._window, invert=self.invert,
                                          norm=self.norm).reshape(len(idx), -1)
         if self.shifts is not None:
             h = center_hartley(h, self._coords_cpu, self.shifts[idx])
         return h[:, self._keep_cpu]
 
+    def _rows(self, idx: torch.Tensor, y, images) -> torch.Tensor:
+        if y is not None:
+            return y[idx.to(self.device)]
+        order = torch.argsort(idx)   # read the stack in file order, then restore the order
+        out = torch.empty(len(idx), len(self.lattice.keep))
+        out[order] = self._prepare(idx[order].numpy(), images)
+        return out.to(self.device)
+
     def batch(self, idx: torch.Tensor):
         """(y, rot, ctf) of the images `idx` (a 1-D LongTensor), on the device."""
-        if self.y is not None:
-            y = self.y[idx.to(self.device)]
-        else:
-            order = torch.argsort(idx)   # read the stack in file order, then restore the order
-            y = torch.empty(len(idx), len(self.lattice.keep))
-            y[order] = self._prepare(idx[order].numpy())
-            y = y.to(self.device)
+        y = self._rows(idx, self.y, self.images)
         rot = self.rot[idx].to(self.device) if self.rot is not None else None
         ctf = self.ctf[idx].to(self.device) if self.ctf is not None else None
         return y, rot, ctf
+
+    def tilt_batch(self, idx: torch.Tensor):
+        """(y_tilt, ctf_tilt) of the tilted images of the particles `idx`, on the device."""
+        y = self._rows(idx, self.y_tilt, self.tilt_images)
+        ctf = self.tilt_ctf[idx].to(self.device) if self.tilt_ctf is not None else None
+        return y, ctf

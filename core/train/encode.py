@@ -49,9 +49,16 @@ def uses_ctf(config: dict) -> bool:
 
 
 def posterior(model, config: dict, particles: Particles, *, batch_size: int = 256,
-              device="cpu") -> tuple[np.ndarray, np.ndarray]:
+              device="cpu", tilt: Particles | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(mu, logvar) [N, zdim] float32 of `particles` under `model`, a run's VAE with its
-    config (cryoDRGN's sections: dataset_args, lattice_args, model_args)."""
+    config (cryoDRGN's sections: dataset_args, lattice_args, model_args). A model trained on
+    tilt pairs needs the particles' tilted images, `tilt` (centred by the particles' shifts,
+    with their own CTF or else the particles')."""
+    if getattr(model, "tilt", False) and tilt is None:
+        raise CryoscapeError("this run was trained on tilt pairs: encoding images needs their "
+                             "tilted pairs too (tilt=..., the tilt stack)")
+    if tilt is not None and not getattr(model, "tilt", False):
+        raise CryoscapeError("this run's encoder takes single images, not tilt pairs")
     ds = config["dataset_args"]
     D = int(config["lattice_args"]["D"]) - 1
     if particles.D != D:
@@ -64,7 +71,7 @@ def posterior(model, config: dict, particles: Particles, *, batch_size: int = 25
     data = TrainData(particles, invert=ds.get("invert_data", True),
                      window=ds.get("window", True), window_r=ds.get("window_r", 0.85),
                      norm=ds["norm"], enc_radius=model_args(config).get("enc_mask"),
-                     lazy=True, need_poses=False, device=device)
+                     lazy=True, need_poses=False, device=device, tilt=tilt)
     model = model.to(device)
     with torch.no_grad():
         return encode_all(model, data, batch_size)

@@ -54,32 +54,47 @@ def encoder_input(lat: SliceLattice, y: torch.Tensor, ctf: torch.Tensor | None) 
 
 def run_batch(model, lat: SliceLattice, y: torch.Tensor, rot: torch.Tensor,
               ctf: torch.Tensor | None, beta: float, noise: torch.Generator | None,
-              per_image: bool = False):
+              per_image: bool = False, tilt=None):
     """Loss of one batch: (loss, mse, kl). y [B, kept points], rot [B, 3, 3], ctf [B, 9]|None.
     per_image: each of them per image [B] instead of the batch's means.
+
+    tilt: the tilt pairs (y_tilt [B, kept points] centred as y, ctf_tilt [B, 9] | None,
+    T [3, 3] the tilt rotation, core/poses.tilt_rotation): the tilted images are compared with
+    the slices at T @ rot, at the same z, and mse is the mean over both images; a tilt-pair
+    encoder sees both.
 
     The loss circle is centrosymmetric in order (point n-1-i = -point i), so a Fourier-domain
     decoder evaluates only half of it (`symmetric=True`).
 
     `noise` draws the reparameterisation samples (None: use the posterior mean).
     """
-    c = ctf_from_params(ctf, lat.coords[:, :2], lat.D) if ctf is not None else None
     z = None
     kl = y.new_zeros(len(y) if per_image else ())
     if model.zdim:
-        mu, logvar = model.encode(encoder_input(lat, y, ctf))
+        x_tilt = None if tilt is None else encoder_input(lat, tilt[0], tilt[1])
+        mu, logvar = model.encode(encoder_input(lat, y, ctf), x_tilt)
         kl = VAE.kl_divergence(mu.float(), logvar.float(), per_image)
         z = mu
         if noise is not None:
             eps = torch.randn(mu.shape, generator=noise, device=mu.device, dtype=mu.dtype)
             z = mu + eps * torch.exp(0.5 * logvar)
+    target = y[:, lat.loss_sel]
+    if tilt is not None:        # both images of each particle in one decoder call
+        y_t, ctf_t, T = tilt
+        rot = torch.cat([rot, T.to(rot) @ rot])
+        target = torch.cat([target, y_t[:, lat.loss_sel]])
+        z = None if z is None else torch.cat([z, z])
+        ctf = None if ctf is None else torch.cat([ctf, ctf if ctf_t is None else ctf_t])
+    c = ctf_from_params(ctf, lat.coords[:, :2], lat.D) if ctf is not None else None
     with torch.autocast(y.device.type, enabled=False):     # coordinates in float32
         coords = lat.coords @ rot
     pred = model.decode(coords, z, symmetric=True).float()
     if c is not None:
         pred = pred * c
-    mse = torch.nn.functional.mse_loss(pred, y[:, lat.loss_sel],
-                                       reduction="none" if per_image else "mean")
-    mse = mse.mean(-1) if per_image else mse
+    mse = torch.nn.functional.mse_loss(pred, target, reduction="none" if per_image else "mean")
+    if per_image:
+        mse = mse.mean(-1)
+        if tilt is not None:
+            mse = 0.5 * (mse[:len(y)] + mse[len(y):])
     loss = mse + beta * kl / lat.n_loss
     return loss, mse, kl

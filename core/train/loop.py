@@ -29,6 +29,7 @@ import torch
 from cryoscape.core.errors import CryoscapeError
 from cryoscape.core.io.atomic import atomic_path
 from cryoscape.core.models import build_model
+from cryoscape.core.poses import tilt_rotation
 from cryoscape.core.train import checkpoint as ckpt
 from cryoscape.core.train.config import TrainConfig
 from cryoscape.core.train.data import TrainData, epoch_order
@@ -37,7 +38,7 @@ from cryoscape.core.train.rundir import RunDir, file_record
 
 STATUS_SECONDS = 2.0   # status.json is refreshed at most this often
 RESUME_OVERRIDES = {"num_epochs", "threads", "checkpoint_minutes", "device", "lazy", "amp",
-                    "compile", "particles", "poses", "ctf", "ind", "datadir"}
+                    "compile", "particles", "poses", "ctf", "ind", "datadir", "tilt"}
 
 
 class TrainingDiverged(CryoscapeError):
@@ -106,7 +107,7 @@ def stop_on_signals():
 def inputs_of(cfg: TrainConfig) -> list[dict]:
     return [dict(role=role, **file_record(p)) for role, p in
             (("particles", cfg.particles), ("poses", cfg.poses), ("ctf", cfg.ctf),
-             ("ind", cfg.ind)) if p and Path(p).is_file()]
+             ("ind", cfg.ind), ("tilt", cfg.tilt)) if p and Path(p).is_file()]
 
 
 def load_data(cfg: TrainConfig, device, norm=None, progress=False) -> TrainData:
@@ -115,23 +116,32 @@ def load_data(cfg: TrainConfig, device, norm=None, progress=False) -> TrainData:
                      datadir=cfg.datadir, lazy=cfg.lazy, invert=cfg.invert_data,
                      window=cfg.window, window_r=cfg.window_r, norm=norm or cfg.norm,
                      enc_radius=cfg.enc_mask, need_poses=known, use_poses=known, device=device,
-                     progress=progress)
+                     progress=progress, tilt=cfg.tilt)
 
 
 @torch.no_grad()
 def encode_all(model, data: TrainData, batch_size: int = 256,
                centre=None) -> tuple[np.ndarray, np.ndarray]:
     """Posterior means and log-variances of every image, in order, in eval mode; `centre(idx,
-    y)` centres images whose shifts the data do not know (ab initio)."""
+    y)` centres images whose shifts the data do not know (ab initio). A tilt-pair encoder
+    sees each image with its tilted pair (`data.tilt_batch`)."""
     was_training = model.training
     model.eval()
     mus, logvars = [], []
     for i in range(0, data.N, batch_size):
         idx = torch.arange(i, min(i + batch_size, data.N))
         y, _, ctf = data.batch(idx)
+        x_tilt = None
+        if getattr(model, "tilt", False):
+            if not data.has_tilt:
+                raise CryoscapeError("the model was trained on tilt pairs: encoding needs each "
+                                     "image's tilted pair (give the tilt stack)")
+            y_t, ctf_t = data.tilt_batch(idx)
+            x_tilt = encoder_input(data.lattice, y_t if centre is None else centre(idx, y_t),
+                                   ctf_t)
         if centre is not None:
             y = centre(idx, y)
-        mu, logvar = model.encode(encoder_input(data.lattice, y, ctf))
+        mu, logvar = model.encode(encoder_input(data.lattice, y, ctf), x_tilt)
         mus.append(mu.float().cpu().numpy())
         logvars.append(logvar.float().cpu().numpy())
     model.train(was_training)
@@ -169,6 +179,8 @@ class Trainer:
         self.model.to(self.device)
         self.optim = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.wd)
         self.noise = torch.Generator(self.device).manual_seed(cfg.seed + 1)
+        self.tilt_rot = (torch.as_tensor(tilt_rotation(cfg.tilt_deg), device=self.device)
+                         if cfg.tilt else None)
         self.abinit = None
         if cfg.pose_search:     # imported here: core.posesearch itself imports core.train
             from cryoscape.core.train.abinit import AbInitio
@@ -261,12 +273,14 @@ class Trainer:
 
     def _step(self, idx: torch.Tensor) -> tuple[float, float, float]:
         y, rot, ctf = self.data.batch(idx)
+        y_t, ctf_t = self.data.tilt_batch(idx) if self.tilt_rot is not None else (None, None)
         if self.abinit is not None:
-            y, rot = self.abinit.batch(idx, y, self.epoch, self.batch_i)
+            y, rot, y_t = self.abinit.batch(idx, y, self.epoch, self.batch_i, y_t)
+        tilt = None if y_t is None else (y_t, ctf_t, self.tilt_rot)
         self.optim.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
             loss, mse, kl = run_batch(self.model, self.data.lattice, y, rot, ctf,
-                                      self.cfg.kl_weight, self.noise)
+                                      self.cfg.kl_weight, self.noise, tilt=tilt)
         value = loss.detach().item()
         self._check(value)
         loss.backward()
