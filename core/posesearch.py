@@ -29,6 +29,11 @@ bound 94% (median 0.99 deg, max 5.8 deg), in the same time. A base grid of 576 (
 0) loses 3-11% of the images at D=32/64 with the beam: at |k| <= 12 px its 25-degree covering
 radius is too coarse to rank the right basin among the best 8.
 
+Tilt pairs (the paper's appendix D.2, `TiltPairs`): each particle's tilted image, at the pose
+T @ R with the same shift (core/poses.tilted_poses), adds its own loss, so a pose is scored by
+the sum of both images' losses (the base grid's tilted slices, too, computed once per search);
+the result's loss is the mean over both images.
+
 Slices come from a `VolumeSlicer` (trilinear interpolation of one decoded volume on a finer
 grid; in a homogeneous search the decoder is frozen, so it is decoded once per search pass)
 or a `DecoderSlicer` (the MLP at every point: exact, per-image z, for reference and tests).
@@ -111,6 +116,19 @@ class SearchResult:
     rot: torch.Tensor
     shift: torch.Tensor
     loss: torch.Tensor
+
+
+@dataclass
+class TiltPairs:
+    """The tilted images of the particles searched: y [B, len(lattice.keep)] (not centred: the
+    particle's shift applies to both), ctf [B, 9] | None, rot [3, 3] the tilt rotation T (their
+    poses are T @ R, core/poses.tilt_rotation)."""
+    y: torch.Tensor
+    ctf: torch.Tensor | None
+    rot: torch.Tensor
+
+    def subset(self, i) -> TiltPairs:
+        return TiltPairs(self.y[i], None if self.ctf is None else self.ctf[i], self.rot)
 
 
 class VolumeSlicer:
@@ -276,34 +294,31 @@ class PoseSearch:
     # ---- public -------------------------------------------------------------------------
     @torch.no_grad()
     def search(self, y: torch.Tensor, ctf: torch.Tensor | None, slicer,
-               prior: SearchResult | None = None) -> SearchResult:
-        """Best poses of images y [B, len(lattice.keep)] (not centred), ctf [B, 9] | None.
+               prior: SearchResult | None = None,
+               tilt: TiltPairs | None = None) -> SearchResult:
+        """Best poses of images y [B, len(lattice.keep)] (not centred), ctf [B, 9] | None;
+        with `tilt`, of the tilt pairs (both images' losses summed).
 
         With a `prior` (an earlier result for the same images), a local search instead:
         3 rounds of 27 rotations x 9 shifts around the prior pose at half the final spacing
         times 4, 2, 1 (it follows poses that moved by up to ~2 final spacings).
         The result's tensors are on the CPU."""
-        if y.dim() != 2 or y.shape[1] != len(self.lat.keep):
-            raise CryoscapeError(f"pose search: images of {tuple(y.shape)} values, expected "
-                                 f"[B, {len(self.lat.keep)}] (the lattice's kept points)")
-        if ctf is not None and tuple(ctf.shape) != (len(y), 9):
-            raise CryoscapeError(f"pose search: CTF parameters of {tuple(ctf.shape)}, expected "
-                                 f"[{len(y)}, 9]")
-        y = y[:, self.lat.loss_sel].to(self.device, torch.float32)
-        ctf = None if ctf is None else ctf.to(self.device, torch.float32)
+        views = [self._view(y, ctf, None, len(y))]
+        if tilt is not None:
+            views.append(self._view(tilt.y, tilt.ctf, tilt.rot, len(y)))
         B = len(y)
         base = None
         if prior is None and not slicer.per_image:   # the base grid's slices: shared
-            band = self.bands[0]
-            base = self._slices(slicer, band, self.base_rot)                # [R0, P0]
+            base = [self._slices(slicer, self.bands[0], self._rotated(self.base_rot, T))
+                    for _, _, T in views]                                    # [R0, P0] each
         out = [torch.empty(B, 3, 3), torch.empty(B, 2), torch.empty(B)]
-        step = self._chunk_size()
+        step = max(1, self._chunk_size() // len(views))
         for s in range(0, B, step):
             i = torch.arange(s, min(B, s + step))
             sl = slicer.subset(i) if slicer.per_image else slicer
-            c = None if ctf is None else ctf[i]
-            res = (self._search_chunk(y[i], c, sl, base) if prior is None
-                   else self._local_chunk(y[i], c, sl, prior.rot[i].to(self.device),
+            vi = [(v[i], None if c is None else c[i], T) for v, c, T in views]
+            res = (self._search_chunk(vi, sl, base) if prior is None
+                   else self._local_chunk(vi, sl, prior.rot[i].to(self.device),
                                           prior.shift[i].to(self.device)))
             for o, r in zip(out, res):
                 o[i] = r.cpu()
@@ -311,9 +326,10 @@ class PoseSearch:
 
     @torch.no_grad()
     def search_model(self, model, y: torch.Tensor, ctf: torch.Tensor | None,
-                     z: torch.Tensor | None = None,
-                     prior: SearchResult | None = None) -> SearchResult:
-        """Search against a model in eval mode. Homogeneous: one VolumeSlicer for all images.
+                     z: torch.Tensor | None = None, prior: SearchResult | None = None,
+                     tilt: TiltPairs | None = None) -> SearchResult:
+        """Search against a model in eval mode (`tilt`: the images' tilt pairs, as `search`).
+        Homogeneous: one VolumeSlicer for all images.
 
         Heterogeneous (z [B, zdim]): the z of the images are clustered (k-means, one cluster
         per `images_per_volume` images) and each cluster is searched against the volume
@@ -329,7 +345,7 @@ class PoseSearch:
             raise CryoscapeError("pose search with a heterogeneous model needs the images' z")
         if z is None:
             return self.search(y, ctf, VolumeSlicer.from_model(model, D, None, c.oversample,
-                                                               c.kmax), prior)
+                                                               c.kmax), prior, tilt)
         from cryoscape.core.analysis.sampling import kmeans
         z = torch.as_tensor(z, dtype=torch.float32)
         k = max(1, min(len(z), math.ceil(len(z) / c.images_per_volume)))
@@ -345,11 +361,37 @@ class PoseSearch:
                                          c.oversample, c.kmax)
             sub = None if prior is None else SearchResult(prior.rot[i], prior.shift[i],
                                                           prior.loss[i])
-            r = self.search(y[i], None if ctf is None else ctf[i], sl, sub)
+            r = self.search(y[i], None if ctf is None else ctf[i], sl, sub,
+                            None if tilt is None else tilt.subset(i))
             out.rot[i], out.shift[i], out.loss[i] = r.rot, r.shift, r.loss
         return out
 
     # ---- internals ----------------------------------------------------------------------
+    # A "view" is one image of each particle: (y [B, loss points], CTF parameters [B, 9] |
+    # None, T [3, 3] | None): the untilted view (T None) and, for tilt pairs, the tilted one,
+    # whose slices are taken at T @ R. Scores are summed over the views.
+    def _view(self, y, ctf, T, B):
+        if y.dim() != 2 or y.shape[1] != len(self.lat.keep) or len(y) != B:
+            raise CryoscapeError(f"pose search: images of {tuple(y.shape)} values, expected "
+                                 f"[{B}, {len(self.lat.keep)}] (the lattice's kept points)")
+        if ctf is not None and tuple(ctf.shape) != (B, 9):
+            raise CryoscapeError(f"pose search: CTF parameters of {tuple(ctf.shape)}, expected "
+                                 f"[{B}, 9]")
+        return (y[:, self.lat.loss_sel].to(self.device, torch.float32),
+                None if ctf is None else ctf.to(self.device, torch.float32),
+                None if T is None else torch.as_tensor(T, dtype=torch.float32,
+                                                       device=self.device))
+
+    @staticmethod
+    def _rotated(R, T):
+        """The poses of a view: R itself, or T @ R for a tilted one."""
+        return R if T is None else T @ R
+
+    def _ctf_views(self, views):
+        """Views with the CTF parameters turned into values on the loss circle."""
+        return [(y, None if c is None else ctf_from_params(c, self.coords[:, :2], self.D), T)
+                for y, c, T in views]
+
     def _chunk_size(self) -> int:
         """Images per chunk: a round's arrays per image (slices, their coordinates, weighted
         copies: ~8 floats per slice point; scores) and the base round's ([T0, P0] shifted
@@ -386,33 +428,37 @@ class PoseSearch:
         return (torch.cos(theta) * yc.reshape(len(yc), *extra, -1)
                 + torch.sin(theta) * yfc.reshape(len(yc), *extra, -1))
 
-    def _search_chunk(self, y, ctf, slicer, base):
-        B, dev = len(y), self.device
-        C = None if ctf is None else ctf_from_params(ctf, self.coords[:, :2], self.D)
-        # round 0: every base rotation and shift
+    def _search_chunk(self, views, slicer, base):
+        views = self._ctf_views(views)
+        B, dev = len(views[0][0]), self.device
+        # round 0: every base rotation and shift, each rotation with its best shift (summed
+        # over the views first: the views share the shift)
         band = self.bands[0]
-        yc, yfc, c2, ysq = self._terms(y, C, band)
-        S = base if base is not None else self._slices(
-            slicer, band, self.base_rot.expand(B, -1, -1, -1))                  # [B, R0, P0]
-        A = self.base_cos * yc[:, None] + self.base_sin * yfc[:, None]          # [B, T0, P0]
-        cross = A @ S.transpose(-1, -2)                                           # [B, T0, R0]
-        S2 = S * S
-        norm = (S2.sum(-1).expand(B, -1) if c2 is None
-                else (c2 @ S2.T if S2.dim() == 2 else (S2 @ c2[:, :, None]).squeeze(-1)))
-        # each rotation with its best shift: the candidates are rotations, [B, R0]
-        E, t_best = (ysq[:, None, None] - 2 * cross + norm[:, None, :]).min(1)
+        E = None
+        for v, (y, C, T) in enumerate(views):
+            yc, yfc, c2, ysq = self._terms(y, C, band)
+            S = base[v] if base is not None else self._slices(
+                slicer, band, self._rotated(self.base_rot.expand(B, -1, -1, -1), T))
+            A = self.base_cos * yc[:, None] + self.base_sin * yfc[:, None]      # [B, T0, P0]
+            cross = A @ S.transpose(-1, -2)                                       # [B, T0, R0]
+            S2 = S * S
+            norm = (S2.sum(-1).expand(B, -1) if c2 is None
+                    else (c2 @ S2.T if S2.dim() == 2 else (S2 @ c2[:, :, None]).squeeze(-1)))
+            e = ysq[:, None, None] - 2 * cross + norm[:, None, :]
+            E = e if E is None else E.add_(e)
+        E, t_best = E.min(1)                                                      # [B, R0]
         cand_rot = torch.arange(len(self.base_rot), device=dev).expand(B, -1)
         b0 = self.cfg.base_level
-        rot_idx, shifts, valid = self._select(E, y, C, b0, cand_rot, self.base_shift[t_best],
+        rot_idx, shifts, valid = self._select(E, views, b0, cand_rot, self.base_shift[t_best],
                                               slicer)
         spacing = self.h0
         for r in range(1, len(self.ks)):
             level = b0 + r
             cand = so3_children(level - 1, rot_idx.reshape(-1).cpu())            # [B*K, 8]
             R = so3_rotations(level, cand.reshape(-1)).to(dev).reshape(B, -1, CHILDREN_ROT, 3, 3)
-            E, cand_shift = self._score(y, C, slicer, self.bands[r], R, shifts, spacing,
+            E, cand_shift = self._score(views, slicer, self.bands[r], R, shifts, spacing,
                                         valid[:, :, None].expand(-1, -1, CHILDREN_ROT))
-            rot_idx, shifts, valid = self._select(E, y, C, level, cand.to(dev).reshape(B, -1),
+            rot_idx, shifts, valid = self._select(E, views, level, cand.to(dev).reshape(B, -1),
                                                   cand_shift, slicer)
             spacing /= 2
         # polish: the 3 x 3 x 3 rotations at half the final spacing around the best (the
@@ -421,26 +467,27 @@ class PoseSearch:
         best_rot = so3_rotations(self.final_level, rot_idx[:, 0].cpu()).to(dev)
         best_shift = shifts[:, 0]
         if self.cfg.polish:
-            best_rot, best_shift = self._local(y, C, slicer, best_rot, best_shift, 1, spacing)
-        loss = self._loss(y, C, best_rot, best_shift, slicer, self.all_points)
-        return best_rot, best_shift, loss / y.shape[1]
+            best_rot, best_shift = self._local(views, slicer, best_rot, best_shift, 1, spacing)
+        loss = self._loss(views, best_rot, best_shift, slicer, self.all_points)
+        return best_rot, best_shift, loss / (len(self.all_points) * len(views))
 
-    def _local_chunk(self, y, C_params, slicer, rot, shift):
-        C = None if C_params is None else ctf_from_params(C_params, self.coords[:, :2], self.D)
+    def _local_chunk(self, views, slicer, rot, shift):
+        views = self._ctf_views(views)
         spacing = self.h0 / 2 ** self.cfg.levels
         for f in (4, 2, 1):
-            rot, shift = self._local(y, C, slicer, rot, shift, f, f * spacing)
-        return rot, shift, self._loss(y, C, rot, shift, slicer, self.all_points) / y.shape[1]
+            rot, shift = self._local(views, slicer, rot, shift, f, f * spacing)
+        loss = self._loss(views, rot, shift, slicer, self.all_points)
+        return rot, shift, loss / (len(self.all_points) * len(views))
 
-    def _local(self, y, C, slicer, rot, shift, factor, spacing):
+    def _local(self, views, slicer, rot, shift, factor, spacing):
         """Best of the 27 rotations at `factor` x half the final spacing around rot [B, 3, 3]
         (rotation vectors on a 3 x 3 x 3 lattice), each with the 3 x 3 shifts at half
         `spacing` around shift [B, 2], by the loss at kmax."""
         R = (self.polish if factor == 1 else self._offsets(factor)) @ rot[:, None]
-        E, cand_shift = self._score(y, C, slicer, self.final_band, R[:, None], shift[:, None],
+        E, cand_shift = self._score(views, slicer, self.final_band, R[:, None], shift[:, None],
                                     spacing)
         k = E.argmin(1)
-        bi = torch.arange(len(y), device=self.device)
+        bi = torch.arange(len(rot), device=self.device)
         return R[bi, k], cand_shift[bi, k]
 
     def _offsets(self, factor: float) -> torch.Tensor:
@@ -452,41 +499,50 @@ class PoseSearch:
         m = Rotation.from_rotvec(rv.numpy()).as_matrix()
         return torch.from_numpy(m).float().to(self.device)
 
-    def _score(self, y, C, slicer, band, R, shifts, spacing, valid=None):
+    def _score(self, views, slicer, band, R, shifts, spacing, valid=None):
         """Scores [B, K * M] of rotations R [B, K, M, 3, 3] grouped by the shift of their
         parent (shifts [B, K, 2]), each with the best of the 3 x 3 shifts at half `spacing`
         around it (returned too, [B, K * M, 2]); inf where not `valid` [B, K, M]."""
         B, K, M = R.shape[:3]
-        S = self._slices(slicer, band, R.reshape(B, K * M, 3, 3)).reshape(B, K, M, -1)
-        yc, yfc, c2, ysq = self._terms(y, C, band)
+        offsets = shift_refinements(torch.zeros(2, device=self.device), spacing)  # [9, 2]
+        theta = (-2 * math.pi) * (offsets @ self.coords[band, :2].T)            # [9, P]
+        cos_o, sin_o = torch.cos(theta).T, torch.sin(theta).T
         # shift t = parent + offset o: Y shifted by t = cos(o) U + sin(o) V with U, V the
         # image shifted by the parent (and its mirror): the 9 offsets are one product
         tp = (-2 * math.pi) * (shifts @ self.coords[band, :2].T)                 # [B, K, P]
         cp, sp = torch.cos(tp), torch.sin(tp)
-        U = cp * yc[:, None] + sp * yfc[:, None]
-        V = cp * yfc[:, None] - sp * yc[:, None]
-        offsets = shift_refinements(torch.zeros(2, device=self.device), spacing)  # [9, 2]
-        theta = (-2 * math.pi) * (offsets @ self.coords[band, :2].T)            # [9, P]
-        cross = ((U[:, :, None] * S) @ torch.cos(theta).T
-                 + (V[:, :, None] * S) @ torch.sin(theta).T)                      # [B, K, M, 9]
-        S2 = S * S
-        norm = S2.sum(-1) if c2 is None else (S2 @ c2[:, None, :, None]).squeeze(-1)
-        E, o_best = (ysq[:, None, None, None] - 2 * cross + norm[..., None]).min(3)
+        E = None
+        for y, C, T in views:
+            S = self._slices(slicer, band, self._rotated(R, T).reshape(B, K * M, 3, 3))
+            S = S.reshape(B, K, M, -1)
+            yc, yfc, c2, ysq = self._terms(y, C, band)
+            U = cp * yc[:, None] + sp * yfc[:, None]
+            V = cp * yfc[:, None] - sp * yc[:, None]
+            cross = (U[:, :, None] * S) @ cos_o + (V[:, :, None] * S) @ sin_o     # [B, K, M, 9]
+            S2 = S * S
+            norm = S2.sum(-1) if c2 is None else (S2 @ c2[:, None, :, None]).squeeze(-1)
+            e = ysq[:, None, None, None] - 2 * cross + norm[..., None]
+            E = e if E is None else E.add_(e)
+        E, o_best = E.min(3)
         if valid is not None:
             E = E.masked_fill(~valid, math.inf)
         E = E.reshape(B, -1)
         return E, (shifts[:, :, None] + offsets[o_best]).reshape(B, -1, 2)
 
-    def _loss(self, y, C, rot, shift, slicer, band):
-        """Summed squared error [B] of one pose per image (rot [B, 3, 3], shift [B, 2]) over
-        the points `band` of the loss circle."""
-        yc, yfc, _, _ = self._terms(y, None, band)
-        centred = self._shifted(yc, yfc, shift[:, None], band)[:, 0]
-        S = self._slices(slicer, band, rot)                                      # [B, P]
-        pred = S if C is None else S * C[:, band]
-        return (centred - pred).pow(2).sum(1)
+    def _loss(self, views, rot, shift, slicer, band):
+        """Summed squared error [B] over the views of one pose per particle (rot [B, 3, 3],
+        shift [B, 2]) over the points `band` of the loss circle."""
+        out = None
+        for y, C, T in views:
+            yc, yfc, _, _ = self._terms(y, None, band)
+            centred = self._shifted(yc, yfc, shift[:, None], band)[:, 0]
+            S = self._slices(slicer, band, self._rotated(rot, T))                  # [B, P]
+            pred = S if C is None else S * C[:, band]
+            e = (centred - pred).pow(2).sum(1)
+            out = e if out is None else out + e
+        return out
 
-    def _select(self, E, y, C, level, cand_rot, cand_shift, slicer):
+    def _select(self, E, views, level, cand_rot, cand_shift, slicer):
         """Rotations kept from scores E [B, N] (inf: none) of candidate rotations (grid
         indices at `level` cand_rot [B, N], each with its best shift cand_shift [B, N, 2]):
         (indices [B, K], shifts [B, K, 2], valid [B, K]). beam: the best cfg.beam; bnb: every
@@ -497,9 +553,9 @@ class PoseSearch:
         valid = torch.isfinite(vals)
         if self.cfg.method == "bnb":
             best = so3_rotations(level, rot[:, 0].cpu()).to(self.device)
-            ub = self._loss(y, C, best, shifts[:, 0], slicer, self.final_band)
+            ub = self._loss(views, best, shifts[:, 0], slicer, self.final_band)
             # float32 sums: allow their rounding (relative to the image power)
-            tol = 1e-5 * (y[:, self.final_band] ** 2).sum(1)
+            tol = 1e-5 * sum((y[:, self.final_band] ** 2).sum(1) for y, _, _ in views)
             valid &= vals <= (ub + tol)[:, None]
             n = int(valid.sum(1).max())
             rot, shifts, valid = rot[:, :n], shifts[:, :n], valid[:, :n]

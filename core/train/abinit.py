@@ -12,6 +12,9 @@ The schedule (epochs 1-based; each phase switchable in TrainConfig):
    with the decoder (CryoDRGN-AI's approach): a rotation correction exp([w]x) and a shift
    correction per particle, sparse Adam on the images of each batch.
 
+With tilt pairs (the paper's D.2) every particle's tilted image, posed at T @ R with the same
+shift, counts in the search's score, the encoder's z and the loss.
+
 `pose.N.pkl` (cryoDRGN's layout: rotations and shifts as a fraction of the box) holds every
 image's pose after epoch N. Everything that a resume needs travels in `state_dict()`; random
 rotations of the pretraining come from a generator seeded by (seed, epoch, batch), so a resumed
@@ -25,8 +28,8 @@ import time
 import numpy as np
 import torch
 from cryoscape.core.io.atomic import atomic_open
-from cryoscape.core.poses import shifts_to_cryodrgn
-from cryoscape.core.posesearch import PoseSearch, SearchConfig
+from cryoscape.core.poses import shifts_to_cryodrgn, tilt_rotation
+from cryoscape.core.posesearch import PoseSearch, SearchConfig, TiltPairs
 from cryoscape.core.train.forward import center_hartley, encoder_input
 
 PRETRAIN, SEARCH, REFINE = "pretrain", "search", "refine"
@@ -67,6 +70,7 @@ class AbInitio:
         self.delta = torch.nn.Embedding(self.N, 5, sparse=True).to(self.device)
         torch.nn.init.zeros_(self.delta.weight)
         self.optim = torch.optim.SparseAdam(self.delta.parameters(), lr=cfg.pose_lr)
+        self.tilt_rot = torch.as_tensor(tilt_rotation(cfg.tilt_deg)) if data.has_tilt else None
         self.search_seconds, self.searched_images = 0.0, 0
 
     def phase(self, epoch: int) -> str:
@@ -106,11 +110,17 @@ class AbInitio:
         was_training = model.training
         model.eval()
         y, _, ctf = self.data.batch(idx)        # the search bounds its memory by chunking
+        tilt = None
+        if self.tilt_rot is not None:
+            tilt = TiltPairs(*self.data.tilt_batch(idx), self.tilt_rot)
         z = None
         if model.zdim:
-            yc = center_hartley(y, self.freqs, self.shift[idx].to(y.device))
-            z = model.encode(encoder_input(self.data.lattice, yc, ctf))[0].float()
-        found = self.search(epoch).search_model(model, y, ctf, z)
+            lat, shift = self.data.lattice, self.shift[idx].to(y.device)
+            x_tilt = None if tilt is None else encoder_input(
+                lat, center_hartley(tilt.y, self.freqs, shift), tilt.ctf)
+            z = model.encode(encoder_input(lat, center_hartley(y, self.freqs, shift), ctf),
+                             x_tilt)[0].float()
+        found = self.search(epoch).search_model(model, y, ctf, z, tilt=tilt)
         self.rot[idx] = found.rot.float().cpu()
         self.shift[idx] = found.shift.float().cpu()
         self.searched[idx] = True
@@ -118,20 +128,23 @@ class AbInitio:
         self.search_seconds += time.perf_counter() - t0
         self.searched_images += len(idx)
 
-    def batch(self, idx: torch.Tensor, y: torch.Tensor, epoch: int, batch_i: int):
-        """(centred images, rotations) of a batch: random rotations while pretraining, the
-        poses found, or those poses with their corrections (which carry gradients)."""
+    def batch(self, idx: torch.Tensor, y: torch.Tensor, epoch: int, batch_i: int,
+              y_tilt: torch.Tensor | None = None):
+        """(centred images, rotations, centred tilted images | None) of a batch: random
+        rotations while pretraining, the poses found, or those poses with their corrections
+        (which carry gradients); a tilted image is centred by its particle's shift."""
         phase = self.phase(epoch)
         if phase == PRETRAIN:
             seq = np.random.SeedSequence([self.cfg.seed, epoch, batch_i, 1])
             g = torch.Generator().manual_seed(int(seq.generate_state(1, np.uint64)[0] >> 1))
-            return y, random_rotations(len(idx), g).to(y.device)
+            return y, random_rotations(len(idx), g).to(y.device), y_tilt
         rot, shift = self.rot[idx].to(y.device), self.shift[idx].to(y.device)
         if phase == REFINE:
             d = self.delta(idx.to(self.device))
             rot = rot @ skew_exp(d[:, :3])
             shift = shift + d[:, 3:]
-        return center_hartley(y, self.freqs, shift), rot
+        return (center_hartley(y, self.freqs, shift), rot,
+                None if y_tilt is None else center_hartley(y_tilt, self.freqs, shift))
 
     def step(self, epoch: int) -> None:
         """After the decoder's optimiser step: the pose corrections' step (refinement only)."""
