@@ -92,6 +92,14 @@ def test_tilt_pair_loss_is_zero_for_the_truth_and_the_mean_of_both_images(pairs)
                      window=False, norm=(0.0, 1.0), invert=True, lazy=True)
     assert bare.tilt_ctf is bare.ctf
     torch.testing.assert_close(bare.tilt_batch(idx)[0], y_t, atol=1e-4, rtol=1e-4)
+    # --ind picks the same particles from both stacks
+    sub = TrainData(str(pairs / "particles.mrcs"), poses=str(pairs / "poses.pkl"),
+                    ctf=str(pairs / "ctf.pkl"), tilt=str(pairs / "particles_tilt.star"),
+                    window=False, norm=(0.0, 1.0), invert=True, ind=np.array([7, 2, 11]))
+    torch.testing.assert_close(sub.tilt_batch(torch.arange(3))[0],
+                               data.tilt_batch(torch.tensor([7, 2, 11]))[0])
+    torch.testing.assert_close(sub.batch(torch.arange(3))[0],
+                               data.batch(torch.tensor([7, 2, 11]))[0])
 
 
 def test_tilt_stack_must_match_the_particles(pairs, tmp_path):
