@@ -80,13 +80,14 @@ def run_batch(model, lat: SliceLattice, y: torch.Tensor, rot: torch.Tensor,
             z = mu + eps * torch.exp(0.5 * logvar)
     target = y[:, lat.loss_sel]
     if tilt is not None:        # both images of each particle in one decoder call
-        y_t, ctf_t, T = tilt
-        rot = torch.cat([rot, T.to(rot) @ rot])
+        y_t, ctf_t, _ = tilt
         target = torch.cat([target, y_t[:, lat.loss_sel]])
         z = None if z is None else torch.cat([z, z])
         ctf = None if ctf is None else torch.cat([ctf, ctf if ctf_t is None else ctf_t])
     c = ctf_from_params(ctf, lat.coords[:, :2], lat.D) if ctf is not None else None
     with torch.autocast(y.device.type, enabled=False):     # coordinates in float32
+        if tilt is not None:
+            rot = torch.cat([rot, tilt[2].to(rot) @ rot])
         coords = lat.coords @ rot
     pred = model.decode(coords, z, symmetric=True).float()
     if c is not None:
