@@ -71,6 +71,11 @@ def test_pose_search_options_are_the_cli_defaults(window):
     got = _parsed(tp.train_args())
     assert (got.search_method, got.t_extent, got.pose_sgd, got.search_epochs) == \
         ("bnb", 3.0, False, 7)
+    assert got.tilt is None
+    tp.tilt.setText("tilted.mrcs")                          # tilt pairs
+    tp.tilt_deg.setValue(-30)
+    got = _parsed(tp.train_args())
+    assert (got.tilt, got.tilt_deg) == ("tilted.mrcs", -30.0)
     tp.dec_dim.setValue(128)                                # a chosen width stays
     tp.pose_mode.setCurrentIndex(0)
     assert (tp.enc_dim.value(), tp.dec_dim.value()) == (1024, 128)
@@ -204,3 +209,17 @@ def test_homogeneous_run_without_weights_yet_opens(qtbot, window, abinit_run, tm
     assert window.explorer.volumes.shown.current is None
     assert window.training.pose_search                 # its config says so
     assert not window.errors, window.errors
+
+
+def test_opened_tilt_pair_run_fills_the_form(window, tmp_path):
+    run = SyntheticRun(tmp_path / "synthetic")
+    run.config = {"dataset_args": {"particles": "p.star", "tilt": "/data/tilt.mrcs",
+                                   "tilt_deg": 40.0},
+                  "model_args": {"zdim": 2, "qdim": 64}}
+    tp = window.training
+    tp.show_run(run)
+    assert (tp.tilt.text(), tp.tilt_deg.value()) == ("/data/tilt.mrcs", 40.0)
+    assert not tp.pose_search and (tp.zdim.value(), tp.enc_dim.value()) == (2, 64)
+    args = tp.train_args()
+    assert args[args.index("--tilt") + 1:args.index("--tilt") + 4] == \
+        ["/data/tilt.mrcs", "--tilt-deg", "40"]

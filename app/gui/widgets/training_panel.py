@@ -166,6 +166,16 @@ class TrainingPanel(QWidget):
         self.poses = _PathField("Poses", PICKLE_FILTER)
         self.search = _SearchOptions()
         self.ctf = _PathField("CTF", PICKLE_FILTER)
+        self.tilt = _PathField("Tilted particles", PARTICLE_FILTER)
+        self.tilt.edit.setPlaceholderText("none (single images)")
+        self.tilt.setToolTip("tilt pairs: the particles imaged again with the stage tilted "
+                             "about x, one image per particle in the same order")
+        self.tilt_deg = QDoubleSpinBox()
+        self.tilt_deg.setRange(-90.0, 90.0)
+        self.tilt_deg.setDecimals(1)
+        self.tilt_deg.setSuffix("°")
+        self.tilt_deg.setValue(DEFAULTS.tilt_deg)
+        self.tilt_deg.setToolTip("the stage tilt of the tilted particles")
         self.outdir = _PathField("Run directory", "", directory=True)
         d = DEFAULTS
         self.zdim = _spin(0, 128, d.zdim)
@@ -186,6 +196,10 @@ class TrainingPanel(QWidget):
         form.addRow("Poses (.pkl)", self.poses)
         form.addRow(self.search)
         form.addRow("CTF (.pkl)", self.ctf)
+        row = QHBoxLayout()
+        row.addWidget(self.tilt, 1)
+        row.addWidget(self.tilt_deg)
+        form.addRow("Tilt pairs", row)
         form.addRow("Run directory", self.outdir)
         form.addRow("Latent dimension", self.zdim)
         form.addRow("Epochs", self.epochs)
@@ -257,6 +271,8 @@ class TrainingPanel(QWidget):
             args += ["--poses", self.poses.text()]
         if self.ctf.text():
             args += ["--ctf", self.ctf.text()]
+        if self.tilt.text():
+            args += ["--tilt", self.tilt.text(), "--tilt-deg", f"{self.tilt_deg.value():g}"]
         args += ["--zdim", str(self.zdim.value()), "-n", str(self.epochs.value()),
                  "-b", str(self.batch.value()),
                  "--enc-layers", str(self.enc_layers.value()),
@@ -285,7 +301,8 @@ class TrainingPanel(QWidget):
                   epochs=DEFAULTS.num_epochs, batch=DEFAULTS.batch_size,
                   enc=(DEFAULTS.enc_layers, DEFAULTS.enc_dim),
                   dec=(DEFAULTS.dec_layers, DEFAULTS.dec_dim), extra: str = "",
-                  pose_search: bool = False, search: dict | None = None) -> None:
+                  pose_search: bool = False, search: dict | None = None, tilt=None,
+                  tilt_deg: float = DEFAULTS.tilt_deg) -> None:
         """Fill the form; `search`: the ab initio options by TrainConfig field name."""
         self._mode = int(pose_search)           # the architecture given is kept as it is
         self.pose_mode.setCurrentIndex(int(pose_search))
@@ -294,6 +311,8 @@ class TrainingPanel(QWidget):
         self.outdir.setText(outdir)
         self.poses.setText(poses or "")
         self.ctf.setText(ctf or "")
+        self.tilt.setText(tilt or "")
+        self.tilt_deg.setValue(tilt_deg)
         self.zdim.setValue(zdim)
         self.epochs.setValue(epochs)
         self.batch.setValue(batch)
@@ -316,7 +335,8 @@ class TrainingPanel(QWidget):
         pose_search = bool(saved.get("pose_search", bool(pose_files)))
         d = SEARCH_DEFAULTS if pose_search else DEFAULTS
         self.configure(data.get("particles") or "", str(run.path), poses=data.get("poses"),
-                       pose_search=pose_search, search=saved,
+                       pose_search=pose_search, search=saved, tilt=data.get("tilt"),
+                       tilt_deg=data.get("tilt_deg") or DEFAULTS.tilt_deg,
                        ctf=data.get("ctf"), zdim=model.get("zdim", getattr(run, "zdim", d.zdim)),
                        epochs=saved.get("num_epochs", max(run.epochs, default=d.num_epochs)),
                        batch=saved.get("batch_size", d.batch_size),
