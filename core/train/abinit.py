@@ -64,7 +64,6 @@ class AbInitio:
         self.freqs = lat.full_coords[lat.keep]                # for centring kept points
         self.rot = torch.eye(3).repeat(self.N, 1, 1)          # the poses found, on the CPU
         self.shift = torch.zeros(self.N, 2)
-        self.searched = torch.zeros(self.N, dtype=torch.bool)
         self._searches: dict[int, PoseSearch] = {}
         # per-particle corrections (axis-angle, shift px), used in the refinement epochs
         self.delta = torch.nn.Embedding(self.N, 5, sparse=True).to(self.device)
@@ -123,7 +122,6 @@ class AbInitio:
         found = self.search(epoch).search_model(model, y, ctf, z, tilt=tilt)
         self.rot[idx] = found.rot.float().cpu()
         self.shift[idx] = found.shift.float().cpu()
-        self.searched[idx] = True
         model.train(was_training)
         self.search_seconds += time.perf_counter() - t0
         self.searched_images += len(idx)
@@ -160,7 +158,8 @@ class AbInitio:
 
     def centre(self, idx: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Images of `idx` centred by their current shifts (for the encoder's pass)."""
-        return center_hartley(y, self.freqs, self.poses()[1][idx].to(y.device))
+        shift = self.shift[idx] + self.delta.weight.detach()[idx.to(self.device), 3:].cpu()
+        return center_hartley(y, self.freqs, shift.to(y.device))
 
     def save(self, path) -> None:
         """pose.N.pkl: (rot [N, 3, 3], trans [N, 2] fraction of the box) as cryoDRGN writes."""
@@ -179,11 +178,10 @@ class AbInitio:
 
     def state_dict(self) -> dict:
         return {"rot": self.rot.clone(), "shift": self.shift.clone(),
-                "searched": self.searched.clone(), "delta": self.delta.weight.detach().cpu(),
-                "optim": self.optim.state_dict()}
+                "delta": self.delta.weight.detach().cpu(), "optim": self.optim.state_dict()}
 
     def load_state_dict(self, s: dict) -> None:
-        self.rot, self.shift, self.searched = s["rot"], s["shift"], s["searched"]
+        self.rot, self.shift = s["rot"], s["shift"]
         with torch.no_grad():
             self.delta.weight.copy_(s["delta"])
         self.optim.load_state_dict(s["optim"])
