@@ -8,7 +8,7 @@ import pyqtgraph as pg
 from cryoscape.app.gui.visuals.latent_view import plain_axes
 from PyQt6.QtCore import QRectF
 
-ELEVATION_TICKS = (-90, -60, -30, 0, 30, 60, 90)
+ELEVATION_TICKS = (-60, -30, 0, 30, 60)      # +-90 sit on the edges
 
 
 class ViewingPlot(pg.PlotWidget):
