@@ -27,9 +27,10 @@ def _save(fig, path) -> Path:
 
 def plot_scatter(path: str | os.PathLike, xy, title: str = "", labels: Sequence[str] = ("", ""),
                  color=None, marks=None, mark_labels: Sequence[str] | None = None,
-                 path_xy=None) -> Path:
+                 path_xy=None, cmap: str = "tab20") -> Path:
     """Scatter of a 2D embedding (downsampled display for huge N), optional per-point colour
-    (e.g. cluster labels), marked points (e.g. k-means medoids) and a path drawn over it."""
+    (e.g. cluster labels; `cmap` colours them), marked points (e.g. k-means medoids) and a path
+    drawn over it."""
     xy = np.asarray(xy)
     fig = _figure()
     ax = fig.add_subplot(1, 1, 1)

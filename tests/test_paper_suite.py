@@ -1,0 +1,121 @@
+"""The paper-tables suite (benchmarks/paper.py): its metrics on cases with known answers, and
+the whole pipeline at --toy size (simulate, train with known poses and ab initio, evaluate,
+tables and pictures, cached results redrawn without training)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cryoscape.core.analysis import benchmark_metrics as bm
+from cryoscape.core.simulate.volumes import make_volume
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def test_per_image_fsc_of_the_truth_is_nyquist():
+    truth = {"coords": np.array([[0.1], [0.7]])}
+    z = np.array([[0.1], [0.7]])
+    res = bm.per_image_accuracy(lambda zi: make_volume("linear", zi, 32), "linear", truth, z,
+                                [0, 1], 32)
+    assert np.allclose(res["res_px"], 2 * 32 / (32 - 2))   # the last shell, 15/32 cycles/px
+    assert res["mean_auc"] > 0.45
+    wrong = bm.per_image_accuracy(lambda zi: make_volume("linear", 1 - zi, 32), "linear",
+                                  truth, z, [0, 1], 32)
+    assert wrong["mean_auc"] < res["mean_auc"] - 0.01
+
+
+def test_latent_recovery_known_answers():
+    rng = np.random.default_rng(0)
+    t = rng.random((500, 1))
+    # 1D: a monotone map of the coordinate on the first PC, a little noise beside it
+    z = np.hstack([np.exp(-3 * t), 0.01 * rng.standard_normal((500, 1))])
+    assert bm.latent_recovery("linear", z, {"coords": t}) == pytest.approx(1.0)
+    assert bm.latent_recovery("linear", rng.random((500, 2)), {"coords": t}) < 0.2
+    # 2D: an affine image of the coordinates fits exactly; one coordinate alone does not
+    c2 = rng.random((500, 2))
+    z2 = c2 @ np.array([[2.0, 1.0, 0.5], [-1.0, 3.0, 0.0]]) + 4
+    assert bm.latent_recovery("2d", z2, {"coords": c2}) == pytest.approx(1.0)
+    assert bm.latent_recovery("2d", c2[:, :1], {"coords": c2}) < 0.6
+    # circular: an ellipse in z fits exactly; the angle laid on a line does not
+    a = 2 * np.pi * t[:, 0]
+    ellipse = np.stack([3 * np.cos(a) + np.sin(a), np.sin(a), 0 * a], 1)
+    assert bm.latent_recovery("circular", ellipse, {"coords": t}) == pytest.approx(1.0)
+    assert bm.latent_recovery("circular", t, {"coords": t}) < 0.8
+    # discrete: well separated clusters give ARI 1, whatever their labels' names
+    states = rng.integers(0, 10, 500)
+    centres = 10 * rng.standard_normal((10, 4))
+    zd = centres[(states + 3) % 10] + 0.1 * rng.standard_normal((500, 4))
+    assert bm.latent_recovery("discrete", zd, {"state": states}) == pytest.approx(1.0)
+    assert abs(bm.latent_recovery("discrete", rng.standard_normal((500, 4)),
+                                  {"state": states})) < 0.05
+    assert bm.latent_recovery("homogeneous", z, {}) is None
+
+
+def test_eval_indices_spread():
+    assert list(bm.eval_indices(10, 4)) == [0, 3, 6, 9]
+    assert list(bm.eval_indices(3, 100)) == [0, 1, 2]
+
+
+@pytest.fixture(scope="module")
+def paper():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import paper
+        yield paper
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def test_plan_and_estimate(paper):
+    quick = paper.plan(paper.SCALES["quick"], list(paper.KINDS))
+    names = {(k, s.name) for k, s in quick}
+    assert ("linear", "cryoscape_known_z1") in names and ("2d", "cryodrgn_known_z10") in names
+    assert ("circular", "cryoscape_known_z8_tilt") in names
+    assert ("homogeneous", "cryoscape_search_z0") in names
+    assert paper.estimate_s(paper.SCALES["quick"], quick) > 0
+    why = paper.unavailable(paper.Spec("cryoscape", False, 1, tilt=True), False, True)
+    assert why.startswith("not available")
+    assert paper.unavailable(paper.Spec("cryoscape", False, 1, tilt=True), True, True) is None
+
+
+def test_toy_suite_writes_tables_and_pictures(paper, tmp_path):
+    args = ["--toy", "--datasets", "linear", "homogeneous", "--no-cryodrgn", "--threads", "1",
+            "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
+            "--benchmarks", str(tmp_path / "BENCHMARKS.md")]
+    paper.main(args)
+    res = {p.stem: json.loads(p.read_text())
+           for p in (tmp_path / "work" / "results").glob("*/*.json")}
+    tilt_runs = {"cryoscape_known_z1_tilt"} if paper.cryoscape_has_tilt() else set()
+    assert set(res) == {"cryoscape_known_z1", "cryoscape_search_z1", "cryoscape_search_z0",
+                        *tilt_runs}
+    D = paper.SCALES["toy"].D
+    for r in res.values():
+        assert 2 <= r["mean_res_px"] <= D and -0.1 < r["mean_auc"] <= 0.5
+        assert r["wall_s"] > 0 and len(r["epoch_s"]) >= 1
+    for name in ("cryoscape_search_z1", "cryoscape_search_z0"):
+        pose = res[name]["pose"]
+        assert 0 <= pose["median_frob2"] <= 8 and pose["median_trans_px"] >= 0
+    assert 0 <= res["cryoscape_known_z1"]["recovery"] <= 1
+    figs = tmp_path / "out" / "figures"
+    for f in ("linear_truth_maps.png", "linear_fsc.png", "homogeneous_fsc.png",
+              "linear_cryoscape_known_z1_latent_t1.png", "linear_cryoscape_known_z1_maps.png"):
+        assert (figs / f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "<!-- paper_toy -->" in text and "linear_fsc.png" in text
+    assert "*paper: cryoDRGN, ab initio, zdim 1* | 50000 | 40 | *2.50 (0.62)*" in text
+    assert "| *paper: cryoDRGN, SNR 0.1 (D=128)* | *0.003* | *0.38* |" in text
+    assert "cryoDRGN not run" in text
+    tilt = "not available: `cryoscape train` has no --tilt yet"
+    assert (tilt in text) != paper.cryoscape_has_tilt()
+    # cached: the tables come back from the results alone, nothing retrained
+    (tmp_path / "BENCHMARKS.md").unlink()
+    runs = tmp_path / "work" / "runs"
+    before = {p: p.stat().st_mtime_ns for p in runs.rglob("*")}
+    paper.main([*args, "--tables-only"])
+    assert {p: p.stat().st_mtime_ns for p in runs.rglob("*")} == before
+    again = (tmp_path / "BENCHMARKS.md").read_text()
+    row = next(x for x in text.splitlines() if x.startswith("| cryoscape, known poses, zdim 1"))
+    assert row in again
