@@ -41,7 +41,7 @@ def plot_scatter(path: str | os.PathLike, xy, title: str = "", labels: Sequence[
         ax.scatter(xy[sel, 0], xy[sel, 1], s=size, alpha=0.4, lw=0, color="0.3")
     else:
         ax.scatter(xy[sel, 0], xy[sel, 1], s=size, alpha=0.6, lw=0,
-                   c=np.asarray(color)[sel], cmap="tab20")
+                   c=np.asarray(color)[sel], cmap=cmap)
     if path_xy is not None:
         p = np.asarray(path_xy)
         ax.plot(p[:, 0], p[:, 1], "-o", color="crimson", ms=3, lw=1.5)
