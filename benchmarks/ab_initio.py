@@ -32,10 +32,15 @@ pose search timed directly per image on images of the `snr0.1` stack
 (benchmarks/cryodrgn_search_time.py: `cryodrgn abinit`'s and `abinit_homo_old`'s own model
 and search objects with their defaults, --t-extent 5 as in the issue), then each command run on
 a subset with a time limit, recording what happens (and the pose error where poses come out).
+cryoDRGN always works on the 3000-image `snr0.1` stack (it reads only its first images).
 
     nice -n 5 python benchmarks/ab_initio.py [--n 3000] [--sets clean snr0.1 two_conf]
-        [--epochs E] [--threads 2] [--no-cryodrgn] [--cryodrgn-n 100]
+        [--epochs E] [--threads 2] [--no-cryodrgn] [--cryodrgn-batches 3] [--cryodrgn-n 100]
         [--cryodrgn-timeout 300] [--reuse] [--self-check] [--write]
+
+Wall times and search times are wall clock on a machine shared with other work: the load
+average is recorded with each run (cryoDRGN's search also in CPU time). --reuse keeps
+finished cryoscape runs (same command) and cryoDRGN results (benchmarks/_work/ab_initio).
 
 Writes section `ab_initio` of BENCHMARKS.md with --write.
 """
@@ -63,6 +68,7 @@ WORK = HERE / "_work" / "ab_initio"
 VENV = HERE / "_cryodrgn_venv"
 CRYODRGN = VENV / "bin" / "cryodrgn"
 FLIP = np.diag([1.0, 1.0, -1.0])
+ISSUE_N = 3000
 
 
 @dataclass(frozen=True)
@@ -264,7 +270,7 @@ def train_cryoscape(data: Path, zdim: int, out: Path, threads: int, epochs: int 
         shutil.rmtree(out)
     print("running:", " ".join(cmd), flush=True)
     log = out.parent / f"{out.name}.log"
-    t = time.perf_counter()
+    t, load = time.perf_counter(), os.getloadavg()[0]
     with open(log, "w") as f:
         r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=threads_env(threads),
                            check=False)
@@ -272,7 +278,8 @@ def train_cryoscape(data: Path, zdim: int, out: Path, threads: int, epochs: int 
     if r.returncode:
         sys.exit(f"cryoscape train failed ({r.returncode}); see {log}:\n"
                  f"{log.read_text()[-3000:]}")
-    rec = {"wall_s": wall, "command": " ".join(["cryoscape", *cmd[3:]])}
+    rec = {"wall_s": wall, "command": " ".join(["cryoscape", *cmd[3:]]),
+           "load": [load, os.getloadavg()[0]]}
     record.write_text(json.dumps(rec))
     return rec
 
@@ -439,7 +446,8 @@ def _res(s: dict) -> str:
 
 
 def report(res: dict, drgn: dict, args, machine: dict) -> str:
-    n_note = "" if args.n == 3000 else f" (**{args.n} images per set, fewer than the issue's 3000**)"
+    n_note = ("" if args.n == ISSUE_N else
+              f" (**{args.n} images per set, fewer than the issue's {ISSUE_N}**)")
     ep = "" if not args.epochs else f" (**-n {args.epochs}**, not the default epochs)"
     lines = [f"## Ab initio reconstruction ({machine['date']}, {machine['cpus']} CPUs)", "",
              f"`{command(__file__)}`", "",
@@ -454,8 +462,8 @@ def report(res: dict, drgn: dict, args, machine: dict) -> str:
              "poses, FSC areas against the true map."), "",
              ("| set | median rot (°) | p90 rot (°) | median ‖ΔR‖²_F | median trans (px) | "
              "map FSC area | map res 0.5 / 0.143 (Å) | BP FSC area found / true (ratio) | "
-             "ARI | search ms/image | wall time |"),
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "ARI | search ms/image | wall time | load average |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, m in res.items():
         maps = [x for x in m["maps"] if x]
         area = " / ".join(_f(x["area"], "{:.3f}") for x in maps)
@@ -466,7 +474,8 @@ def report(res: dict, drgn: dict, args, machine: dict) -> str:
                      f"{m['p90_angle_deg']:.2f} | {m['median_frob2']:.4f} | "
                      f"{m['median_trans_px']:.2f} | {area} | {reso} | {bp} | "
                      f"{_f(m.get('ari'), '{:.3f}')} | {_f(m['search_ms'], '{:.1f}')} | "
-                     f"{m['wall_s'] / 60:.1f} min |")
+                     f"{m['wall_s'] / 60:.1f} min | "
+                     f"{' -> '.join(f'{x:.1f}' for x in m.get('load') or []) or '-'} |")
     if any(SETS[k].zdim for k in res):
         lines += ["", ("Two conformations: maps and backprojections per state (state 0 ; state "
                       "1), maps decoded at the k-means centres of z.")]
@@ -477,19 +486,25 @@ def report(res: dict, drgn: dict, args, machine: dict) -> str:
         timing = [d for d in drgn.get("timing", []) if "ms_per_image" in d]
         if timing:
             lines += [("Pose search per image, timed directly (benchmarks/cryodrgn_search_time.py"
-                      ": the command's own model and search objects with its defaults, "
-                      "--t-extent 5, untrained 3x256 decoder, images of the SNR 0.1 stack with "
-                      "their CTF; median over batches after the first):"), "",
-                      "| command | search | ms/image | first batch ms/image | batch |",
-                      "|---|---|---|---|---|"]
+                       ": the command's own model and search objects with its defaults, "
+                       "--t-extent 5, untrained 3x256 decoder, images of the SNR 0.1 stack with "
+                       "their CTF; wall and CPU time (all threads) of its `opt_theta_trans` per "
+                       "batch, median over the batches after the first):"), "",
+                      ("| command | search | ms/image (wall) | CPU ms/image | first batch ms/image "
+                      "(wall) | batch | load average |"),
+                      "|---|---|---|---|---|---|---|"]
             for d in timing:
                 s = d["settings"]
                 lines.append(
                     f"| `cryodrgn {d['method']}` | {s['base_directions']} directions x "
-                    f"{s['base_inplane']} in-plane x {s['base_shifts']} shifts (+-{s['t_extent']}"
+                    f"{s['base_inplane']} in-plane x {s['base_shifts']} shifts (+-{s['t_extent']:g}"
                     f" px), keep {s['nkeptposes']}, {s['niter']} rounds, L {s['l_min']}->"
                     f"{s['l_max']}, {s['decoder']} | {d['ms_per_image']:.0f} | "
-                    f"{d['first_batch_ms_per_image']:.0f} | {s['batch']} |")
+                    f"{_f(d.get('cpu_ms_per_image'), '{:.0f}')} | "
+                    f"{d['first_batch_ms_per_image']:.0f} | {s['batch']} x "
+                    f"{len(d.get('batch_wall_s', d.get('batch_seconds', [])))} | "
+                    f"{' -> '.join(f'{x:.1f}' for x in d.get('load', []))} |")
+        lines.append("")
         for d in drgn.get("timing", []):
             if "error" in d:
                 lines.append(f"- timing of `cryodrgn {d['method']}` failed: {d['error']}")
@@ -505,13 +520,20 @@ def report(res: dict, drgn: dict, args, machine: dict) -> str:
                          f"(limit {d['timeout_s']:.0f} s), {d['epochs_done']} epochs done"
                          f"{' (last: ' + d['last_epoch'] + ')' if d['last_epoch'] else ''}"
                          f"{pose}.")
+    if drgn:
+        lines += ["", ("`abinit_homo_old` searches in the epochs with `epoch % ps_freq == 1`, "
+                      "never true for `--ps-freq 1`: its first epoch after pretraining then reads "
+                      "poses that were never searched (the issue's IndexError at "
+                      "`rot = poses[0]`); the run above uses its default --ps-freq 5 and one "
+                      "epoch.")]
     lines += ["", "### Goals (issue 9)", "", "| goal | result | met |", "|---|---|---|"]
-    for goal, value, status in goals(res, drgn, args.n == 3000 and not args.epochs):
+    for goal, value, status in goals(res, drgn, args.n == ISSUE_N and not args.epochs):
         lines.append(f"| {goal} | {value} | {status} |")
     lines += ["", f"Machine: {machine['cpu']}, {machine['cpus']} CPUs (shared with other work), "
-                  f"torch {torch.__version__}; load average {machine['load_start']:.1f} at the "
-                  f"start, {machine['load_end']:.1f} at the end; {args.threads} threads per "
-                  "tool. Frame self-check passed: " + ", ".join(
+                  f"torch {torch.__version__}; load average {machine['load_start']:.1f} when "
+                  f"this report started, {machine['load_end']:.1f} at its end (per run: the "
+                  f"tables; '-': not recorded); {args.threads} threads per tool. Frame "
+                  "self-check passed: " + ", ".join(
                       f"{k} {v:.3g}" for k, v in machine["self_check"].items()) + "."]
     return "\n".join(lines)
 
@@ -568,7 +590,7 @@ def machine_info() -> dict:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--n", type=int, default=3000, help="images per set (default 3000)")
+    p.add_argument("--n", type=int, default=ISSUE_N, help="images per set (default 3000)")
     p.add_argument("--D", type=int, default=64, help="box size (default 64)")
     p.add_argument("--sets", nargs="*", choices=list(SETS), default=list(SETS),
                    help="sets to run cryoscape on (none: cryoDRGN only)")
@@ -597,13 +619,13 @@ def main(argv=None):
         rec = train_cryoscape(data, SETS[key].zdim, WORK / f"run_{data.name}", a.threads,
                               a.epochs, a.reuse)
         m = cryoscape_metrics(WORK / f"run_{data.name}", data, SETS[key].zdim)
-        m["wall_s"] = rec["wall_s"]
+        m["wall_s"], m["load"] = rec["wall_s"], rec.get("load")
         res[key] = m
         print(key, json.dumps(m, default=float), flush=True)
     machine["apix"] = float(np.load(dataset("snr0.1", a.n, a.D) / "truth.npz")["apix"])
     if not a.no_cryodrgn:
         machine["cryodrgn"] = ensure_cryodrgn()
-        data = dataset("snr0.1", a.n, a.D)
+        data = dataset("snr0.1", ISSUE_N, a.D)     # cryoDRGN reads only its first images
         methods = ("abinit", "abinit_homo_old")
         drgn["timing"] = [cached(f"time_{m}_{data.name}_b{a.cryodrgn_batches}", a.reuse,
                                  cryodrgn_search_time, data, m, a.threads, a.cryodrgn_batches)
