@@ -132,6 +132,7 @@ def command_line(args) -> list[str]:
 def main(args):
     from cryoscape.core.errors import CryoscapeError
     from cryoscape.core.train import TrainConfig, train
+    from cryoscape.core.train.distributed import env_group
 
     check_outputs([args.outdir], folder=True)
     values = {k: getattr(args, k) for k in FIELDS}
@@ -151,6 +152,7 @@ def main(args):
         cfg = TrainConfig.with_preset(preset, particles=args.particles,
                                       command_line=command_line(args), **values)
         result = train(cfg.abspaths(), args.outdir, progress=args.progress)
-    print(f"cryoscape train: {result['state']} at epoch {result['epoch']}"
-          + (f", batch {result['batch']}" if result["batch"] else "") + f" ({args.outdir})")
+    if env_group().main:            # under torchrun, rank 0 speaks for the run
+        print(f"cryoscape train: {result['state']} at epoch {result['epoch']}"
+              + (f", batch {result['batch']}" if result["batch"] else "") + f" ({args.outdir})")
     return 0

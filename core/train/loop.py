@@ -31,9 +31,10 @@ from cryoscape.core.io.atomic import atomic_path
 from cryoscape.core.models import build_model
 from cryoscape.core.poses import tilt_rotation
 from cryoscape.core.train import checkpoint as ckpt
+from cryoscape.core.train import distributed
 from cryoscape.core.train.config import TrainConfig
 from cryoscape.core.train.data import TrainData, epoch_order
-from cryoscape.core.train.forward import encoder_input, run_batch
+from cryoscape.core.train.forward import encoder_input
 from cryoscape.core.train.rundir import RunDir, file_record
 
 STATUS_SECONDS = 2.0   # status.json is refreshed at most this often
@@ -46,10 +47,11 @@ class TrainingDiverged(CryoscapeError):
 
 
 def set_threads(threads: int | None) -> int:
-    """torch CPU threads: `threads`, or all cores available to this process."""
+    """torch CPU threads: `threads`, or the cores available to this process shared among the
+    training processes torchrun started on this node."""
     if not threads:
         threads = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                   else os.cpu_count() or 1)
+                   else os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     torch.set_num_threads(max(1, threads))
     return torch.get_num_threads()
 
@@ -120,16 +122,17 @@ def load_data(cfg: TrainConfig, device, norm=None, progress=False) -> TrainData:
 
 
 @torch.no_grad()
-def encode_all(model, data: TrainData, batch_size: int = 256,
-               centre=None) -> tuple[np.ndarray, np.ndarray]:
-    """Posterior means and log-variances of every image, in order, in eval mode; `centre(idx,
-    y)` centres images whose shifts the data do not know (ab initio). A tilt-pair encoder
-    sees each image with its tilted pair (`data.tilt_batch`)."""
+def encode_all(model, data: TrainData, batch_size: int = 256, centre=None,
+               part: range | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior means and log-variances of every image (or of the images `part`), in order,
+    in eval mode; `centre(idx, y)` centres images whose shifts the data do not know (ab
+    initio). A tilt-pair encoder sees each image with its tilted pair (`data.tilt_batch`)."""
     was_training = model.training
     model.eval()
-    mus, logvars = [], []
-    for i in range(0, data.N, batch_size):
-        idx = torch.arange(i, min(i + batch_size, data.N))
+    part = range(data.N) if part is None else part
+    mus, logvars = [np.zeros((0, model.zdim), np.float32)], [np.zeros((0, model.zdim), np.float32)]
+    for i in range(part.start, part.stop, batch_size):
+        idx = torch.arange(i, min(i + batch_size, part.stop))
         y, _, ctf = data.batch(idx)
         x_tilt = None
         if getattr(model, "tilt", False):
@@ -154,7 +157,9 @@ class Trainer:
     def __init__(self, cfg: TrainConfig | None, outdir, resume=False, callback=None,
                  progress=True, overrides=None):
         self.rd = RunDir(outdir)
-        self.callback, self.progress = callback, progress
+        self.group = distributed.env_group()     # torchrun's processes; rank 0 writes the run
+        self.main = self.group.main
+        self.callback, self.progress = callback, progress and self.main
         norm = None                      # a resumed run keeps its image normalisation
         if resume:
             cfg, norm = self._resume_config(overrides or {})
@@ -163,7 +168,8 @@ class Trainer:
                                  "or choose another output folder")
         self.cfg = cfg
         self.threads = set_threads(cfg.threads)
-        self.device = pick_device(cfg.device)
+        self.device = distributed.start(self.group, pick_device(cfg.device), cfg)
+        self.group.barrier()        # every rank has looked at RUN before rank 0 writes there
         self.use_amp = cfg.amp and native_bf16(self.device)
         state = ckpt.load(self.rd.checkpoint) if resume else None
         self.data = load_data(cfg, self.device, norm, progress)
@@ -190,16 +196,19 @@ class Trainer:
         self.loss_mean = math.nan
         if state is not None:
             self._restore(state)
-        else:
+        elif self.main:
             self.rd.path.mkdir(parents=True, exist_ok=True)
             conf = self.rd.write_config(cfg, D, self.data.apix, self.data.norm, inputs_of(cfg),
                                         self.data.ctf is not None,
-                                       self.data.shifts is not None or cfg.pose_search)
+                                        self.data.shifts is not None or cfg.pose_search,
+                                        world_size=self.group.world_size)
             self.rd.write_metrics([])
             self.rd.append_log(f"cryoscape {conf['version']}: {' '.join(cfg.command_line)}")
             self.rd.append_log(f"{self.data.N} images of {D} px, norm {self.data.norm}, "
                                f"{sum(p.numel() for p in self.model.parameters())} parameters, "
                                f"{self.threads} threads on {self.device}"
+                               + (f" x {self.group.world_size} processes"
+                                  if self.group.active else "")
                                + (", bf16 mixed precision" if self.use_amp else ""))
             self._save_resume_point()     # from now on --resume works, even after a kill
         if cfg.compile and self.device.type == "cuda":
@@ -208,6 +217,8 @@ class Trainer:
             for module in (self.model.encoder, self.model.decoder):
                 if module is not None:
                     module.compile()
+        self.batch_loss = distributed.wrap(self.model, self.data.lattice, self.group,
+                                           self.device)
 
     def _resume_config(self, overrides: dict) -> tuple[TrainConfig, list]:
         """The saved settings (with `overrides` applied) and image normalisation."""
@@ -235,9 +246,13 @@ class Trainer:
         self.loss_mean = s["loss_mean"]
         if self.abinit is not None:
             self.abinit.load_state_dict(s["abinit"])
-        self.rd.remove_partial_files()
-        self.rd.write_metrics([r for r in self.rd.read_metrics() if r["epoch"] <= self.epoch])
-        self.rd.append_log(f"resumed at epoch {self.epoch + 1}, batch {self.batch_i}")
+        if self.main:
+            self.rd.remove_partial_files()
+            self.rd.write_metrics([r for r in self.rd.read_metrics()
+                                   if r["epoch"] <= self.epoch])
+            self.rd.append_log(f"resumed at epoch {self.epoch + 1}, batch {self.batch_i}"
+                               + (f" on {self.group.world_size} processes"
+                                  if self.group.active else ""))
 
     def _save_resume_point(self) -> None:
         state = ckpt.resume_dict(
@@ -246,11 +261,13 @@ class Trainer:
             loss_mean=self.loss_mean)
         if self.abinit is not None:
             state["abinit"] = self.abinit.state_dict()
-        ckpt.save(self.rd.checkpoint, state)
+        if self.main:
+            ckpt.save(self.rd.checkpoint, state)
 
     def _status(self, state: str, **info) -> None:
-        self.rd.write_status(state, epoch=self.epoch, batch=self.batch_i,
-                             num_epochs=self.cfg.num_epochs, **info)
+        if self.main:
+            self.rd.write_status(state, epoch=self.epoch, batch=self.batch_i,
+                                 num_epochs=self.cfg.num_epochs, **info)
 
     def _check(self, loss: float) -> None:
         cfg = self.cfg
@@ -268,10 +285,16 @@ class Trainer:
         msg = (f"training stopped: the loss {what} at {where}; the last good checkpoint is "
                f"kept ({kept}). Lower --lr or check the inputs, then continue with --resume.")
         self._status("failed", message=msg)
-        self.rd.append_log(msg)
+        if self.main:
+            self.rd.append_log(msg)
         raise TrainingDiverged(msg)
 
     def _step(self, idx: torch.Tensor) -> tuple[float, float, float]:
+        """One optimiser step on the global batch `idx` (this rank's share of it on several
+        processes); returns the global batch's mean loss, mse and kl."""
+        idx, weight = self.group.share(idx)
+        if self.group.active:
+            self.noise.manual_seed(self.group.noise_seed(self.cfg.seed, self.epoch, self.batch_i))
         y, rot, ctf = self.data.batch(idx)
         y_t, ctf_t = self.data.tilt_batch(idx) if self.tilt_rot is not None else (None, None)
         if self.abinit is not None:
@@ -279,9 +302,15 @@ class Trainer:
         tilt = None if y_t is None else (y_t, ctf_t, self.tilt_rot)
         self.optim.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
-            loss, mse, kl = run_batch(self.model, self.data.lattice, y, rot, ctf,
-                                      self.cfg.kl_weight, self.noise, tilt=tilt)
-        value = loss.detach().item()
+            loss, mse, kl = self.batch_loss(y, rot, ctf, self.cfg.kl_weight, self.noise,
+                                            tilt=tilt)
+        value, mse, kl = loss.detach().item(), mse.detach().item(), kl.detach().item()
+        if self.group.active:     # the global batch's means, the same on every rank
+            n = float(len(idx)) if weight else 0.0     # images of this rank's share
+            s = self.group.all_sum(torch.tensor([value * n, mse * n, kl * n, n],
+                                                dtype=torch.float64))
+            value, mse, kl = (float(v) / float(s[3]) for v in s[:3])
+            loss = loss * weight
         self._check(value)
         loss.backward()
         grads = [p.grad.isfinite().all() for p in self.model.parameters() if p.grad is not None]
@@ -290,18 +319,22 @@ class Trainer:
         self.optim.step()
         if self.abinit is not None:
             self.abinit.step(self.epoch)
-        return value, mse.detach().item(), kl.detach().item()
+        return value, mse, kl
 
     def _end_epoch(self) -> dict:
         e = self.epoch + 1
-        if self.model.zdim:
+        if self.model.zdim:       # on several processes: each encodes a part, rank 0 saves
             mu, logvar = encode_all(self.model, self.data,
-                                    centre=self.abinit.centre if self.abinit else None)
-            ckpt.save_latents(self.rd.z(e), mu, logvar)
+                                    centre=self.abinit.centre if self.abinit else None,
+                                    part=self.group.part(self.data.N))
+            mu, logvar = (self.group.gather_rows(a, self.data.N) for a in (mu, logvar))
+            if self.main:
+                ckpt.save_latents(self.rd.z(e), mu, logvar)
         if self.abinit is not None:
             self.abinit.save(self.rd.pose(e))
-        ckpt.save(self.rd.weights(e),
-                  ckpt.weights_dict(self.model, self.optim, e, self.model_args))
+        if self.main:
+            ckpt.save(self.rd.weights(e),
+                      ckpt.weights_dict(self.model, self.optim, e, self.model_args))
         s = self.sums
         n = max(float(s[3]), 1.0)
         row = {"epoch": e, "step": e * math.ceil(self.data.N / self.cfg.batch_size),
@@ -311,6 +344,15 @@ class Trainer:
                "elapsed": self.elapsed}
         if self.abinit is not None:
             row.update(poses=self.abinit.phase(self.epoch), **self.abinit.epoch_summary())
+        if self.main:
+            self._write_epoch(row)
+        self.epoch, self.batch_i, self.epoch_elapsed = e, 0, 0.0
+        self.sums = torch.zeros(4, dtype=torch.float64)
+        self._save_resume_point()
+        return row
+
+    def _write_epoch(self, row: dict) -> None:
+        e = row["epoch"]
         self.rd.write_metrics(self.rd.read_metrics() + [row])
         self.rd.append_log(f"epoch {e}: loss {row['loss']:.6g} mse {row['mse']:.6g} "
                            f"kl {row['kl']:.4g} in {row['time']:.1f} s "
@@ -318,13 +360,11 @@ class Trainer:
                            + (f", poses: {row['poses']}" if "poses" in row else "")
                            + (f" ({row['search_ms_per_image']:.1f} ms/image)"
                               if "search_ms_per_image" in row else ""))
-        self.epoch, self.batch_i, self.epoch_elapsed = e, 0, 0.0
-        self.sums = torch.zeros(4, dtype=torch.float64)
-        self._save_resume_point()
-        return row
 
     def _finish(self) -> None:
         """Final unnumbered weights.pkl, z.pkl and pose.pkl, as cryoDRGN leaves them."""
+        if not self.main:
+            return
         e = self.epoch
         ckpt.save(self.rd.weights(),
                   ckpt.weights_dict(self.model, self.optim, e, self.model_args))
@@ -339,7 +379,7 @@ class Trainer:
         """Train to `num_epochs`; returns dict(state=done|paused|stopped, epoch, batch)."""
         cfg, N, B = self.cfg, self.data.N, self.cfg.batch_size
         nb = math.ceil(N / B)
-        if self.rd.pause.exists():
+        if self.main and self.rd.pause.exists():
             self.rd.pause.unlink()
         self.model.train()
         keep_freed_memory()             # from here on, the steps reuse the same buffers
@@ -374,8 +414,15 @@ class Trainer:
                         if self.callback is not None:
                             self.callback("batch", self)
                         now = time.monotonic()
-                        if stop.is_set() or (self.batch_i < nb and
-                                             now - last_ckpt >= 60 * cfg.checkpoint_minutes):
+                        due = self.batch_i < nb and now - last_ckpt >= 60 * cfg.checkpoint_minutes
+                        if self.group.active:  # rank 0's clock, any rank's signal
+                            s = self.group.all_sum(torch.tensor(
+                                [float(stop.is_set()), float(due and self.main)],
+                                dtype=torch.float64))
+                            if s[0] > 0:
+                                stop.set()
+                            due = bool(s[1] > 0)
+                        if stop.is_set() or due:
                             self._save_resume_point()
                             last_ckpt = now
                             if stop.is_set():
@@ -391,8 +438,10 @@ class Trainer:
                     last_ckpt = time.monotonic()
                     if self.callback is not None:
                         self.callback("epoch", self)
-                    if self.rd.pause.exists() and self.epoch < cfg.num_epochs:
-                        self.rd.pause.unlink()
+                    pause = self.group.any(self.main and self.rd.pause.exists())
+                    if pause and self.epoch < cfg.num_epochs:
+                        if self.main:
+                            self.rd.pause.unlink()
                         result = "paused"
                         break
         finally:
@@ -401,7 +450,8 @@ class Trainer:
         if result == "done":
             self._finish()
         self._status(result)
-        self.rd.append_log(f"{result} at epoch {self.epoch}, batch {self.batch_i}")
+        if self.main:
+            self.rd.append_log(f"{result} at epoch {self.epoch}, batch {self.batch_i}")
         return {"state": result, "epoch": self.epoch, "batch": self.batch_i}
 
 
@@ -413,5 +463,8 @@ def train(cfg: TrainConfig | None, outdir, *, resume: bool = False, callback=Non
     `callback(event, trainer)` is called after every batch ("batch") and epoch ("epoch").
     Returns dict(state, epoch, batch); raises TrainingDiverged on a NaN or exploding loss.
     """
-    return Trainer(cfg, outdir, resume=resume, callback=callback, progress=progress,
-                   overrides=overrides).fit()
+    try:
+        return Trainer(cfg, outdir, resume=resume, callback=callback, progress=progress,
+                       overrides=overrides).fit()
+    finally:
+        distributed.close()

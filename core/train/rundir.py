@@ -84,10 +84,10 @@ class RunDir:
         return self.path / ("pose.pkl" if epoch is None else f"pose.{epoch}.pkl")
 
     def write_config(self, cfg, D: int, apix: float, norm, inputs: list[dict],
-                     uses_ctf: bool, uses_shifts: bool) -> dict:
+                     uses_ctf: bool, uses_shifts: bool, world_size: int = 1) -> dict:
         """Write config.yaml: cryoDRGN's sections plus a `cryoscape:` provenance section
         (with the training images' pixel size `apix` in A and whether CTF and translations,
-        given or read from a .star/.cs, were used)."""
+        given or read from a .star/.cs, were used, and the number of training processes)."""
         conf = {
             "dataset_args": cfg.dataset_args(norm), "lattice_args": cfg.lattice_args(D),
             "model_args": cfg.model_args(D), "seed": cfg.seed, "version": __version__,
@@ -96,6 +96,7 @@ class RunDir:
                           "command_line": list(cfg.command_line or sys.argv),
                           "inputs": inputs, "seed": cfg.seed, "D": D, "apix": float(apix),
                           "uses_ctf": bool(uses_ctf), "uses_shifts": bool(uses_shifts),
+                          "world_size": int(world_size),
                           "train_args": {k: v for k, v in cfg.to_dict().items()
                                          if k != "command_line"}}}
         with atomic_open(self.config, "w") as f:
