@@ -21,7 +21,8 @@ def add_args(parser):
                         "(default: 8)")
     parser.add_argument("-n", "--num-epochs", type=int, help="epochs (default: 20)")
     parser.add_argument("-b", "--batch-size", type=int, help="minibatch size (default: 8)")
-    parser.add_argument("--lr", type=float, help="Adam learning rate (default: 1e-4)")
+    parser.add_argument("--lr", type=float,
+                        help="Adam learning rate (default: 1e-4; 1e-3 with --pose-search)")
     parser.add_argument("--wd", type=float, help="Adam weight decay (default: 0)")
     parser.add_argument("--beta", type=float, help="KL weight (default: 1/zdim, as cryoDRGN)")
     parser.add_argument("--preset", choices=("cryodrgn", "paper", "abinit"),
@@ -48,7 +49,7 @@ def add_args(parser):
     g = parser.add_argument_group("ab initio (no poses: search them as the paper, then refine)")
     g.add_argument("--pose-search", action="store_true", default=None,
                    help="find the poses (ab initio); poses in a .star/.cs are ignored; the "
-                        "architecture defaults to 3x256 (as cryoDRGN's ab initio)")
+                        "architecture defaults to 3x256 (as cryoDRGN's ab initio), --lr to 1e-3")
     g.add_argument("--pretrain-epochs", type=int,
                    help="epochs with random poses before the first search (default: 1)")
     g.add_argument("--search-epochs", type=int,
