@@ -25,9 +25,16 @@ as Table 1, rotation in degrees, translation in px) and maps compared in the tru
 numbers stand beside them, labelled as the paper's (D=64 for Table 2 and D=128 for Table 1, 50k
 images, no CTF, its own BNB pose search).
 
-Scales (`--toy` for the test, `--quick` for this 2-core machine, `--full` for a GPU): see
-SCALES; `--plan` prints a scale's runs and its duration estimated from the per-epoch times
-measured here (RATES). Every step is cached under --work: a dataset is simulated once, a run
+Scales (SCALES): `--toy` for the test (D=16, 40 images, 1-2 epochs, 1x16 networks);
+`--quick` for this 2-core machine: D=64, 1500 images per set, 10 epochs with known poses (5
+with tilt pairs), ab initio on the first 500 images (1 random-pose + 2 searched + 1 refined
+epochs, also with tilt pairs), zdim as the paper and 8 with known poses, 100 images evaluated:
+41 rows, 33 runs made here, estimated 2.6 h on a quiet machine (load ~1) and ~19 h at the load
+average ~4 measured while sizing it (RATES); `--full`: the paper's 50k images, 40 epochs (20
+with tilt pairs), for a GPU. `--plan` prints a scale's runs and both estimates; `--n` and
+`--epochs` shrink or grow a scale (its work folder is named after them).
+
+Every step is cached under --work: a dataset is simulated once, a run
 that finished is not redone (an interrupted one resumes: cryoscape --resume, cryoDRGN
 --load latest), its metrics are kept in results/<dataset>/<run>.json; `--tables-only` redraws
 the tables and figures from the cached results.
@@ -105,7 +112,7 @@ SCALES = {
                  search_total=2, layers=1, width=16, eval=6, zdim8=False, search_zdim8=False,
                  search_tilt=False, cryodrgn_abinit=False),
     # this 2-core machine in < 3 hours (see RATES and --plan)
-    "quick": Scale(n=4000, n_search=500, D=64, epochs=10, tilt_epochs=5, pretrain=1,
+    "quick": Scale(n=1500, n_search=500, D=64, epochs=10, tilt_epochs=5, pretrain=1,
                    search=2, search_total=4, layers=3, width=256, eval=100, zdim8=True,
                    search_zdim8=False, search_tilt=True, cryodrgn_abinit=False),
     # the paper's sizes (D.3: 40 epochs, 20 with tilt pairs), for a GPU
@@ -114,11 +121,19 @@ SCALES = {
                   search_zdim8=True, search_tilt=True, cryodrgn_abinit=True),
 }
 
-# Measured on this machine (2 CPUs shared with other work, D=64, 3x256, batch 8, --threads 2,
-# benchmarks/_work/paper_timing): seconds per image and epoch, and per process start.
-RATES = {"cryoscape_known": 1 / 40.0, "cryodrgn_known": 1 / 20.0,
-         "cryoscape_search": 1 / 2.0, "cryoscape_refine": 1 / 20.0, "start": 15.0,
-         "eval_image": 0.5}
+# Throughput in images (tilt pairs: particles) per second and evaluation cost, measured on
+# this machine (2 CPUs shared with other agents; D=64, 3x256, batch 8, zdim 10, --threads 2,
+# 512 images; benchmarks/_work/paper_timing, 2026-12-07) at a load average of ~4: cryoscape
+# with known poses 17.7 img/s (10.3 at load 8), cryoDRGN train_vae 3.5 (3.0-4.1 at load 5-8),
+# cryoscape ab initio on 256 images: search epochs 0.44x and refinement 0.22x its pretraining
+# speed; per-image evaluation 14 s at load 8 (decoding a 3x256 map on the 64^3 sphere is
+# ~70 GFLOP). At a load of ~1 (BENCHMARKS.md train_throughput): cryoscape 97, cryoDRGN 43 img/s,
+# the rest scaled alike. Tilt pairs are counted as two images per particle.
+RATES = {"load ~4 (measured)": {"cryoscape_known": 17.7, "cryodrgn_known": 3.5,
+                                "cryoscape_search": 7.8, "cryoscape_refine": 3.9,
+                                "start_s": 20.0, "eval_s": 5.0},
+         "load ~1": {"cryoscape_known": 97.0, "cryodrgn_known": 43.0, "cryoscape_search": 43.0,
+                     "cryoscape_refine": 21.0, "start_s": 8.0, "eval_s": 1.0}}
 
 
 @dataclass(frozen=True)
@@ -164,21 +179,23 @@ def plan(scale: Scale, kinds) -> list[tuple[str, Spec]]:
     return out
 
 
-def estimate_s(scale: Scale, runs) -> float:
-    """Seconds a plan takes at RATES (cryoDRGN's ab initio left out: not timed at scale)."""
+def estimate_s(scale: Scale, runs, rates: dict) -> float:
+    """Seconds a plan takes at `rates` (a RATES entry); runs not made here (cryoDRGN's ab
+    initio and tilt pairs) left out."""
     t = 0.0
     for kind, s in runs:
         if s.tool == "cryodrgn" and (s.search or s.tilt):
             continue
-        t += RATES["start"] + scale.eval * RATES["eval_image"]
+        pairs = 2 if s.tilt else 1
+        t += rates["start_s"] + scale.eval * rates["eval_s"]
         if s.search:
-            refine = scale.search_total - scale.search
-            t += scale.n_search * (scale.search * RATES["cryoscape_search"]
-                                   + refine * RATES["cryoscape_refine"])
+            refine = scale.search_total - scale.pretrain - scale.search
+            t += scale.n_search * pairs * (scale.pretrain / rates["cryoscape_known"]
+                                           + scale.search / rates["cryoscape_search"]
+                                           + refine / rates["cryoscape_refine"])
         else:
-            pairs = 2 if s.tilt else 1
-            t += scale.n * (scale.tilt_epochs if s.tilt else scale.epochs) * pairs \
-                * RATES[f"{s.tool}_known"]
+            epochs = scale.tilt_epochs if s.tilt else scale.epochs
+            t += scale.n * epochs * pairs / rates[f"{s.tool}_known"]
     return t
 
 
@@ -497,6 +514,9 @@ def main(argv=None):
         g.add_argument(f"--{s}", dest="scale", action="store_const", const=s)
     p.add_argument("--datasets", nargs="*", choices=list(KINDS), default=list(KINDS))
     p.add_argument("--plan", action="store_true", help="print the runs and estimated time")
+    p.add_argument("--n", type=int, help="images per set (default: the scale's)")
+    p.add_argument("--epochs", type=int, help="epochs with known poses (default: the scale's; "
+                   "tilt pairs get half)")
     p.add_argument("--tables-only", action="store_true",
                    help="redraw tables and figures from the cached results")
     p.add_argument("--no-cryodrgn", action="store_true")
@@ -508,13 +528,21 @@ def main(argv=None):
     p.add_argument("--no-write", action="store_true", help="do not write BENCHMARKS.md")
     a = p.parse_args(argv)
     scale = SCALES[a.scale]
-    work = a.work or HERE / "_work" / "paper" / a.scale
-    out = a.out or HERE / "paper" / a.scale
+    if a.n or a.epochs:
+        from dataclasses import replace
+        n, epochs = a.n or scale.n, a.epochs or scale.epochs
+        scale = replace(scale, n=n, n_search=min(scale.n_search, n), epochs=epochs,
+                        tilt_epochs=max(1, epochs // 2))
+    name = a.scale if scale == SCALES[a.scale] else f"{a.scale}_n{scale.n}_e{scale.epochs}"
+    work = a.work or HERE / "_work" / "paper" / name
+    out = a.out or HERE / "paper" / name
     runs = plan(scale, a.datasets)
     if a.plan:
         for k, s in runs:
             print(f"{k:12s} {s.label}")
-        print(f"{len(runs)} runs; estimated {estimate_s(scale, runs) / 3600:.1f} h at RATES")
+        for load, rates in RATES.items():
+            print(f"{len(runs)} runs; estimated {estimate_s(scale, runs, rates) / 3600:.1f} h "
+                  f"at {load}")
         return
     t0 = time.perf_counter()
     has_drgn = CRYODRGN.exists() and not a.no_cryodrgn
@@ -556,13 +584,13 @@ def main(argv=None):
               f"({scale.tilt_epochs} with tilt pairs), ab initio {scale.pretrain} + "
               f"{scale.search} searched + {scale.search_total - scale.pretrain - scale.search}"
               f" refined epochs; {a.threads} threads per run, one run at a time.")
-    text = tables(results, runs, a.scale, scale, notes, figs, rel, header)
+    text = tables(results, runs, name, scale, notes, figs, rel, header)
     from cryoscape.core.io.atomic import atomic_open
     with atomic_open(out / "tables.md", "w") as f:
         f.write(text + "\n")
     print(text)
     if not a.no_write:
-        write_section(f"paper_{a.scale}", text, a.benchmarks)
+        write_section(f"paper_{name}", text, a.benchmarks)
 
 
 if __name__ == "__main__":

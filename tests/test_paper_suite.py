@@ -75,7 +75,8 @@ def test_plan_and_estimate(paper):
     assert ("linear", "cryoscape_known_z1") in names and ("2d", "cryodrgn_known_z10") in names
     assert ("circular", "cryoscape_known_z8_tilt") in names
     assert ("homogeneous", "cryoscape_search_z0") in names
-    assert paper.estimate_s(paper.SCALES["quick"], quick) > 0
+    for rates in paper.RATES.values():
+        assert 0 < paper.estimate_s(paper.SCALES["quick"], quick, rates)
     why = paper.unavailable(paper.Spec("cryoscape", False, 1, tilt=True), False, True)
     assert why.startswith("not available")
     assert paper.unavailable(paper.Spec("cryoscape", False, 1, tilt=True), True, True) is None
