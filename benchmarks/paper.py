@@ -419,7 +419,8 @@ def tables(results: dict, runs, scale_name: str, scale: Scale, notes: dict, figs
     lines = [f"## The paper's tables, side by side with cryoDRGN ({scale_name})", "", header, ""]
     lines += [("Per-image accuracy over "
                f"{scale.eval} images: FSC = 0.5 resolution in px, mean (sd) (lower is better; 2 "
-               "is Nyquist) and FSC area (CryoBench; cycles/px, at most ~0.5). Recovery: "
+               f"is Nyquist, {scale.D / (scale.D // 2 - 1):.2f} the best possible here: "
+               "cryoDRGN's FSC shells stop at D/2 - 1) and FSC area (CryoBench; cycles/px, at most ~0.5). Recovery: "
                + "; ".join(f"{k} {v}" for k, v in RECOVERY_METRIC.items()) + ". Pose error "
                "of ab initio runs: median ||R - R_true B||_F^2 / median shift error (px). "
                "Rows marked *paper* are the paper's numbers (D=64, 50k images, no CTF, BNB "
