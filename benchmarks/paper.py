@@ -39,8 +39,9 @@ that finished is not redone (an interrupted one resumes: cryoscape --resume, cry
 --load latest), its metrics are kept in results/<dataset>/<run>.json; `--tables-only` redraws
 the tables and figures from the cached results.
 
-    python benchmarks/paper.py --quick [--plan] [--tables-only] [--no-cryodrgn]
-        [--datasets linear 2d ...] [--threads 2] [--no-write]
+    xvfb-run -a python benchmarks/paper.py --quick [--plan] [--tables-only] [--no-cryodrgn]
+        [--isosurfaces] [--datasets linear 2d ...] [--n N] [--epochs E] [--threads 2]
+        [--no-write]
 
 Writes tables and pictures into benchmarks/paper/<scale>/ and section `paper_<scale>` of
 BENCHMARKS.md.
@@ -300,7 +301,8 @@ def epoch_seconds(spec: Spec, out: Path) -> list[float]:
 
 
 # ---- metrics --------------------------------------------------------------------------------
-def evaluate(kind: str, spec: Spec, data: Path, out: Path, scale: Scale, figs: Path) -> dict:
+def evaluate(kind: str, spec: Spec, data: Path, out: Path, scale: Scale, figs: Path,
+             iso: bool = False) -> dict:
     """Metrics of a finished run (and its pictures): see the module docstring."""
     from cryoscape.core.analysis import benchmark_metrics as bm
     from cryoscape.core.run import Run
@@ -328,7 +330,7 @@ def evaluate(kind: str, spec: Spec, data: Path, out: Path, scale: Scale, figs: P
     with atomic_open(figs.parent / "curves" / f"{kind}_{spec.name}.npz", "wb") as f:
         np.savez(f, freq=acc["freq"], curves=acc["curves"], res_px=acc["res_px"],
                  auc=acc["auc"])
-    res["figures"] = pictures(kind, spec, z, truth, decode, D, figs)
+    res["figures"] = pictures(kind, spec, z, truth, decode, D * apix, figs, iso)
     return res
 
 
@@ -344,8 +346,10 @@ def decoder_in_truth_frame(run, pose_fit: dict | None):
                                       frame.p)
 
 
-def pictures(kind: str, spec: Spec, z, truth: dict, decode, D: int, figs: Path) -> list[str]:
-    """The latent scatter coloured by the truth and a row of maps along the latent space."""
+def pictures(kind: str, spec: Spec, z, truth: dict, decode, box_A: float, figs: Path,
+             iso: bool = False) -> list[str]:
+    """The latent scatter coloured by the truth and a row of maps along the latent space
+    (projections; with `iso`, isosurfaces rendered offscreen too)."""
     from cryoscape.core.analysis.plots import plot_map_montage, plot_scatter
     from cryoscape.core.analysis.trajectory import pc_traversal
     names = []
@@ -367,28 +371,39 @@ def pictures(kind: str, spec: Spec, z, truth: dict, decode, D: int, figs: Path) 
         names.append(name)
     points, values = pc_traversal(z, 1, n=8)
     name = f"{kind}_{spec.name}_maps.png"
-    plot_map_montage(figs / name, [decode(p) for p in points],
-                     titles=[f"PC1 {v:.2g}" for v in values],
+    maps, titles = [decode(p) for p in points], [f"PC1 {v:.2g}" for v in values]
+    plot_map_montage(figs / name, maps, titles=titles,
                      title=f"{KINDS[kind][0]}: {spec.label}, maps along PC1 (projections)")
-    return [*names, name]
+    names.append(name)
+    if iso:
+        from _isosurfaces import isosurface_row
+        name = f"{kind}_{spec.name}_iso.png"
+        if isosurface_row(maps, titles, box_A, figs / name,
+                          f"{KINDS[kind][0]}: {spec.label}, maps along PC1"):
+            names.append(name)
+    return names
 
 
-def truth_pictures(kind: str, D: int, figs: Path) -> str | None:
-    """A row of the true maps along the coordinate (or the states)."""
+def truth_pictures(kind: str, D: int, figs: Path, iso: bool = False) -> None:
+    """A row of the true maps along the coordinate (or the states): projections and, with
+    `iso`, isosurfaces."""
     from cryoscape.core.analysis.plots import plot_map_montage
     from cryoscape.core.simulate.volumes import make_volume
-    if kind == "homogeneous":
-        return None
-    name = f"{kind}_truth_maps.png"
-    if not (figs / name).exists():
-        pts = (list(range(10)) if kind == "discrete" else
-               [np.array([t, 0.5]) for t in np.linspace(0, 1, 8)] if kind == "2d" else
-               list(np.linspace(0, 1, 8, endpoint=kind != "circular")))
-        plot_map_montage(figs / name, [make_volume(kind, p, D) for p in pts],
-                         titles=[str(p if kind == "discrete" else np.round(np.ravel(p)[0], 2))
-                                 for p in pts],
-                         title=f"{KINDS[kind][0]}: true maps (projections)")
-    return name
+    if kind == "homogeneous" or ((figs / f"{kind}_truth_maps.png").exists()
+                                 and (not iso or (figs / f"{kind}_truth_iso.png").exists())):
+        return
+    pts = (list(range(10)) if kind == "discrete" else
+           [np.array([t, 0.5]) for t in np.linspace(0, 1, 8)] if kind == "2d" else
+           list(np.linspace(0, 1, 8, endpoint=kind != "circular")))
+    maps = [make_volume(kind, p, D) for p in pts]
+    titles = [str(p if kind == "discrete" else np.round(np.ravel(p)[0], 2)) for p in pts]
+    plot_map_montage(figs / f"{kind}_truth_maps.png", maps, titles=titles,
+                     title=f"{KINDS[kind][0]}: true maps (projections)")
+    if iso:
+        from _isosurfaces import isosurface_row
+        from cryoscape.core.simulate.volumes import MODEL_BOX_A
+        isosurface_row(maps, titles, MODEL_BOX_A, figs / f"{kind}_truth_iso.png",
+                       f"{KINDS[kind][0]}: true maps")
 
 
 def fsc_picture(kind: str, specs: list[Spec], curves: Path, figs: Path) -> str | None:
@@ -451,7 +466,8 @@ def tables(results: dict, runs, scale_name: str, scale: Scale, notes: dict, figs
                          f"{_f(float(np.median(ep)) if ep else None, '{:.0f}')} | "
                          f"{r['wall_s'] / 60:.1f} |")
         pics = [p for s, r in rows if r for p in r.get("figures", [])]
-        pics = [p for p in [f"{kind}_truth_maps.png", f"{kind}_fsc.png", *pics]
+        pics = [p for p in [f"{kind}_truth_maps.png", f"{kind}_truth_iso.png",
+                            f"{kind}_fsc.png", *pics]
                 if (figs / p).exists()]
         lines += ["", " ".join(f"[{p}]({figs_rel}/{p})" for p in pics), ""]
     if any(k == "homogeneous" for k, _ in runs):
@@ -521,6 +537,9 @@ def main(argv=None):
     p.add_argument("--tables-only", action="store_true",
                    help="redraw tables and figures from the cached results")
     p.add_argument("--no-cryodrgn", action="store_true")
+    p.add_argument("--isosurfaces", action="store_true",
+                   help="also render rows of isosurfaces offscreen (cryoscape's viewer; needs "
+                   "a display: run under xvfb-run where there is none)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--work", type=Path, help="datasets and runs (default benchmarks/_work/paper"
                    "/SCALE)")
@@ -562,7 +581,7 @@ def main(argv=None):
         data = dataset(work, kind, scale)
         rundir = work / "runs" / kind / spec.name
         rec = train(spec, data, rundir, scale, a.threads)
-        res = evaluate(kind, spec, data, rundir, scale, figs)
+        res = evaluate(kind, spec, data, rundir, scale, figs, a.isosurfaces)
         res.update(wall_s=rec["wall_s"], command=rec["command"],
                    epoch_s=epoch_seconds(spec, rundir))
         from cryoscape.core.io.atomic import atomic_open
@@ -572,7 +591,7 @@ def main(argv=None):
         print(f"  {kind} {spec.name}: res {res['mean_res_px']:.2f} px, area "
               f"{res['mean_auc']:.4f}, recovery {_f(res['recovery'], '{:.3f}')}", flush=True)
     for kind in a.datasets:
-        truth_pictures(kind, scale.D, figs)
+        truth_pictures(kind, scale.D, figs, a.isosurfaces)
         fsc_picture(kind, [s for k, s in runs if k == kind], curves, figs)
     rel = os.path.relpath(figs, a.benchmarks.resolve().parent)
     header = (f"`{command(__file__, argv) if argv is not None else command(__file__)}`; "
