@@ -127,7 +127,8 @@ SCALES = {
 # 512 images; benchmarks/_work/paper_timing, 2026-12-07) at a load average of ~4: cryoscape
 # with known poses 17.7 img/s (10.3 at load 8), cryoDRGN train_vae 3.5 (3.0-4.1 at load 5-8),
 # cryoscape ab initio on 256 images: search epochs 0.44x and refinement 0.22x its pretraining
-# speed; per-image evaluation 14 s at load 8 (decoding a 3x256 map on the 64^3 sphere is
+# speed (at load ~3: 100, 44, 22 img/s; at load 6-8: 4.6, 2.4 (185 ms/image searched), 3.8;
+# with tilt pairs 1.9, 1.3, 1.6 particles/s); per-image evaluation 14 s at load 8 (decoding a 3x256 map on the 64^3 sphere is
 # ~70 GFLOP). At a load of ~1 (BENCHMARKS.md train_throughput): cryoscape 97, cryoDRGN 43 img/s,
 # the rest scaled alike. Tilt pairs are counted as two images per particle.
 RATES = {"load ~4 (measured)": {"cryoscape_known": 17.7, "cryodrgn_known": 3.5,
