@@ -194,19 +194,16 @@ def test_failing_rank_stops_the_other(tmp_path, homogeneous):
     assert "--resume" in ranks[0]["error"]
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"batch_size": 15}, "must be a multiple of the 2 processes"),
-    ({"pose_search": True}, "--pose-search runs in one process only"),
-])
-def test_refused_settings(tmp_path, homogeneous, monkeypatch, change, message):
-    """Refused before any process joins the group (every rank refuses the same way)."""
+def test_refused_batch(tmp_path, homogeneous, monkeypatch):
+    """A global batch that does not divide among the processes is refused before any process
+    joins the group (every rank refuses the same way), and RUN is not created."""
     import dataclasses
 
     from cryoscape.core.train import train
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
-    with pytest.raises(CryoscapeError, match=message):
-        train(dataclasses.replace(homogeneous, **change), tmp_path / "run", progress=False)
+    with pytest.raises(CryoscapeError, match="must be a multiple of the 2 processes"):
+        train(dataclasses.replace(homogeneous, batch_size=15), tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
 
 def test_shares_weigh_to_the_global_mean():
@@ -217,9 +214,46 @@ def test_shares_weigh_to_the_global_mean():
     for n, world in ((7, 2), (1, 3), (8, 2)):
         idx = torch.arange(n)
         shares = [Group(r, world).share(idx) for r in range(world)]
-        used = [s for s, w in shares if w]
+        used = [s for s, w, _ in shares if w]
         assert torch.equal(torch.cat(used), idx)
-        ddp = sum(w * loss[s].mean() for s, w in shares) / world
+        assert [int(s[0]) for s, w, first in shares if w] == [first for _, w, first in shares if w]
+        ddp = sum(w * loss[s].mean() for s, w, _ in shares) / world
         assert float(ddp) == pytest.approx(float(loss[idx].mean()))
     parts = [Group(r, 3).part(7) for r in range(3)]
     assert [i for p in parts for i in p] == list(range(7))
+    # the owners of an epoch's images: the rank whose share of its batch holds each
+    order = torch.randperm(10, generator=torch.Generator().manual_seed(0))
+    owner = Group(0, 2).owners(order, 4)           # batches of 4, 4, 2: shares 2+2, 2+2, 1+1
+    assert owner[order].tolist() == [0, 0, 1, 1, 0, 0, 1, 1, 0, 1]
+
+
+@pytest.fixture(scope="module")
+def abinit_settings(tmp_path_factory):
+    """Ab initio on 64 noiseless images: one epoch of each phase (pretrain, search, refine)."""
+    from cryoscape.core.simulate.dataset import simulate
+    from cryoscape.core.train import TrainConfig
+    data = tmp_path_factory.mktemp("abinit_data")
+    simulate("homogeneous", 64, data, D=32, ctf=True, max_shift=2.0, seed=5)
+    return TrainConfig(particles=str(data / "particles.mrcs"), ctf=str(data / "ctf.pkl"), zdim=0,
+                       pose_search=True, num_epochs=3, pretrain_epochs=1, search_epochs=1,
+                       search_chunk=16, batch_size=4, lr=2e-3, dec_layers=3, dec_dim=64,
+                       seed=0, threads=1, checkpoint_minutes=60.0, t_extent=3.0, amp=False)
+
+
+def test_ab_initio_on_two_processes(tmp_path, abinit_settings):
+    """The poses searched by shares and gathered, the corrections refined by their owners:
+    the poses after each phase and the losses are one process's."""
+    from cryoscape.core.io.pickles import load_pickles
+    from cryoscape.core.train import train
+    one = tmp_path / "one"
+    train(abinit_settings, one, progress=False)
+    two = tmp_path / "two"
+    ranks = run_ranks(tmp_path, abinit_settings.to_dict(), two)
+    assert all(r["state"]["state"] == "done" for r in ranks)
+    for a, b in zip(metrics(two), metrics(one)):
+        assert a["poses"] == b["poses"]
+        assert a["loss"] == pytest.approx(b["loss"], rel=TOL), a["epoch"]
+    for e in (1, 2, 3):
+        (r2, t2), (r1, t1) = (load_pickles(run / f"pose.{e}.pkl")[0] for run in (two, one))
+        np.testing.assert_allclose(r2, r1, atol=1e-3)
+        np.testing.assert_allclose(t2, t1, atol=1e-4)

@@ -12,6 +12,10 @@ The schedule (epochs 1-based; each phase switchable in TrainConfig):
    with the decoder (CryoDRGN-AI's approach): a rotation correction exp([w]x) and a shift
    correction per particle, sparse Adam on the images of each batch.
 
+On several processes (core/train/distributed) each rank searches its share of a chunk and
+the poses found are gathered; each rank refines the corrections of the images it trains and
+`sync` gathers their rows (and Adam moments) from their owners.
+
 With tilt pairs (the paper's D.2) every particle's tilted image, posed at T @ R with the same
 shift, counts in the search's score, the encoder's z and the loss.
 
@@ -30,6 +34,7 @@ import torch
 from cryoscape.core.io.atomic import atomic_open
 from cryoscape.core.poses import shifts_to_cryodrgn, tilt_rotation
 from cryoscape.core.posesearch import PoseSearch, SearchConfig, TiltPairs
+from cryoscape.core.train.distributed import Group
 from cryoscape.core.train.forward import center_hartley, encoder_input
 
 PRETRAIN, SEARCH, REFINE = "pretrain", "search", "refine"
@@ -57,8 +62,10 @@ def random_rotations(n: int, generator: torch.Generator) -> torch.Tensor:
 class AbInitio:
     """The poses of a training set while they are searched and refined (see the module)."""
 
-    def __init__(self, cfg, data, device):
+    def __init__(self, cfg, data, device, group: Group | None = None):
         self.cfg, self.data, self.device = cfg, data, torch.device(device)
+        self.group = group or Group()      # the training processes (core/train/distributed)
+        self.owner = None                  # on several: the rank training each image
         self.N, self.D = data.N, data.D
         lat = data.lattice
         self.freqs = lat.full_coords[lat.keep]                # for centring kept points
@@ -104,7 +111,17 @@ class AbInitio:
         if self.phase(epoch) != SEARCH or batch_i % self.chunk_batches():
             return
         B = self.cfg.batch_size
-        idx = order[batch_i * B:(batch_i + self.chunk_batches()) * B]
+        chunk = order[batch_i * B:(batch_i + self.chunk_batches()) * B]
+        part = self.group.part(len(chunk))        # this rank's share of the search
+        idx = chunk[part.start:part.stop]
+        if len(idx):
+            self._search(model, idx, epoch)
+        if self.group.active:                     # every rank keeps the whole pose table
+            found = torch.cat([self.rot[idx].reshape(-1, 9), self.shift[idx]], 1)
+            found = self.group.gather_rows(found, len(chunk))
+            self.rot[chunk], self.shift[chunk] = found[:, :9].reshape(-1, 3, 3), found[:, 9:]
+
+    def _search(self, model, idx: torch.Tensor, epoch: int) -> None:
         t0 = time.perf_counter()
         was_training = model.training
         model.eval()
@@ -127,15 +144,18 @@ class AbInitio:
         self.searched_images += len(idx)
 
     def batch(self, idx: torch.Tensor, y: torch.Tensor, epoch: int, batch_i: int,
-              y_tilt: torch.Tensor | None = None):
+              y_tilt: torch.Tensor | None = None, within: tuple[int, int] | None = None):
         """(centred images, rotations, centred tilted images | None) of a batch: random
         rotations while pretraining, the poses found, or those poses with their corrections
-        (which carry gradients); a tilted image is centred by its particle's shift."""
+        (which carry gradients); a tilted image is centred by its particle's shift. `within`:
+        (first position, size) of a rank's share in its global batch (default: all of it)."""
         phase = self.phase(epoch)
         if phase == PRETRAIN:
             seq = np.random.SeedSequence([self.cfg.seed, epoch, batch_i, 1])
             g = torch.Generator().manual_seed(int(seq.generate_state(1, np.uint64)[0] >> 1))
-            return y, random_rotations(len(idx), g).to(y.device), y_tilt
+            first, size = within or (0, len(idx))
+            rot = random_rotations(size, g)[first:first + len(idx)]
+            return y, rot.to(y.device), y_tilt
         rot, shift = self.rot[idx].to(y.device), self.shift[idx].to(y.device)
         if phase == REFINE:
             d = self.delta(idx.to(self.device))
@@ -147,8 +167,28 @@ class AbInitio:
     def step(self, epoch: int) -> None:
         """After the decoder's optimiser step: the pose corrections' step (refinement only)."""
         if self.phase(epoch) == REFINE:
+            if self.group.active:     # the rows' gradients of the global batch's mean loss
+                self.delta.weight.grad.div_(self.group.world_size)
             self.optim.step()
             self.optim.zero_grad(set_to_none=True)
+
+    def own(self, order: torch.Tensor, epoch: int) -> None:
+        """At an epoch's start: which rank refines each image's correction in it."""
+        if self.group.active and self.phase(epoch) == REFINE:
+            self.owner = self.group.owners(order, self.cfg.batch_size)
+
+    @torch.no_grad()
+    def sync(self, epoch: int) -> None:
+        """On several processes, in a refinement epoch: every image's correction and its Adam
+        moments as the rank that trains it has them (each image is trained by one rank an
+        epoch), on every rank; before a checkpoint and at the epoch's end."""
+        if not self.group.active or self.phase(epoch) != REFINE:
+            return
+        mine = (self.owner == self.group.rank).to(self.device)[:, None]
+        rows = [self.delta.weight] + [s[k] for s in self.optim.state.values()
+                                      for k in ("exp_avg", "exp_avg_sq")]
+        for t in rows:
+            t.copy_(self.group.all_sum(torch.where(mine, t, torch.zeros_like(t))))
 
     def poses(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Every image's current rotation [N, 3, 3] and shift [N, 2] px, corrections applied."""

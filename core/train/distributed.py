@@ -11,14 +11,19 @@ global step is the one-process step up to the order of floating-point sums. Batc
 stop/save/pause decisions are all-reduced, so every rank takes the same path; latents are
 encoded by shares and gathered to rank 0, which alone writes the run directory. A checkpoint
 holds the global state (epoch, global batch index, model, optimiser), so a run resumes with
-any number of processes. A rank that fails or disappears makes the others' next collective
-fail (peer closed, or after `CRYOSCAPE_DIST_TIMEOUT` seconds, default 1800): they stop with a
-CryoscapeError instead of waiting forever.
+any number of processes. A VAE's sampling noise is drawn per rank, seeded by (seed, epoch,
+batch, rank). Ab initio (core/train/abinit): each rank searches its share of a chunk and the
+poses found are gathered (every rank keeps the whole pose table); each rank refines the pose
+corrections of the images it trains, and the rows (with their Adam moments) are gathered from
+the ranks that own them at every checkpoint and epoch end. A rank that fails or disappears
+makes the others' next collective fail (peer closed, or after `CRYOSCAPE_DIST_TIMEOUT`
+seconds, default 1800): they stop with a CryoscapeError instead of waiting forever.
 """
 from __future__ import annotations
 
 import contextlib
 import datetime
+import itertools
 import os
 from dataclasses import dataclass
 
@@ -29,6 +34,7 @@ from cryoscape.core.errors import CryoscapeError
 from cryoscape.core.train.forward import run_batch
 
 TIMEOUT_ENV, TIMEOUT_DEFAULT = "CRYOSCAPE_DIST_TIMEOUT", 1800.0
+_joined = []        # the process group `start` created (a caller's own group is left alone)
 
 
 @dataclass(frozen=True)
@@ -47,21 +53,39 @@ class Group:
     def main(self) -> bool:
         return self.rank == 0
 
-    def share(self, idx: torch.Tensor) -> tuple[torch.Tensor, float]:
-        """This rank's contiguous share of a global batch and the weight of its mean loss
-        (share size x world_size / batch size: DDP's average of the ranks' gradients is then
-        the gradient of the global batch's mean). An empty share (a last batch smaller than
-        the world) computes one image with weight 0, as DDP needs every rank's backward."""
+    def share(self, idx: torch.Tensor) -> tuple[torch.Tensor, float, int]:
+        """This rank's contiguous share of a global batch, the weight of its mean loss (share
+        size x world_size / batch size: DDP's average of the ranks' gradients is then the
+        gradient of the global batch's mean) and its first position in the batch. An empty
+        share (a last batch smaller than the world) computes one image with weight 0, as DDP
+        needs every rank's backward."""
         if not self.active:
-            return idx, 1.0
-        mine = idx.tensor_split(self.world_size)[self.rank]
-        if len(mine) == 0:
-            return idx[:1], 0.0
-        return mine, len(mine) * self.world_size / len(idx)
+            return idx, 1.0, 0
+        part = self.part(len(idx))
+        if not part:
+            return idx[:1], 0.0, 0
+        return idx[part.start:part.stop], len(part) * self.world_size / len(idx), part.start
+
+    def parts(self, n: int) -> list[range]:
+        """Every rank's contiguous part of n items (as torch.tensor_split cuts them)."""
+        q, r = divmod(n, self.world_size)
+        ends = np.cumsum([0] + [q + (k < r) for k in range(self.world_size)])
+        return [range(int(a), int(b)) for a, b in itertools.pairwise(ends)]
 
     def part(self, n: int) -> range:
-        """This rank's contiguous part of n items (for encoding every image)."""
-        return range(self.rank * n // self.world_size, (self.rank + 1) * n // self.world_size)
+        """This rank's contiguous part of n items."""
+        return self.parts(n)[self.rank]
+
+    def owners(self, order: torch.Tensor, batch_size: int) -> torch.Tensor:
+        """The rank that trains each image [N] in an epoch of this `order`."""
+        n = len(order)
+        by_position = torch.arange(n) % batch_size // (batch_size // self.world_size)
+        last = (n - 1) // batch_size * batch_size          # the last batch may be smaller
+        for r, p in enumerate(self.parts(n - last)):
+            by_position[last + p.start:last + p.stop] = r
+        owner = torch.empty(n, dtype=torch.long)
+        owner[order] = by_position
+        return owner
 
     def noise_seed(self, seed: int, epoch: int, batch: int) -> int:
         """The reparameterisation noise seed of a rank's share of a global batch: a function
@@ -70,34 +94,29 @@ class Group:
         return int(s.generate_state(1, dtype=np.uint64)[0] >> 1)
 
     def all_sum(self, values: torch.Tensor) -> torch.Tensor:
-        """`values` (float64, CPU) summed over the ranks."""
+        """`values` summed over the ranks (a new tensor, on `values`' device)."""
         if not self.active:
             return values
-        t = values.to(_comm_device())
+        t = values.to(_comm_device(), copy=True)
         with peers_alive():
             dist.all_reduce(t)
-        return t.cpu()
+        return t.to(values.device)
 
     def any(self, flag: bool) -> bool:
         """Whether `flag` holds on any rank."""
         return bool(self.all_sum(torch.tensor([float(flag)], dtype=torch.float64))[0] > 0)
 
-    def gather_rows(self, rows: np.ndarray, n: int) -> np.ndarray | None:
-        """Every rank's `part(n)` rows, in order, on rank 0 (None elsewhere)."""
+    def gather_rows(self, rows: torch.Tensor, n: int) -> torch.Tensor:
+        """Every rank's `part(n)` rows (CPU), in order, on every rank."""
         if not self.active:
             return rows
         size = -(-n // self.world_size)
-        pad = np.zeros((size, *rows.shape[1:]), dtype=rows.dtype)
-        pad[:len(rows)] = rows
-        local = torch.from_numpy(pad).to(_comm_device())
+        local = torch.zeros((size, *rows.shape[1:]), dtype=rows.dtype, device=_comm_device())
+        local[:len(rows)] = rows
         parts = [torch.empty_like(local) for _ in range(self.world_size)]
         with peers_alive():
             dist.all_gather(parts, local)
-        if not self.main:
-            return None
-        out = [p.cpu().numpy()[:len(Group(r, self.world_size).part(n))]
-               for r, p in enumerate(parts)]
-        return np.concatenate(out)
+        return torch.cat([p[:len(r)].cpu() for p, r in zip(parts, self.parts(n))])
 
     def barrier(self) -> None:
         if self.active:
@@ -137,9 +156,6 @@ def start(group: Group, device: torch.device, cfg) -> torch.device:
     if cfg.batch_size % group.world_size:
         raise CryoscapeError(f"--batch-size {cfg.batch_size} is the global batch: it must be a "
                              f"multiple of the {group.world_size} processes")
-    if cfg.pose_search:
-        raise CryoscapeError("--pose-search runs in one process only for now; train ab initio "
-                             "without torchrun (known poses train on several processes)")
     if device.type == "cuda":
         device = torch.device("cuda", group.local_rank if device.index is None else device.index)
         torch.cuda.set_device(device)
@@ -148,12 +164,15 @@ def start(group: Group, device: torch.device, cfg) -> torch.device:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
                                 rank=group.rank, world_size=group.world_size,
                                 timeout=datetime.timedelta(seconds=timeout))
+        _joined.append(True)
     return device
 
 
 def close() -> None:
-    if dist.is_available() and dist.is_initialized():
+    """Leave the process group `start` joined, if any."""
+    if _joined and dist.is_initialized():
         dist.destroy_process_group()
+    _joined.clear()
 
 
 class BatchLoss(torch.nn.Module):

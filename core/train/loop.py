@@ -8,7 +8,8 @@ cryoDRGN), a metrics.jsonl row and checkpoint.pt; checkpoint.pt is also written 
 `checkpoint_minutes` inside an epoch and when SIGTERM/SIGINT stops the run after the current
 batch. `RUN/PAUSE` stops the run after the current epoch. `resume=True` continues from
 checkpoint.pt exactly: the epoch's batch order is a function of seed and epoch, and the
-generator states travel in the checkpoint.
+generator states travel in the checkpoint. Started by torchrun (WORLD_SIZE > 1), the processes
+train data-parallel (core/train/distributed) and rank 0 alone writes the run directory.
 """
 from __future__ import annotations
 
@@ -190,7 +191,7 @@ class Trainer:
         self.abinit = None
         if cfg.pose_search:     # imported here: core.posesearch itself imports core.train
             from cryoscape.core.train.abinit import AbInitio
-            self.abinit = AbInitio(cfg, self.data, self.device)
+            self.abinit = AbInitio(cfg, self.data, self.device, self.group)
         self.epoch, self.batch_i, self.elapsed, self.epoch_elapsed = 0, 0, 0.0, 0.0
         self.sums = torch.zeros(4, dtype=torch.float64)   # loss, mse, kl, images
         self.loss_mean = math.nan
@@ -292,13 +293,15 @@ class Trainer:
     def _step(self, idx: torch.Tensor) -> tuple[float, float, float]:
         """One optimiser step on the global batch `idx` (this rank's share of it on several
         processes); returns the global batch's mean loss, mse and kl."""
-        idx, weight = self.group.share(idx)
+        n_batch = len(idx)
+        idx, weight, first = self.group.share(idx)
         if self.group.active:
             self.noise.manual_seed(self.group.noise_seed(self.cfg.seed, self.epoch, self.batch_i))
         y, rot, ctf = self.data.batch(idx)
         y_t, ctf_t = self.data.tilt_batch(idx) if self.tilt_rot is not None else (None, None)
         if self.abinit is not None:
-            y, rot, y_t = self.abinit.batch(idx, y, self.epoch, self.batch_i, y_t)
+            y, rot, y_t = self.abinit.batch(idx, y, self.epoch, self.batch_i, y_t,
+                                            within=(first, n_batch))
         tilt = None if y_t is None else (y_t, ctf_t, self.tilt_rot)
         self.optim.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
@@ -323,14 +326,17 @@ class Trainer:
 
     def _end_epoch(self) -> dict:
         e = self.epoch + 1
+        if self.abinit is not None:
+            self.abinit.sync(self.epoch)
         if self.model.zdim:       # on several processes: each encodes a part, rank 0 saves
             mu, logvar = encode_all(self.model, self.data,
                                     centre=self.abinit.centre if self.abinit else None,
                                     part=self.group.part(self.data.N))
-            mu, logvar = (self.group.gather_rows(a, self.data.N) for a in (mu, logvar))
+            mu, logvar = (self.group.gather_rows(torch.from_numpy(a), self.data.N).numpy()
+                          for a in (mu, logvar))
             if self.main:
                 ckpt.save_latents(self.rd.z(e), mu, logvar)
-        if self.abinit is not None:
+        if self.abinit is not None and self.main:
             self.abinit.save(self.rd.pose(e))
         if self.main:
             ckpt.save(self.rd.weights(e),
@@ -395,6 +401,8 @@ class Trainer:
             with stop_on_signals() as stop:
                 while self.epoch < cfg.num_epochs:
                     order = epoch_order(N, cfg.seed, self.epoch)
+                    if self.abinit is not None:
+                        self.abinit.own(order, self.epoch)
                     while self.batch_i < nb:
                         t0 = time.perf_counter()
                         if self.abinit is not None:
@@ -423,6 +431,8 @@ class Trainer:
                                 stop.set()
                             due = bool(s[1] > 0)
                         if stop.is_set() or due:
+                            if self.abinit is not None:
+                                self.abinit.sync(self.epoch)
                             self._save_resume_point()
                             last_ckpt = now
                             if stop.is_set():
