@@ -240,20 +240,40 @@ def abinit_settings(tmp_path_factory):
                        seed=0, threads=1, checkpoint_minutes=60.0, t_extent=3.0, amp=False)
 
 
-def test_ab_initio_on_two_processes(tmp_path, abinit_settings):
-    """The poses searched by shares and gathered, the corrections refined by their owners:
-    the poses after each phase and the losses are one process's."""
-    from cryoscape.core.io.pickles import load_pickles
+@pytest.fixture(scope="module")
+def abinit_one(abinit_settings, tmp_path_factory):
     from cryoscape.core.train import train
-    one = tmp_path / "one"
-    train(abinit_settings, one, progress=False)
-    two = tmp_path / "two"
-    ranks = run_ranks(tmp_path, abinit_settings.to_dict(), two)
-    assert all(r["state"]["state"] == "done" for r in ranks)
-    for a, b in zip(metrics(two), metrics(one)):
+    out = tmp_path_factory.mktemp("abinit_one") / "run"
+    train(abinit_settings, out, progress=False)
+    return out
+
+
+def same_ab_initio(run: Path, ref: Path) -> None:
+    from cryoscape.core.io.pickles import load_pickles
+    for a, b in zip(metrics(run), metrics(ref), strict=True):
         assert a["poses"] == b["poses"]
         assert a["loss"] == pytest.approx(b["loss"], rel=TOL), a["epoch"]
     for e in (1, 2, 3):
-        (r2, t2), (r1, t1) = (load_pickles(run / f"pose.{e}.pkl")[0] for run in (two, one))
+        (r2, t2), (r1, t1) = (load_pickles(r / f"pose.{e}.pkl")[0] for r in (run, ref))
         np.testing.assert_allclose(r2, r1, atol=1e-3)
         np.testing.assert_allclose(t2, t1, atol=1e-4)
+
+
+def test_ab_initio_on_two_processes(tmp_path, abinit_settings, abinit_one):
+    """The poses searched by shares and gathered, the corrections refined by their owners:
+    the poses after each phase (pretrain, search, refine) and the losses are one process's."""
+    two = tmp_path / "two"
+    ranks = run_ranks(tmp_path, abinit_settings.to_dict(), two)
+    assert all(r["state"]["state"] == "done" for r in ranks)
+    same_ab_initio(two, abinit_one)
+
+
+def test_ab_initio_stop_in_refinement_resume_on_one(tmp_path, abinit_settings, abinit_one):
+    """Stopped mid-refinement on 2 processes, the checkpoint holds every rank's corrections:
+    one process finishes on the one-process poses."""
+    from cryoscape.core.train import train
+    two = tmp_path / "two"
+    ranks = run_ranks(tmp_path, abinit_settings.to_dict(), two, stop_at=(2, 5))
+    assert ranks[0]["state"] == {"state": "stopped", "epoch": 2, "batch": 5}
+    assert train(None, two, resume=True, progress=False)["state"] == "done"
+    same_ab_initio(two, abinit_one)
