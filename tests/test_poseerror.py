@@ -213,7 +213,7 @@ def test_cli_pose_error_bad_inputs(rng, tmp_path, capsys):
     out = tmp_path / "report.json"
     cases = [((tmp_path / "a.pkl", tmp_path / "b.pkl", "-D", 32), "holds 10 poses"),
              ((tmp_path / "a.pkl", tmp_path / "a.pkl"), "box size D"),
-             ((tmp_path / "bad.pkl", tmp_path / "a.pkl", "-D", 32), "not rotations"),
+             ((tmp_path / "bad.pkl", tmp_path / "a.pkl", "-D", 32), "not a rotation"),
              ((tmp_path / "none.pkl", tmp_path / "a.pkl", "-D", 32), "not found")]
     for argv, message in cases:
         assert cli("pose-error", *argv, "-o", out) == 1
