@@ -6,15 +6,18 @@ UMAP embeddings are cached in RUN/analysis_cache.
 """
 from __future__ import annotations
 
+from cryoscape.app.commands._common import positive_int
+
 
 def add_args(parser):
     parser.add_argument("run", help="run directory (cryoscape or cryoDRGN)")
     parser.add_argument("--epoch", type=int, help="epoch to analyse (default: the latest)")
-    parser.add_argument("--k", type=int, default=20, help="k-means clusters (default 20)")
+    parser.add_argument("--k", type=positive_int, default=20,
+                        help="k-means clusters (default 20)")
     parser.add_argument("--skip-umap", action="store_true", help="no UMAP (it is slow)")
     parser.add_argument("-D", "--box", type=int, dest="D",
                         help="decode maps at this box size (default: the run's)")
-    parser.add_argument("-n", "--n-traverse", type=int, default=10,
+    parser.add_argument("-n", "--n-traverse", type=positive_int, default=10,
                         help="maps per PC traversal (default 10)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (k-means, UMAP)")
     parser.add_argument("-o", "--outdir", help="report folder (default RUN/analyze.EPOCH)")

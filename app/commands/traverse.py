@@ -7,6 +7,8 @@ k-nearest-neighbour graph, so that it stays where particles are.
 """
 from __future__ import annotations
 
+from cryoscape.app.commands._common import positive_int
+
 
 def add_args(parser):
     parser.add_argument("run", help="run directory (cryoscape or cryoDRGN)")
@@ -18,7 +20,7 @@ def add_args(parser):
                         help="with --path: follow the data (kNN-graph shortest path)")
     parser.add_argument("--neighbors", type=int, default=10,
                         help="k of the kNN graph (default 10)")
-    parser.add_argument("-n", type=int, default=10, help="number of maps (default 10)")
+    parser.add_argument("-n", type=positive_int, default=10, help="number of maps (default 10)")
     parser.add_argument("--lo", type=float, default=5.0, help="with --pc: start percentile")
     parser.add_argument("--hi", type=float, default=95.0, help="with --pc: end percentile")
     parser.add_argument("--epoch", type=int, help="epoch (default: the latest)")
