@@ -212,13 +212,14 @@ DATASETS = (".star", ".cs", ".txt")  # particle files; a folder's stacks where i
 def _folder(path) -> list[str]:
     """A run folder, or a folder of runs and datasets (as `cryoscape demo` makes)."""
     from cryoscape.core.errors import CryoscapeError, InputFileError
+    from cryoscape.core.train.rundir import RunDir
     try:
         return _run(path)
     except InputFileError:
-        if (path / "config.yaml").exists():  # a run, but a broken one
+        if RunDir(path).config.exists():  # a run, but a broken one
             raise
     subdirs = sorted(p for p in path.iterdir() if p.is_dir())
-    runs = [p for p in subdirs if (p / "config.yaml").exists()]
+    runs = [p for p in subdirs if RunDir(p).config.exists()]
     data = []
     for d in [path, *(p for p in subdirs if p not in runs)]:
         files = sorted(f for f in d.iterdir() if f.suffix.lower() in DATASETS)
