@@ -192,3 +192,13 @@ def test_analyze_plots_viewing_directions_of_an_ab_initio_run(tmp_path):
     spread, top = (imread(tmp_path / "rep" / n)[..., :3] for n in names[:2])
     assert spread.shape == top.shape and np.abs(spread - top).max() > 0.1   # plots differ
     assert names[0] in (tmp_path / "rep" / "index.html").read_text()
+
+
+def test_umap_cache_leaves_a_read_only_run_alone(tmp_path):
+    run = FakeRun(tmp_path / "run")
+    (tmp_path / "run").mkdir()
+    assert report.umap_cache_dir(run, tmp_path / "fb") == tmp_path / "run" / "analysis_cache"
+    ro = FakeRun(tmp_path / "ro")
+    (tmp_path / "ro").mkdir(mode=0o555)          # shared read-only: even root must not write
+    assert report.umap_cache_dir(ro, tmp_path / "fb") == tmp_path / "fb"
+    assert not (tmp_path / "ro" / "analysis_cache").exists()

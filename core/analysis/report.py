@@ -19,12 +19,19 @@ def umap_cache_dir(run, fallback: str | os.PathLike) -> Path:
     run directory is not writable (e.g. a run shared read-only)."""
     d = Path(run.path) / "analysis_cache"
     try:
-        d.mkdir(exist_ok=True)
-        if os.access(d, os.W_OK):
-            return d
+        if _writable(d.parent):
+            d.mkdir(exist_ok=True)
+            if _writable(d):
+                return d
     except OSError:
         pass
     return Path(fallback)
+
+
+def _writable(path: Path) -> bool:
+    """Writable, by its permission bits too: for root os.access says yes to any folder, and a
+    run shared read-only (no write bits) must stay untouched."""
+    return os.access(path, os.W_OK) and bool(path.stat().st_mode & 0o222)
 
 
 def resolve_epoch(run, epoch: int | None) -> int | None:
