@@ -12,10 +12,11 @@ single images: each image's R_true_i^T R_found_i is a candidate, the candidate w
 median error over the images is kept, then refined by the chordal L2 mean (orthogonal Procrustes)
 over the images it fits (squared error under 9x the median, i.e. angles under ~3x), twice.
 
-Shifts (px, the displacement of an image's content) of a map moved by o in 3D change by the
-projection of o: the point p of the map appears at (R p)[:2] in the image of pose R, so
-t_found = t_true + (R o)[:2]. The least-squares o over the well-aligned images is removed
-before the translation error is measured.
+Shifts (px, the displacement of an image's content) change with a 3D offset of the map: the
+point p of a map appears at (R p)[:2] in the image of pose R, so the images of a map moved by
+o show their content moved by (R o)[:2], and the poses found against a map moved by -o have
+t_found = t_true + (R o)[:2]. The least-squares o (`offset_px`: the found map is the true one
+moved by -o) over the well-aligned images is removed before the translation error is measured.
 """
 from __future__ import annotations
 
