@@ -17,6 +17,7 @@ def rundir(fixtures_dir, tmp_path_factory):
     """A writable copy of the run, laid out so its relative dataset paths still resolve."""
     base = tmp_path_factory.mktemp("runs")
     shutil.copytree(fixtures_dir / "cryodrgn_rundir/run", base / "cryodrgn_rundir/run")
+    (base / "cryodrgn_rundir/run").chmod(0o755)   # the copy keeps shared/'s read-only mode
     (base / "hand").symlink_to(fixtures_dir / "hand")
     return base / "cryodrgn_rundir/run"
 
