@@ -474,7 +474,10 @@ def train(cfg: TrainConfig | None, outdir, *, resume: bool = False, callback=Non
     Returns dict(state, epoch, batch); raises TrainingDiverged on a NaN or exploding loss.
     """
     try:
-        return Trainer(cfg, outdir, resume=resume, callback=callback, progress=progress,
-                       overrides=overrides).fit()
+        trainer = Trainer(cfg, outdir, resume=resume, callback=callback, progress=progress,
+                          overrides=overrides)
+        result = trainer.fit()
+        trainer.group.barrier()   # leave together: a rank gone while rank 0 still writes its
+        return result             # last files made gloo abort the others at teardown
     finally:
         distributed.close()
