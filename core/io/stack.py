@@ -25,13 +25,14 @@ class ImageSource:
 
     def __init__(self, stacks: list, file_index, image_index, apix: float | None = None,
                  lazy: bool = True, referrer: str | os.PathLike | None = None,
-                 expected_D: int | None = None):
+                 expected_D: int | None = None, headers: list | None = None):
         self.stacks = [str(s) for s in stacks]
         self.file_index = np.asarray(file_index, dtype=np.int64)
         self.image_index = np.asarray(image_index, dtype=np.int64)
         self.referrer = str(referrer) if referrer is not None else None
         self._array: np.ndarray | None = None
-        headers = [read_mrc_header(s) for s in self.stacks]
+        # headers only: a .star/.cs over thousands of stacks opens without reading an image
+        headers = headers or [read_mrc_header(s) for s in self.stacks]
         self.D = self._check(headers, expected_D)
         self.apix = float(apix) if apix is not None else (headers[0].apix if headers else 1.0)
         # (byte offset of the data, dtype) per stack: all a lazy source keeps, so it pickles
@@ -218,11 +219,11 @@ def open_images(path: str | os.PathLike, lazy: bool = False,
         return ImageSource([path], np.zeros(n), np.arange(n), lazy=lazy)
     if suffix == ".txt":
         stacks = _txt_stacks(path, datadir)
-        counts = [(h.shape[0] if len(h.shape) == 3 else 1)
-                  for h in map(read_mrc_header, stacks)]
+        headers = [read_mrc_header(s) for s in stacks]
+        counts = [(h.shape[0] if len(h.shape) == 3 else 1) for h in headers]
         fi = np.repeat(np.arange(len(stacks)), counts)
         ii = np.concatenate([np.arange(c) for c in counts])
-        return ImageSource(stacks, fi, ii, lazy=lazy, referrer=path)
+        return ImageSource(stacks, fi, ii, lazy=lazy, referrer=path, headers=headers)
     if suffix == ".star":
         from cryoscape.core.io.star import read_star
         return star_images(read_star(path), lazy=lazy, datadir=datadir)

@@ -233,22 +233,23 @@ def star_image_names(star: StarFile) -> tuple[list[str], np.ndarray, np.ndarray]
     0-based image index per particle)."""
     if "rlnImageName" not in star.particles.columns:
         raise InputFileError(star.name, "no rlnImageName column: the file names no images")
-    names = star.particles["rlnImageName"].astype(str)
-    parts = names.str.split("@", n=1, expand=True)
-    if parts.shape[1] == 1:  # no '@' anywhere: one image per file
-        paths, idx = parts[0], pd.Series(np.zeros(len(names), dtype=np.int64))
-    else:
-        has_at = parts[1].notna()
-        paths = parts[1].where(has_at, parts[0])
-        num = pd.to_numeric(parts[0].where(has_at, "1"), errors="coerce")
+    # plain string methods over a list: pandas' str.split took 2.7 s of a 1M-particle file
+    parts = [n.partition("@") for n in star.particles["rlnImageName"].astype(str).tolist()]
+    paths = np.array([p[2] if p[1] else p[0] for p in parts], dtype=object)
+    numbers = [p[0] if p[1] else "1" for p in parts]   # no '@': one image per file
+    try:
+        idx = np.array(numbers, dtype=np.int64) - 1
+    except (ValueError, OverflowError):   # the slow way, to name the first bad one
+        num = pd.to_numeric(pd.Series(numbers), errors="coerce")
         if num.isna().any():
-            bad = names[num.isna()].iloc[0]
-            raise InputFileError(star.name, f"bad image name '{bad}' (expected NNNNNN@path)")
-        idx = num.astype(np.int64) - 1
-        if (idx < 0).any():
-            raise InputFileError(star.name, "image numbers in rlnImageName start at 1, found 0")
+            bad = star.particles["rlnImageName"].iloc[int(np.argmax(num.isna()))]
+            raise InputFileError(star.name, f"bad image name '{bad}' (expected NNNNNN@path)"
+                                 ) from None
+        idx = num.to_numpy(dtype=np.int64) - 1
+    if (idx < 0).any():
+        raise InputFileError(star.name, "image numbers in rlnImageName start at 1, found 0")
     codes, uniques = pd.factorize(paths)
-    return list(uniques), codes.astype(np.int64), idx.to_numpy(dtype=np.int64)
+    return list(uniques), codes.astype(np.int64), idx
 
 
 def make_star(image_names, rotations=None, shifts=None, ctf=None, apix: float = 1.0,
