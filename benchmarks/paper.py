@@ -61,6 +61,7 @@ from pathlib import Path
 
 import numpy as np
 from _report import BENCHMARKS, command, write_section
+from _timing import timed
 
 HERE = Path(__file__).resolve().parent
 CRYODRGN = HERE / "_cryodrgn_venv" / "bin" / "cryodrgn"
@@ -280,13 +281,7 @@ def train(spec: Spec, data: Path, out: Path, scale: Scale, threads: int) -> dict
     print(("resuming: " if resume else "running: ") + " ".join(cmd), flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     log = out.parent / f"{out.name}.log"
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    t = time.perf_counter()
-    with open(log, "a") as f:
-        r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, check=False)
-    wall = time.perf_counter() - t
-    if r.returncode:
-        sys.exit(f"{spec.name} failed ({r.returncode}); see {log}:\n{log.read_text()[-3000:]}")
+    wall = timed(cmd, threads, log, name=spec.name, append=True)
     rec = {"wall_s": wall, "resumed": resume, "command": " ".join(cmd[1:] if spec.tool ==
                                                                    "cryoscape" else cmd)}
     from cryoscape.core.io.atomic import atomic_open

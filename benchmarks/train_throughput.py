@@ -44,6 +44,7 @@ from pathlib import Path
 
 import torch
 from _report import command, write_section
+from _timing import timed
 
 HERE = Path(__file__).resolve().parent
 VENV = HERE / "_cryodrgn_venv"
@@ -116,17 +117,6 @@ def train_cmd(tool: str, data: Path, ind: Path | None, arch: str, epochs: int, b
                 "--threads", str(threads), "--no-progress"]
     return [str(CRYODRGN), "train_vae", *common, "--max-threads", str(threads),
             "--no-analysis"]
-
-
-def timed(cmd: list[str], threads: int, log: Path) -> float:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    t = time.perf_counter()
-    with open(log, "w") as f:
-        r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, check=False)
-    dt = time.perf_counter() - t
-    if r.returncode:
-        sys.exit(f"failed ({r.returncode}): {' '.join(cmd)}\n{log.read_text()[-3000:]}")
-    return dt
 
 
 def epoch_times(tool: str, out: Path, log: Path) -> list[float]:

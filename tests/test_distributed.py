@@ -96,12 +96,17 @@ def homogeneous(tiny_data):
     return tiny_config(str(tiny_data / "particles.star"), zdim=0, num_epochs=2, amp=False)
 
 
+def one_process_run(cfg, tmp_path_factory, name: str) -> Path:
+    """`cfg` trained in this process: the reference that a 2-process run must follow."""
+    from cryoscape.core.train import train
+    out = tmp_path_factory.mktemp(name) / "run"
+    train(cfg, out, progress=False)
+    return out
+
+
 @pytest.fixture(scope="module")
 def one_process(homogeneous, tmp_path_factory):
-    from cryoscape.core.train import train
-    out = tmp_path_factory.mktemp("one") / "run"
-    train(homogeneous, out, progress=False)
-    return out
+    return one_process_run(homogeneous, tmp_path_factory, "one")
 
 
 def weights_off(a: dict, b: dict) -> float:
@@ -242,10 +247,7 @@ def abinit_settings(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def abinit_one(abinit_settings, tmp_path_factory):
-    from cryoscape.core.train import train
-    out = tmp_path_factory.mktemp("abinit_one") / "run"
-    train(abinit_settings, out, progress=False)
-    return out
+    return one_process_run(abinit_settings, tmp_path_factory, "abinit_one")
 
 
 def same_ab_initio(run: Path, ref: Path) -> None:

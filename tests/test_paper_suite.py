@@ -69,6 +69,21 @@ def paper():
         sys.path.remove(str(BENCH))
 
 
+def test_timed_launcher(paper, tmp_path):
+    """The launcher paper.py and train_throughput.py share (benchmarks/_timing.py): the
+    thread count reaches the child, its output the log; a failure exits with the log's tail."""
+    from _timing import timed
+    log = tmp_path / "run.log"
+    env = "import os; print(os.environ['OMP_NUM_THREADS'], os.environ['MKL_NUM_THREADS'])"
+    show = [sys.executable, "-c", env]
+    assert timed(show, 3, log) > 0
+    assert timed(show, 1, log, append=True) > 0
+    assert log.read_text() == "3 3\n1 1\n"
+    fail = [sys.executable, "-c", "import sys; print('boom'); sys.exit(2)"]
+    with pytest.raises(SystemExit, match=r"^bad failed \(2\); see .*run.log:\nboom\n$"):
+        timed(fail, 1, log, name="bad")
+
+
 def test_plan_and_estimate(paper):
     quick = paper.plan(paper.SCALES["quick"], list(paper.KINDS))
     names = {(k, s.name) for k, s in quick}
