@@ -243,6 +243,28 @@ def masked_pca(X, k: int):
                      mean=mean.numpy())
 
 
+def landscape_settings(run, n: int, epoch: int | None = None, *, sketch: int = 1000,
+                       states: int = 5, linkage: str = "ward", mask=None, box: int | None = None,
+                       pcs: int = 10, dilate: float | None = None,
+                       soft_edge: float | None = None, seed: int = 0) -> dict:
+    """The checked settings of the landscape of `run`'s n latents at `epoch` (see
+    `compute_landscape`), as `cache_key` hashes them: a cached landscape is at
+    `cache_dir / cache_key(z, epoch, **landscape_settings(...))`."""
+    if linkage not in LINKAGES:
+        raise CryoscapeError(f"linkage must be one of {', '.join(LINKAGES)}, got {linkage!r}")
+    K = sketch_size(n, sketch)
+    box = int(box or min(run.D, 64))
+    if box % 2 or not 2 <= box <= run.D:
+        raise CryoscapeError(f"the box (-D) must be even and at most the run's {run.D}, got {box}")
+    if not 2 <= states <= K:
+        raise CryoscapeError(f"states must be between 2 and the sketch's {K} maps, got {states}")
+    if pcs < 1:
+        raise CryoscapeError(f"the number of volume PCs must be at least 1, got {pcs}")
+    return {"sketch": K, "states": states, "linkage": linkage, "box": box, "pcs": pcs,
+            "dilate": dilate, "soft_edge": soft_edge, "seed": seed,
+            "weights": run.weights_path(epoch).name, "mask": _mask_id(mask)}
+
+
 def compute_landscape(run, epoch: int | None = None, *, sketch: int = 1000, states: int = 5,
                       linkage: str = "ward", mask=None, box: int | None = None, pcs: int = 10,
                       dilate: float | None = None, soft_edge: float | None = None,
@@ -254,24 +276,14 @@ def compute_landscape(run, epoch: int | None = None, *, sketch: int = 1000, stat
     given, keyed by the latents and every setting. `progress`: see `_reporter`."""
     from cryoscape.core.analysis.sampling import kmeans
 
-    if linkage not in LINKAGES:
-        raise CryoscapeError(f"linkage must be one of {', '.join(LINKAGES)}, got {linkage!r}")
     z = np.asarray(run.latents(epoch), dtype=np.float32)
     if z.ndim == 1:
         z = z[:, None]
     n = len(z)
-    K = sketch_size(n, sketch)
-    box = int(box or min(run.D, 64))
-    if box % 2 or not 2 <= box <= run.D:
-        raise CryoscapeError(f"the box (-D) must be even and at most the run's {run.D}, got {box}")
-    if not 2 <= states <= K:
-        raise CryoscapeError(f"states must be between 2 and the sketch's {K} maps, got {states}")
-    if pcs < 1:
-        raise CryoscapeError(f"the number of volume PCs must be at least 1, got {pcs}")
-    settings = {"sketch": K, "states": states, "linkage": linkage, "box": box, "pcs": pcs,
-                "dilate": dilate, "soft_edge": soft_edge, "seed": seed,
-                "weights": run.weights_path(epoch).name,
-                "mask": _mask_id(mask)}
+    settings = landscape_settings(run, n, epoch, sketch=sketch, states=states, linkage=linkage,
+                                  mask=mask, box=box, pcs=pcs, dilate=dilate,
+                                  soft_edge=soft_edge, seed=seed)
+    K, box = settings["sketch"], settings["box"]
     cached = Path(cache_dir) / cache_key(z, epoch, **settings) if cache_dir else None
     if cached is not None and cached.exists():
         try:
