@@ -52,6 +52,22 @@ def model_args(cfg: dict) -> dict:
     return a
 
 
+def unsupported_encoder(cfg: dict) -> str | None:
+    """Why cryoscape does not read this cryoDRGN run's encoder (None: it does). cryoDRGN's
+    encode_mode 'tilt' is, in 4.x, cryoDRGN-ET's tilt-series encoder (`train_vae --encode-mode
+    tilt`: `ntilts` dose-weighted images of a particle from a tilt-series .star), and in the
+    old tilt-pair commands (`abinit_het_old --tilt`) one whose sizes the config leaves out.
+    Such a run opens with its decoder and latents (decode, explore) and no encoder."""
+    a = cfg.get("model_args") or {}
+    if a.get("encode_mode") != "tilt" or not a.get("zdim"):
+        return None
+    ntilts = (a.get("tilt_params") or {}).get("ntilts")
+    what = (f"cryoDRGN-ET's tilt-series encoder ({ntilts} tilts a particle)" if ntilts else
+            "cryoDRGN's tilt-pair encoder, whose sizes its config does not record")
+    return (f"its encoder is {what}, which cryoscape does not read; its latents (z.pkl) and "
+            "decoder are read (decode, explore)")
+
+
 def _is_bare_mlp(a: dict) -> bool:
     return a.get("pe_type") == "none" and a.get("domain") == "hartley"
 
@@ -94,11 +110,17 @@ def load_model(cfg: dict, weights: str | os.PathLike | dict) -> tuple[VAE, dict]
                              "no model_state_dict in this checkpoint")
     D = int(cfg["lattice_args"]["D"])
     args = model_args(cfg)
+    no_encoder = unsupported_encoder(cfg) is not None
+    if no_encoder:
+        args["encode_mode"] = "resid"
     try:
         model = build_model(args, D)
     except ValueError as e:  # a cryoDRGN setting this reader does not support
         raise CryoscapeError(f"the run's model settings are not supported: {e}") from None
     sd = from_cryodrgn_state_dict(ckpt["model_state_dict"], args)
+    if no_encoder:
+        model.encoder = None
+        sd = {k: v for k, v in sd.items() if not k.startswith("encoder.")}
     try:
         model.load_state_dict(sd)
     except RuntimeError as e:

@@ -14,7 +14,8 @@ import torch
 from cryoscape.core.errors import CryoscapeError, InputFileError
 from cryoscape.core.io.particles import Particles, load_particles
 from cryoscape.core.io.stack import ImageSource
-from cryoscape.core.models.cryodrgn_compat import model_args
+from cryoscape.core.models.cryodrgn_compat import model_args, unsupported_encoder
+from cryoscape.core.poses import tilt_rotation
 from cryoscape.core.train.data import TrainData
 from cryoscape.core.train.loop import encode_all
 
@@ -48,17 +49,36 @@ def uses_ctf(config: dict) -> bool:
     return bool((config.get("cryoscape") or {}).get("uses_ctf", bool(ds.get("ctf"))))
 
 
+def check_encoder(model, config: dict, tilt=None) -> None:
+    """Refuse what a run's encoder cannot take: a tilt-pair encoder needs each particle's tilted
+    image, a one-image encoder refuses them, and a cryoDRGN encoder that cryoscape does not read
+    (`cryodrgn_compat.unsupported_encoder`: the run opened without it) encodes nothing."""
+    if model.zdim and model.encoder is None:
+        raise CryoscapeError(f"this run cannot encode images: {unsupported_encoder(config)}")
+    if model.tilt and tilt is None:
+        raise CryoscapeError("this run was trained on tilt pairs: encoding needs the images' "
+                             "tilted pairs too (--tilt TILT_STACK; tilt= in Python)")
+    if tilt is not None and model.zdim and not model.tilt:
+        raise CryoscapeError("this run's encoder takes single images, not tilt pairs: leave "
+                             "out the tilt stack")
+
+
+def tilt_rotation_of(config: dict) -> np.ndarray:
+    """The stage tilt T [3, 3] a tilt-pair run trained with (its config's tilt_deg)."""
+    deg = (config.get("dataset_args") or {}).get("tilt_deg")
+    if deg is None:
+        raise CryoscapeError("the run's config records no tilt angle (dataset_args.tilt_deg): "
+                             "it was not trained on tilt pairs by cryoscape")
+    return tilt_rotation(float(deg))
+
+
 def posterior(model, config: dict, particles: Particles, *, batch_size: int = 256,
               device="cpu", tilt: Particles | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(mu, logvar) [N, zdim] float32 of `particles` under `model`, a run's VAE with its
     config (cryoDRGN's sections: dataset_args, lattice_args, model_args). A model trained on
     tilt pairs needs the particles' tilted images, `tilt` (centred by the particles' shifts,
     with their own CTF or else the particles')."""
-    if getattr(model, "tilt", False) and tilt is None:
-        raise CryoscapeError("this run was trained on tilt pairs: encoding images needs their "
-                             "tilted pairs too (tilt=..., the tilt stack)")
-    if tilt is not None and not getattr(model, "tilt", False):
-        raise CryoscapeError("this run's encoder takes single images, not tilt pairs")
+    check_encoder(model, config, tilt)
     ds = config["dataset_args"]
     D = int(config["lattice_args"]["D"]) - 1
     if particles.D != D:
