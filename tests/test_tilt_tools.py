@@ -102,6 +102,9 @@ def test_eval_images_with_the_tilt_stack(tilt_run, tmp_path, capsys):
     want_mse, want_kl = direct_errors(run, data, tilt_rotation(TILT))
     np.testing.assert_allclose(mse, want_mse, rtol=1e-4)
     np.testing.assert_allclose(kl, want_kl, rtol=1e-4, atol=1e-6)
+    # its own training images: the tilt stack it recorded comes with them
+    from cryoscape.core.analysis.fit import evaluate_images
+    np.testing.assert_allclose(evaluate_images(run).mse, mse, rtol=1e-6)
     # the run's tilt was used: with none (T = I) the errors differ, and fit worse (2 epochs of
     # SNR 1 data fit little: 0.93 against 0.91)
     wrong, _ = direct_errors(run, data, np.eye(3, dtype=np.float32))

@@ -136,6 +136,9 @@ def evaluate_images(run, particles=None, *, poses=None, ctf=None, ind=None, data
         particles, run_ind, run_datadir = training_particles(run)
         ind = run_ind if ind is None else ind
         datadir = datadir or run_datadir
+        if tilt is None:        # a tilt-pair run's own tilted images, where they are
+            from cryoscape.core.analysis.runfiles import dataset_path
+            tilt = dataset_path(run, "tilt")
     p = eval_particles(run, particles, poses, ctf, ind, datadir, epoch)
     if device is not None:
         run.device = torch.device(device)
