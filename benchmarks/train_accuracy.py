@@ -35,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 from _report import command, write_section
-from train_throughput import ensure_cryodrgn, epoch_times, timed, train_cmd
+from _timing import timed
+from train_throughput import ensure_cryodrgn, epoch_times, train_cmd
 
 # name: (tool, extra flags, label); cryoscape's default is bf16 mixed precision where native
 RUNS = {"cryoscape": ("cryoscape", (), "cryoscape (default{})"),
