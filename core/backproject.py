@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from cryoscape.core.ctf import ctf_from_params
+from cryoscape.core.device import select_device
 from cryoscape.core.errors import CryoscapeError
 from cryoscape.core.fourier import iht3_center
 from cryoscape.core.metrics import fsc as fsc_curve
@@ -48,12 +49,6 @@ class Reconstruction:
         if self.fsc is None:
             return None
         return fsc_resolution(*self.fsc, threshold=threshold, apix=self.apix)
-
-
-def _device(device) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _halves(n: int, split: str, seed: int) -> np.ndarray:
@@ -213,7 +208,7 @@ def backproject_arrays(images, rotations, shifts=None, ctf=None, apix: float = 1
             yield (images[sel], R[sel], None if shifts is None else shifts[sel],
                    None if ctf is None else ctf[sel], half[s:s + chunk])
 
-    acc = _accumulate(chunks(), D, n, _device(device), progress, source, invert)
+    acc = _accumulate(chunks(), D, n, select_device(device), progress, source, invert)
     return _finish(acc, D, reg, apix, n, half_maps)
 
 

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from cryoscape.core.device import CPU_CHUNK_FLOATS, decode_chunk, free_memory
 from cryoscape.core.fourier import fft3_center, ifft3_center, iht3_center
 from cryoscape.core.models.decoder import FourierDecoder, upper_half
 
-# floats per chunk of MLP activations: on CPU a chunk's activations stay in cache (2 MiB in
-# float32; 2x faster than 64 MiB chunks for 128- and 256-wide decoders), a GPU wants big chunks
-CHUNK_FLOATS = {"cpu": 2 ** 19, "cuda": 2 ** 24}
+# floats per chunk of MLP activations of the pose search's slices (core.posesearch); maps are
+# decoded in chunks sized from the free memory (core.device.decode_chunk)
+CHUNK_FLOATS = {"cpu": CPU_CHUNK_FLOATS, "cuda": 2 ** 24}
 # voxels of the maps decoded in one call (32 maps of 64^3, 4 of 128^3, one of 256^3): a call
 # holds about 40 bytes a voxel (decoder output, inverse transform, result), ~330 MB at most
 # however many maps are asked for
@@ -78,7 +79,7 @@ def decode_hartley(decoder, z: torch.Tensor | None, D: int, box: int | None = No
             else torch.ones(len(coords), dtype=torch.bool, device=device))
     hidden = max(m.out_features for m in decoder.decoder.modules()
                  if isinstance(m, torch.nn.Linear))
-    chunk = chunk or max(256, CHUNK_FLOATS.get(device.type, 2 ** 24) // (M * hidden))
+    chunk = chunk or decode_chunk(device.type, free_memory(device), hidden, M)
     out = torch.zeros(M, b ** 3, device=device)
     if fourier:
         upper = upper_half(coords)

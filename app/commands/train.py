@@ -80,6 +80,13 @@ def add_args(parser):
     g.add_argument("--datadir", help="folder of the stacks a .star/.cs refers to")
     g.add_argument("--lazy", action="store_true", default=None,
                    help="read images per batch (bounded memory) instead of all at once")
+    g.add_argument("--workers", type=int, metavar="N",
+                   help="with --lazy, processes that read and preprocess the next batches while "
+                        "one trains (default: one core less than this process's share, at "
+                        "most 4; 0 = read in the training process)")
+    g.add_argument("--downsample", type=int, metavar="D",
+                   help="Fourier-crop the images to a box of D px as they are read (pixel "
+                        "size, shifts and CTF follow; the run is a D px one)")
     g.add_argument("--uninvert-data", dest="invert_data", action="store_false", default=None,
                    help="do not invert the contrast (default: decided from the data: inverted "
                         "with a CTF, RELION's convention; without one only if the protein is dark)")
@@ -93,10 +100,12 @@ def add_args(parser):
     g.add_argument("--checkpoint-minutes", type=float,
                    help="also checkpoint inside an epoch this often (default: 10)")
     g.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
-    g.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    g.add_argument("--device", help="cpu, cuda or cuda:N (default: the first GPU if there is "
+                   "one, else cpu; under torchrun each process takes its local rank's GPU)")
     g.add_argument("--no-amp", dest="amp", action="store_false", default=None,
-                   help="no bf16 mixed precision (used by default where the hardware has "
-                        "it: GPUs, CPUs with AVX512-BF16 or AMX)")
+                   help="float32 throughout (default: mixed precision, bf16 where the hardware "
+                        "has it natively: Ampere and later GPUs, CPUs with AVX512-BF16 or AMX; "
+                        "fp16 with loss scaling on older GPUs)")
     g.add_argument("--compile", action="store_true", default=None,
                    help="torch.compile the model (GPU only)")
     g.add_argument("--resume", action="store_true",
@@ -108,7 +117,8 @@ def add_args(parser):
 
 FIELDS = ("poses", "ctf", "zdim", "num_epochs", "batch_size", "lr", "wd", "beta", "enc_dim",
           "enc_layers", "dec_dim", "dec_layers", "encode_mode", "enc_mask", "pe_type", "pe_dim",
-          "feat_sigma", "domain", "activation", "ind", "datadir", "lazy", "invert_data",
+          "feat_sigma", "domain", "activation", "ind", "datadir", "lazy", "workers",
+          "downsample", "invert_data",
           "window", "window_r", "norm", "seed", "checkpoint_minutes", "threads", "device",
           "amp", "compile", "pose_search", "pretrain_epochs", "search_epochs", "search_chunk",
           "search_method", "beam", "t_extent", "pose_sgd", "pose_lr", "tilt", "tilt_deg")

@@ -30,6 +30,38 @@ def fourier_crop(images, d: int) -> np.ndarray:
     return (torch.fft.irfft2(crop, s=(d, d)) * (d / D) ** 2).numpy()
 
 
+class CroppedSource:
+    """An image source seen Fourier-cropped to box d (`fourier_crop` on every access, nothing
+    written): `len()`, `.D`, `.apix` (scaled by D/d) and `src[idx]` as ImageSource's."""
+
+    def __init__(self, src, d: int):
+        self.src, self.D, self.apix = src, int(d), src.apix * src.D / d
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+    def __getitem__(self, idx) -> np.ndarray:
+        return fourier_crop(self.src[idx], self.D)
+
+
+def downsample_particles(p, d: int):
+    """Particles (core.io.particles) with images Fourier-cropped to box d as they are read,
+    shifts in the new pixels and CTF parameters for box d at the new pixel size."""
+    from cryoscape.core.io.particles import Particles
+    if d % 2 or d < 2 or d > p.D:
+        raise CryoscapeError(f"--downsample {d}: the new box must be even, at least 2 and at "
+                             f"most the images' {p.D} px")
+    if d == p.D:
+        return p
+    f = p.D / d
+    ctf = None if p.ctf is None else np.array(p.ctf, dtype=np.float32)
+    if ctf is not None:
+        ctf[:, 0], ctf[:, 1] = d, ctf[:, 1] * f
+    shifts = None if p.shifts is None else np.asarray(p.shifts, dtype=np.float32) / f
+    return Particles(CroppedSource(p.images, d), p.rotations, shifts, ctf, p.apix * f, d,
+                     p.metadata, p.path)
+
+
 def auto_chunk(D: int, budget_bytes: int = 256 * 2**20) -> int:
     """Images per chunk so that one chunk's transforms stay within about `budget_bytes`."""
     return max(1, budget_bytes // (D * D * 4 * 4))

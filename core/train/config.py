@@ -34,6 +34,8 @@ class TrainConfig:
     ind: str | None = None
     datadir: str | None = None
     lazy: bool = False
+    workers: int | None = None         # DataLoader workers reading ahead; None: data.default_workers
+    downsample: int | None = None      # Fourier-crop the images to this box as they are read
     zdim: int = MODEL_DEFAULTS["zdim"]
     num_epochs: int = 20
     batch_size: int = 8
@@ -96,6 +98,10 @@ class TrainConfig:
                                  f"{self.search_method!r}")
         if self.tilt and (self.tilt_emb_dim < 1 or self.tilt_layers < 0):
             raise CryoscapeError("tilt pairs need tilt_emb_dim >= 1 and tilt_layers >= 0")
+        if self.workers is not None and self.workers < 0:
+            raise CryoscapeError(f"--workers must be >= 0, not {self.workers}")
+        if self.downsample is not None and (self.downsample < 2 or self.downsample % 2):
+            raise CryoscapeError(f"--downsample must be an even box size, not {self.downsample}")
         if self.norm is not None:
             self.norm = (float(self.norm[0]), float(self.norm[1]))
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from cryoscape.core.device import amp_dtype, native_bf16, needs_scaler, select_device
 from cryoscape.core.errors import CryoscapeError
 from cryoscape.core.io.atomic import atomic_path
 from cryoscape.core.models import build_model
@@ -34,13 +35,13 @@ from cryoscape.core.poses import tilt_rotation
 from cryoscape.core.train import checkpoint as ckpt
 from cryoscape.core.train import distributed
 from cryoscape.core.train.config import TrainConfig
-from cryoscape.core.train.data import TrainData, epoch_order
+from cryoscape.core.train.data import TrainData, default_workers, epoch_order
 from cryoscape.core.train.forward import encoder_input
 from cryoscape.core.train.rundir import RunDir, file_record
 
 STATUS_SECONDS = 2.0   # status.json is refreshed at most this often
-RESUME_OVERRIDES = {"num_epochs", "threads", "checkpoint_minutes", "device", "lazy", "amp",
-                    "compile", "particles", "poses", "ctf", "ind", "datadir", "tilt"}
+RESUME_OVERRIDES = {"num_epochs", "threads", "checkpoint_minutes", "device", "lazy", "workers",
+                    "amp", "compile", "particles", "poses", "ctf", "ind", "datadir", "tilt"}
 
 
 class TrainingDiverged(CryoscapeError):
@@ -75,21 +76,6 @@ def keep_freed_memory() -> bool:
     return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
 
 
-def native_bf16(device: torch.device) -> bool:
-    """Whether `device` multiplies bf16 matrices natively: CUDA GPUs from Ampere on, CPUs with
-    AVX512-BF16 or AMX (2-2.5x their float32 rate); elsewhere bf16 would be emulated, slower."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported()
-                                     or torch.cpu._is_amx_tile_supported())
-
-
-def pick_device(name: str | None) -> torch.device:
-    if name:
-        return torch.device(name)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 @contextlib.contextmanager
 def stop_on_signals():
     """Within the block, SIGTERM/SIGINT set the returned event instead of killing."""
@@ -119,35 +105,40 @@ def load_data(cfg: TrainConfig, device, norm=None, progress=False) -> TrainData:
                      datadir=cfg.datadir, lazy=cfg.lazy, invert=cfg.invert_data,
                      window=cfg.window, window_r=cfg.window_r, norm=norm or cfg.norm,
                      enc_radius=cfg.enc_mask, need_poses=known, use_poses=known, device=device,
-                     progress=progress, tilt=cfg.tilt)
+                     progress=progress, tilt=cfg.tilt, downsample=cfg.downsample)
 
 
 @torch.no_grad()
 def encode_all(model, data: TrainData, batch_size: int = 256, centre=None,
-               part: range | None = None) -> tuple[np.ndarray, np.ndarray]:
+               part: range | None = None, workers: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Posterior means and log-variances of every image (or of the images `part`), in order,
     in eval mode; `centre(idx, y)` centres images whose shifts the data do not know (ab
-    initio). A tilt-pair encoder sees each image with its tilted pair (`data.tilt_batch`)."""
+    initio). A tilt-pair encoder sees each image with its tilted pair (`data.tilt_batch`).
+    `workers`: DataLoader processes reading lazy data ahead (TrainData.stream)."""
+    tilt = getattr(model, "tilt", False)
+    if tilt and not data.has_tilt:
+        raise CryoscapeError("the model was trained on tilt pairs: encoding needs each "
+                             "image's tilted pair (give the tilt stack)")
     was_training = model.training
     model.eval()
     part = range(data.N) if part is None else part
     mus, logvars = [np.zeros((0, model.zdim), np.float32)], [np.zeros((0, model.zdim), np.float32)]
-    for i in range(part.start, part.stop, batch_size):
-        idx = torch.arange(i, min(i + batch_size, part.stop))
-        y, _, ctf = data.batch(idx)
-        x_tilt = None
-        if getattr(model, "tilt", False):
-            if not data.has_tilt:
-                raise CryoscapeError("the model was trained on tilt pairs: encoding needs each "
-                                     "image's tilted pair (give the tilt stack)")
-            y_t, ctf_t = data.tilt_batch(idx)
-            x_tilt = encoder_input(data.lattice, y_t if centre is None else centre(idx, y_t),
-                                   ctf_t)
-        if centre is not None:
-            y = centre(idx, y)
-        mu, logvar = model.encode(encoder_input(data.lattice, y, ctf), x_tilt)
-        mus.append(mu.float().cpu().numpy())
-        logvars.append(logvar.float().cpu().numpy())
+    batches = [torch.arange(i, min(i + batch_size, part.stop))
+               for i in range(part.start, part.stop, batch_size)]
+    stream = data.stream(batches, workers)
+    try:
+        for idx, (y, _, ctf, y_t, ctf_t) in zip(batches, stream):
+            x_tilt = None
+            if tilt:
+                x_tilt = encoder_input(data.lattice, y_t if centre is None else centre(idx, y_t),
+                                       ctf_t)
+            if centre is not None:
+                y = centre(idx, y)
+            mu, logvar = model.encode(encoder_input(data.lattice, y, ctf), x_tilt)
+            mus.append(mu.float().cpu().numpy())
+            logvars.append(logvar.float().cpu().numpy())
+    finally:
+        stream.close()
     model.train(was_training)
     return np.concatenate(mus), np.concatenate(logvars)
 
@@ -169,11 +160,13 @@ class Trainer:
                                  "or choose another output folder")
         self.cfg = cfg
         self.threads = set_threads(cfg.threads)
-        self.device = distributed.start(self.group, pick_device(cfg.device), cfg)
+        self.device = distributed.start(self.group, select_device(cfg.device), cfg)
         self.group.barrier()        # every rank has looked at RUN before rank 0 writes there
-        self.use_amp = cfg.amp and native_bf16(self.device)
+        self.amp = amp_dtype(self.device.type, cfg.amp, native_bf16(self.device))
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=needs_scaler(self.amp))
         state = ckpt.load(self.rd.checkpoint) if resume else None
         self.data = load_data(cfg, self.device, norm, progress)
+        self.workers = default_workers(cfg.lazy) if cfg.workers is None else cfg.workers
         if cfg.invert_data is None:   # as the data decided: recorded, and kept on --resume
             self.cfg = cfg = dataclasses.replace(cfg, invert_data=self.data.invert)
         D = self.data.D
@@ -205,12 +198,17 @@ class Trainer:
                                         world_size=self.group.world_size)
             self.rd.write_metrics([])
             self.rd.append_log(f"cryoscape {conf['version']}: {' '.join(cfg.command_line)}")
-            self.rd.append_log(f"{self.data.N} images of {D} px, norm {self.data.norm}, "
+            self.rd.append_log(f"{self.data.N} images of {D} px"
+                               + (" (Fourier-cropped as read)" if cfg.downsample else "")
+                               + f", norm {self.data.norm}, "
                                f"{sum(p.numel() for p in self.model.parameters())} parameters, "
                                f"{self.threads} threads on {self.device}"
                                + (f" x {self.group.world_size} processes"
                                   if self.group.active else "")
-                               + (", bf16 mixed precision" if self.use_amp else ""))
+                               + (f", {self.workers} reading workers"
+                                  if cfg.lazy and self.workers else "")
+                               + (f", {str(self.amp).removeprefix('torch.')} mixed precision"
+                                  if self.amp else ""))
             self._save_resume_point()     # from now on --resume works, even after a kill
         if cfg.compile and self.device.type == "cuda":
             # in place, the modules run_batch calls (a torch.compile wrapper around the VAE
@@ -247,6 +245,8 @@ class Trainer:
         self.loss_mean = s["loss_mean"]
         if self.abinit is not None:
             self.abinit.load_state_dict(s["abinit"])
+        if "scaler" in s and self.scaler.is_enabled():
+            self.scaler.load_state_dict(s["scaler"])
         if self.main:
             self.rd.remove_partial_files()
             self.rd.write_metrics([r for r in self.rd.read_metrics()
@@ -262,6 +262,8 @@ class Trainer:
             loss_mean=self.loss_mean)
         if self.abinit is not None:
             state["abinit"] = self.abinit.state_dict()
+        if self.scaler.is_enabled():
+            state["scaler"] = self.scaler.state_dict()
         if self.main:
             ckpt.save(self.rd.checkpoint, state)
 
@@ -290,21 +292,21 @@ class Trainer:
             self.rd.append_log(msg)
         raise TrainingDiverged(msg)
 
-    def _step(self, idx: torch.Tensor) -> tuple[float, float, float]:
+    def _step(self, idx: torch.Tensor, batch: tuple | None = None) -> tuple[float, float, float]:
         """One optimiser step on the global batch `idx` (this rank's share of it on several
-        processes); returns the global batch's mean loss, mse and kl."""
+        processes; `batch`: the share's `data.fetch` tuple if already fetched); returns the
+        global batch's mean loss, mse and kl."""
         n_batch = len(idx)
         idx, weight, first = self.group.share(idx)
         if self.group.active:
             self.noise.manual_seed(self.group.noise_seed(self.cfg.seed, self.epoch, self.batch_i))
-        y, rot, ctf = self.data.batch(idx)
-        y_t, ctf_t = self.data.tilt_batch(idx) if self.tilt_rot is not None else (None, None)
+        y, rot, ctf, y_t, ctf_t = batch or self.data.fetch(idx)
         if self.abinit is not None:
             y, rot, y_t = self.abinit.batch(idx, y, self.epoch, self.batch_i, y_t,
                                             within=(first, n_batch))
         tilt = None if y_t is None else (y_t, ctf_t, self.tilt_rot)
         self.optim.zero_grad(set_to_none=True)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
+        with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
             loss, mse, kl = self.batch_loss(y, rot, ctf, self.cfg.kl_weight, self.noise,
                                             tilt=tilt)
         value, mse, kl = loss.detach().item(), mse.detach().item(), kl.detach().item()
@@ -315,11 +317,14 @@ class Trainer:
             value, mse, kl = (float(v) / float(s[3]) for v in s[:3])
             loss = loss * weight
         self._check(value)
-        loss.backward()
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optim)
         grads = [p.grad.isfinite().all() for p in self.model.parameters() if p.grad is not None]
-        if grads and not bool(torch.stack(grads).all()):      # one device sync, not one each
+        if (grads and not self.scaler.is_enabled()      # fp16: the scaler skips the step
+                and not bool(torch.stack(grads).all())):      # one device sync, not one each
             self._check(math.nan)
-        self.optim.step()
+        self.scaler.step(self.optim)
+        self.scaler.update()
         if self.abinit is not None:
             self.abinit.step(self.epoch)
         return value, mse, kl
@@ -331,7 +336,7 @@ class Trainer:
         if self.model.zdim:       # on several processes: each encodes a part, rank 0 saves
             mu, logvar = encode_all(self.model, self.data,
                                     centre=self.abinit.centre if self.abinit else None,
-                                    part=self.group.part(self.data.N))
+                                    part=self.group.part(self.data.N), workers=self.workers)
             mu, logvar = (self.group.gather_rows(torch.from_numpy(a), self.data.N).numpy()
                           for a in (mu, logvar))
             if self.main:
@@ -395,7 +400,7 @@ class Trainer:
             bar = tqdm(total=(cfg.num_epochs - self.epoch) * N - self.batch_i * B,
                        unit="img", dynamic_ncols=True, smoothing=0.1)
         last_ckpt = last_status = time.monotonic()
-        result = "done"
+        result, batches = "done", None
         self._status("running")
         try:
             with stop_on_signals() as stop:
@@ -403,12 +408,15 @@ class Trainer:
                     order = epoch_order(N, cfg.seed, self.epoch)
                     if self.abinit is not None:
                         self.abinit.own(order, self.epoch)
+                    batches = self.data.stream(     # this rank's shares, read ahead
+                        [self.group.share(order[b * B:(b + 1) * B])[0]
+                         for b in range(self.batch_i, nb)], self.workers)
                     while self.batch_i < nb:
                         t0 = time.perf_counter()
                         if self.abinit is not None:
                             self.abinit.prepare(self.model, order, self.epoch, self.batch_i)
                         idx = order[self.batch_i * B:(self.batch_i + 1) * B]
-                        loss, mse, kl = self._step(idx)
+                        loss, mse, kl = self._step(idx, next(batches))
                         dt = time.perf_counter() - t0
                         self.sums += torch.tensor([loss * len(idx), mse * len(idx),
                                                    kl * len(idx), len(idx)], dtype=torch.float64)
@@ -442,6 +450,7 @@ class Trainer:
                             self._status("running", loss=loss,
                                          images_per_s=len(idx) / max(dt, 1e-9))
                             last_status = now
+                    batches.close()
                     if result == "stopped":
                         break
                     self._end_epoch()
@@ -455,6 +464,8 @@ class Trainer:
                         result = "paused"
                         break
         finally:
+            if batches is not None:
+                batches.close()
             if bar is not None:
                 bar.close()
         if result == "done":

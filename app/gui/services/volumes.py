@@ -14,6 +14,7 @@ from cryoscape.app.gui.models.volumes import MeshResult, VolumeResult, VolumesSh
 from cryoscape.app.gui.services.decode_cache import CacheProgress, DecodeCache, cache_anchors
 from cryoscape.app.gui.services.jobs import Service
 from cryoscape.app.gui.visuals.isosurface import isosurface
+from cryoscape.core.device import select_device
 from cryoscape.core.errors import CryoscapeError
 from PyQt6.QtCore import pyqtSignal
 
@@ -47,6 +48,8 @@ class VolumeService(Service):
 
     # -- the run and its cache ---------------------------------------------------------------
     def _run_changed(self) -> None:
+        if self.state.run is not None:           # decoded on the GPU where there is one
+            self.state.run.device = select_device()
         self.cache.plan(np.zeros((0, 1), np.float32), [])
         self.decode_thread.clear_background()
         self.shown.clear()
