@@ -1,5 +1,6 @@
-"""Colouring the particles: by k-means cluster, density, a metadata column or nothing; and the
-mapping of values to RGBA (a palette for categories, viridis for numbers)."""
+"""Colouring the particles: by k-means cluster, density, values the explorer computed per
+particle (fit error, landscape state), a metadata column or nothing; and the mapping of values
+to RGBA (a palette for categories, viridis for numbers)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,6 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 COLOURINGS = ("k-means", "density", "none")    # besides the metadata columns
+FIT_ERROR, LANDSCAPE_STATE = "fit error", "landscape state"   # values the explorer computes
+COMPUTED = (FIT_ERROR, LANDSCAPE_STATE)
 
 PALETTE = np.array([[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40],
                     [148, 103, 189], [140, 86, 75], [227, 119, 194], [127, 127, 127],
@@ -50,17 +53,28 @@ def colourise(values, max_categories: int = 40) -> np.ndarray:
     return np.concatenate([rgb, np.full((n, 1), alpha, np.uint8)], 1)
 
 
-def can_colour(by: str, metadata) -> bool:
-    """Whether the points can be coloured by `by`: a built-in colouring or a column of
-    `metadata` (a DataFrame or None)."""
-    return by in COLOURINGS or (metadata is not None and by in metadata.columns)
+def category_colours(values) -> dict:
+    """{value: (r, g, b)}: the colour `colourise` gives each distinct value of categorical
+    `values` (a legend)."""
+    distinct = np.unique(np.asarray(values))
+    return {v.item(): tuple(int(c) for c in PALETTE[k % len(PALETTE)])
+            for k, v in enumerate(distinct)}
 
 
-def colouring(by: str, labels, xy, metadata) -> Colouring:
+def can_colour(by: str, metadata, values=None) -> bool:
+    """Whether the points can be coloured by `by`: a built-in colouring, one of `values`
+    ({name: [N]}, the explorer's per-particle values) or a column of `metadata` (a DataFrame
+    or None)."""
+    return (by in COLOURINGS or by in (values or {})
+            or (metadata is not None and by in metadata.columns))
+
+
+def colouring(by: str, labels, xy, metadata, values=None) -> Colouring:
     """Colour by k-means `labels`, the density of the 2D view `xy` (none for a histogram),
-    a `metadata` column, or 'none'; an unknown column falls back to k-means. Costly for a
-    million particles (a density, two sorts): run it in a worker thread."""
-    if not can_colour(by, metadata):
+    one of `values` ({name: [N]}), a `metadata` column, or 'none'; an unknown name falls back
+    to k-means. Costly for a million particles (a density, two sorts): run it in a worker
+    thread."""
+    if not can_colour(by, metadata, values):
         by = "k-means"
     if by == "k-means":
         values = labels
@@ -69,6 +83,8 @@ def colouring(by: str, labels, xy, metadata) -> Colouring:
         values = density_2d(xy).at(xy) if xy is not None else None
     elif by == "none":
         values = None
+    elif by in (values or {}):
+        values = values[by]
     else:
         values = metadata[by].to_numpy()
     return Colouring(by, values, None if values is None else colourise(values))

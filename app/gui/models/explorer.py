@@ -12,7 +12,7 @@ from scipy.spatial import cKDTree
 
 EVENTS = ("run_changed", "latents_changed", "embedding_changed", "clusters_changed",
           "colouring_changed", "selections_changed", "highlight_changed", "current_changed",
-          "threshold_changed", "path_changed", "metadata_changed")
+          "threshold_changed", "path_changed", "metadata_changed", "values_changed")
 
 
 class ExplorerState:
@@ -37,6 +37,7 @@ class ExplorerState:
         self.metadata = None                        # pandas.DataFrame | None
         self.metadata_note = ""                     # why metadata colouring is off
         self.metadata_columns: list[str] = []       # the columns worth colouring by
+        self.particle_values: dict[str, np.ndarray] = {}   # [N] each, for the latents shown
         self.selections: dict[str, np.ndarray] = {}
         self.highlighted: str | None = None         # the selection outlined on the points
         self.current_z: np.ndarray | None = None
@@ -88,6 +89,9 @@ class ExplorerState:
         self._tree = None
         self.labels, self.centre_index = None, None
         self.embedding, self.pca, self.embedding_kind = None, None, "PCA"
+        if self.particle_values:                    # they belonged to the other latents
+            self.particle_values = {}
+            self.values_changed.emit()
         self.latents_changed.emit()
 
     def set_embedding(self, kind: str, xy: np.ndarray | None, pca=None, tree=None,
@@ -133,6 +137,18 @@ class ExplorerState:
     def _take_colouring(self, colouring) -> None:
         self.colour_by, self.colour_values, self.colours = \
             colouring.by, colouring.values, colouring.colours
+
+    def set_particle_values(self, name: str, values: np.ndarray | None) -> None:
+        """Values per particle of the latents shown (e.g. 'fit error'), to colour by (None:
+        gone)."""
+        if values is None:
+            self.particle_values.pop(name, None)
+        else:
+            values = np.asarray(values)
+            if len(values) != self.n:
+                raise ValueError(f"{name}: {len(values)} values for {self.n} particles")
+            self.particle_values[name] = values
+        self.values_changed.emit()
 
     def set_metadata(self, table, note: str = "", columns: list[str] | None = None) -> None:
         self.metadata, self.metadata_note, self.metadata_columns = table, note, columns or []

@@ -10,7 +10,9 @@ from cryoscape.app.gui.models.events import Signal
 
 @dataclass
 class VolumeResult:
-    """A decoded map: `source` is 'cache', 'preview' or 'exact'; `t0` when it was asked for."""
+    """A decoded map: `source` is 'cache', 'preview', 'exact', or 'landscape' (a map made
+    elsewhere, e.g. a landscape state's mean map, that `label` names); `t0` when it was asked
+    for."""
     volume: np.ndarray
     z: np.ndarray
     D: int
@@ -18,6 +20,7 @@ class VolumeResult:
     request: int
     t0: float
     index: int | None = None
+    label: str | None = None
 
 
 @dataclass

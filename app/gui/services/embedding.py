@@ -1,6 +1,7 @@
-"""The embedding: the latents' 2D view (PCA, or UMAP in a child process, cached where the CLI
-caches it), their k-means clusters and the colouring of the points, computed off the GUI
-thread for the latents shown.
+"""The embedding: the latents' 2D view (PCA, UMAP in a child process, cached where the CLI
+caches it, or the landscape in volume space: the particles at their volume-PC coordinates,
+from the landscape service), their k-means clusters and the colouring of the points, computed
+off the GUI thread for the latents shown.
 
 Clusters are `core.analysis.sampling.kmeans` with its defaults (k 20 as `cryoscape
 analyze/select --k`), so the explorer and the CLI show the same clusters.
@@ -12,7 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from cryoscape.app.gui.models.colour import COLOURINGS, Colouring, can_colour, colouring
+from cryoscape.app.gui.models.colour import (
+    COLOURINGS,
+    COMPUTED,
+    LANDSCAPE_STATE,
+    Colouring,
+    can_colour,
+    colouring,
+)
 from cryoscape.app.gui.services.jobs import Service
 from cryoscape.core.errors import CryoscapeError
 from PyQt6.QtCore import pyqtSignal
@@ -34,22 +42,37 @@ def umap_cache_dir(run) -> Path:
     temporary directory when the run directory is not writable."""
     from cryoscape.core.analysis.report import umap_cache_dir as run_cache_dir
 
-    fallback = Path(tempfile.gettempdir()) / "cryoscape_analysis_cache"
-    d = run_cache_dir(run, fallback)
+    d = run_cache_dir(run, _fallback_dir())
     d.mkdir(parents=True, exist_ok=True)
     return d
 
 
+def cached_file(run, name: str) -> Path | None:
+    """File `name` in the run's cache folder or the fallback one, where there (the names carry
+    a digest of what they hold); creates no folder."""
+    for d in (Path(run.path) / "analysis_cache", _fallback_dir()):
+        if (d / name).is_file():
+            return d / name
+    return None
+
+
+def _fallback_dir() -> Path:
+    return Path(tempfile.gettempdir()) / "cryoscape_analysis_cache"
+
+
 class EmbeddingService(Service):
-    """Analyses each epoch's latents (analysis thread: clusters and PCA first, then UMAP if
-    asked for) and colours the points (colouring thread). `kind` and `colour_by` are what the
-    user asked for (the state holds what is shown); `kind_changed(kind)` when `kind` changes."""
+    """Analyses each epoch's latents (analysis thread: clusters and PCA first, then UMAP or
+    the landscape if asked for) and colours the points (colouring thread). `kind` and
+    `colour_by` are what the user asked for (the state holds what is shown); `kind_changed(kind)`
+    when `kind` changes. `landscape`: the LandscapeService whose landscape the 'Landscape' view
+    shows."""
 
     kind_changed = pyqtSignal(str)
 
-    def __init__(self, state, activity, parent=None, n_clusters: int = 20):
+    def __init__(self, state, activity, parent=None, n_clusters: int = 20, landscape=None):
         super().__init__(activity, ("analysis", "colouring"), parent)
         self.state = state
+        self.landscape = landscape
         self.n_clusters = n_clusters
         self.analysis_thread, self.colour_thread = self.threads
         for t in self.threads:
@@ -61,6 +84,9 @@ class EmbeddingService(Service):
         self._closing = False
         state.run_changed.connect(self._run_changed)
         state.latents_changed.connect(self.analyse)
+        state.values_changed.connect(self._values_changed)
+        if landscape is not None:
+            landscape.model.changed.connect(self._landscape_changed)
 
     def shutdown(self) -> None:
         self._closing = True                  # a UMAP child still computing is ended
@@ -71,10 +97,13 @@ class EmbeddingService(Service):
             self.colour_by = "k-means"
 
     def set_kind(self, kind: str, analyse: bool = True) -> None:
-        """'PCA' or 'UMAP' (computed in the analysis thread, cached in RUN/analysis_cache);
-        `analyse` False: for the next latents only."""
+        """'PCA', 'UMAP' (computed in the analysis thread, cached in RUN/analysis_cache) or
+        'Landscape' (volume PC1 x PC2, coloured by state); `analyse` False: for the next
+        latents only."""
         if kind != self.kind:
             self.kind = kind
+            if kind == "Landscape":
+                self.colour_by = LANDSCAPE_STATE
             self.kind_changed.emit(kind)
         if analyse and self.state.z is not None:
             self.analyse()
@@ -85,9 +114,10 @@ class EmbeddingService(Service):
         if self.state.homogeneous:
             return
         gen, z = self._generation, self.state.z
-        kind = self.kind if z.shape[1] > 1 else "histogram"
+        kind = self.kind if z.shape[1] > 1 or self.kind == "Landscape" else "histogram"
         k = min(self.n_clusters, len(z))
         run, epoch = self.state.run, self.state.epoch
+        values = dict(self.state.particle_values)
 
         def job(emit, is_stale):
             from cryoscape.core.analysis.embed import pca
@@ -105,21 +135,54 @@ class EmbeddingService(Service):
                 xy, p = res.coords.astype(np.float32), (res.mean, res.components)
             if gen != self._generation:
                 return
-            emit(self._analysis(gen, "PCA" if xy is not None else "histogram", xy, p, km))
+            emit(self._analysis(gen, "PCA" if xy is not None else "histogram", xy, p, km,
+                                values=values))
             if kind == "UMAP":                   # the PCA view and clusters meanwhile
                 xy = self._umap(z, umap_cache_dir(run), epoch, lambda: gen != self._generation)
                 if xy is None:
                     return
                 from scipy.spatial import cKDTree
-                emit(self._analysis(gen, "UMAP", xy, None, km, cKDTree(z)))
+                emit(self._analysis(gen, "UMAP", xy, None, km, cKDTree(z), values))
         self.analysis_thread.submit_background(
             job, "UMAP (computing in the background)" if kind == "UMAP" else
             "Embedding and clustering")
+        if kind == "Landscape":                  # the PCA view meanwhile, if computed
+            self._show_landscape()
 
-    def _analysis(self, gen, kind, xy, p, km, tree=None) -> _Analysis:
+    def _show_landscape(self) -> None:
+        """The Landscape view of the latents shown: placed in the analysis thread (after their
+        clusters) if the landscape is there, else asked of the landscape service."""
+        st, model = self.state, self.landscape.model
+        if not model.is_for(st.z):
+            try:
+                self.landscape.compute()
+            except CryoscapeError as e:
+                self.activity.error.emit("Landscape", str(e))
+            return
+        gen, z, xy, values = self._generation, st.z, model.xy, dict(st.particle_values)
+
+        def job(emit, is_stale):
+            from scipy.spatial import cKDTree
+            if gen != self._generation or self._clusters is None or self._clusters[0] is not z:
+                return
+            emit(self._analysis(gen, "Landscape", xy, None, self._clusters[1], cKDTree(z),
+                                values))
+        self.analysis_thread.submit_background(job, "Placing the particles on the landscape")
+
+    def _landscape_changed(self) -> None:
+        if self.kind == "Landscape" and self.landscape.model.is_for(self.state.z):
+            self._show_landscape()
+
+    def _values_changed(self) -> None:
+        """Values to colour by arrived (fit error, landscape state): colour by them if asked."""
+        st = self.state
+        if self.colour_by in st.particle_values and st.labels is not None:
+            self.set_colouring(self.colour_by)
+
+    def _analysis(self, gen, kind, xy, p, km, tree=None, values=None) -> _Analysis:
         """The view `xy` with its colouring (analysis thread)."""
         try:
-            colours = colouring(self.colour_by, km.labels, xy, self.state.metadata)
+            colours = colouring(self.colour_by, km.labels, xy, self.state.metadata, values)
         except (TypeError, ValueError):          # a column that cannot be coloured
             colours = colouring("k-means", km.labels, xy, None)
         return _Analysis(gen, kind, xy, p, km, tree, colours)
@@ -148,19 +211,22 @@ class EmbeddingService(Service):
         st = self.state
         st.set_clusters(res.kmeans.labels, res.kmeans.medoids)
         st.set_embedding(res.kind, res.xy, res.pca, res.tree, res.colouring)
-        if res.colouring.by != self.colour_by and can_colour(self.colour_by, st.metadata):
+        if res.colouring.by != self.colour_by and can_colour(self.colour_by, st.metadata,
+                                                             st.particle_values):
             self.set_colouring(self.colour_by)          # asked for while this was computed
 
     def set_colouring(self, by: str) -> None:
-        """Colour by 'k-means', 'density', 'none' or a metadata column: computed in the
-        colouring thread for the points shown (`state.colouring_changed`), or with the
+        """Colour by 'k-means', 'density', 'none', a value computed per particle ('fit
+        error', 'landscape state': as soon as it is there) or a metadata column: computed in
+        the colouring thread for the points shown (`state.colouring_changed`), or with the
         analysis under way (`state.embedding_changed`)."""
         st = self.state
-        if not can_colour(by, st.metadata):
+        if by not in COMPUTED and not can_colour(by, st.metadata):
             raise CryoscapeError(st.metadata_note or f"no metadata column {by!r}")
         self.colour_by = by
         labels, xy, metadata = st.labels, st.embedding, st.metadata
-        if labels is None:
+        values = dict(st.particle_values)
+        if labels is None or (by in COMPUTED and by not in values):
             return
 
         def apply(c):
@@ -170,6 +236,6 @@ class EmbeddingService(Service):
                 self.set_colouring(by)            # other points shown since: colour those
 
         def job(emit, is_stale):
-            c = colouring(by, labels, xy, metadata)
+            c = colouring(by, labels, xy, metadata, values)
             emit(lambda: apply(c))
         self.colour_thread.submit(job)

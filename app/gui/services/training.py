@@ -205,13 +205,14 @@ class TrainingService(QObject):
                 "PCA (pick UMAP again for them)")
 
     def _pca_for_new_epochs(self) -> str:
-        """A new epoch is about to be shown: UMAP is not recomputed for every epoch; show PCA
-        and say so. Returns that note, or ''."""
-        if self.embedding.kind != "UMAP":
+        """A new epoch is about to be shown: UMAP or the landscape is not recomputed for every
+        epoch; show PCA and say so. Returns that note, or ''."""
+        kind = self.embedding.kind
+        if kind not in ("UMAP", "Landscape"):
             return ""
         self.embedding.set_kind("PCA", analyse=False)
-        return " (PCA view: UMAP is not recomputed every epoch while training; pick UMAP to " \
-               "compute it for the epoch shown)"
+        return f" (PCA view: {kind} is not recomputed every epoch while training; pick " \
+               f"{kind} to compute it for the epoch shown)"
 
     def _on_epoch(self, epoch: int) -> None:
         self.show_epoch(self.watcher.rundir, epoch)

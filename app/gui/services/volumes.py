@@ -131,6 +131,18 @@ class VolumeService(Service):
         self.decode_thread.submit(job)
         return req
 
+    def show_map(self, volume: np.ndarray, z, label: str) -> None:
+        """A map made elsewhere (a landscape state's mean map) as the current map, the current
+        point at `z`: meshed and shown, saved and pinned as a decoded one; `label` names it."""
+        self.state.set_current(z, None)
+        self._request += 1
+        res = VolumeResult(np.asarray(volume, np.float32), np.asarray(z, np.float32).reshape(-1),
+                           len(volume), "landscape", self._request, time.perf_counter(),
+                           label=label)
+        self.shown.set_current(res)
+        self._shown_cache = -1
+        self._mesh(res)
+
     def show_frame(self, z, volume: np.ndarray | None) -> None:
         """A frame of a path: its pre-decoded preview `volume`, else the nearest cached map
         (no exact decode)."""

@@ -15,7 +15,8 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-SOURCE_TEXT = {"cache": "nearest cached map", "preview": "preview", "exact": "exact"}
+SOURCE_TEXT = {"cache": "nearest cached map", "preview": "preview", "exact": "exact",
+               "landscape": "mean map of the landscape"}
 
 
 class VolumePanel(QWidget):
@@ -93,7 +94,9 @@ class VolumePanel(QWidget):
         if res.which or res.volume is None:
             return
         v = self.shown = res.volume
-        if v.index is not None:
+        if v.label:
+            what = v.label
+        elif v.index is not None:
             what = f"particle {v.index}"
         elif not len(v.z):
             what = "homogeneous map"
