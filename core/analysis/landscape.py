@@ -87,8 +87,32 @@ def cache_key(z, epoch, **settings) -> str:
     """File name of a cached landscape: epoch, settings and a digest of z."""
     h = hashlib.sha1(np.ascontiguousarray(z, dtype=np.float32).tobytes())
     h.update(json.dumps(settings, sort_keys=True, default=str).encode())
-    ep = "final" if epoch is None else f"e{int(epoch)}"
-    return f"landscape.{ep}.{h.hexdigest()[:16]}.npz"
+    return f"landscape.{_epoch_name(epoch)}.{h.hexdigest()[:16]}.npz"
+
+
+def latents_digest(z) -> str:
+    """What identifies the latents a landscape was computed from (its info's 'latents')."""
+    return hashlib.sha1(np.ascontiguousarray(z, dtype=np.float32).tobytes()).hexdigest()[:16]
+
+
+def find_cached(cache_dir, z, epoch, weights: str, states: int | None = None) -> Path | None:
+    """A landscape cached in `cache_dir` for the latents z at `epoch` with the weights file
+    named `weights`, whatever its other settings: the one with `states` states if there is
+    one, else the newest."""
+    digest, found = latents_digest(z), []
+    for p in Path(cache_dir).glob(f"landscape.{_epoch_name(epoch)}.*.npz"):
+        try:
+            with np.load(p, allow_pickle=False) as d:
+                info = json.loads(str(d["info"]))
+        except (OSError, KeyError, ValueError):
+            continue
+        if info.get("latents") == digest and info.get("weights") == weights:
+            found.append((info.get("states") == states, p.stat().st_mtime, p))
+    return max(found)[2] if found else None
+
+
+def _epoch_name(epoch) -> str:
+    return "final" if epoch is None else f"e{int(epoch)}"
 
 
 def _reporter(progress):
@@ -325,7 +349,8 @@ def compute_landscape(run, epoch: int | None = None, *, sketch: int = 1000, stat
                         vp.explained_variance_ratio, dtype=np.float32),
                     state_maps=state_maps.astype(np.float32), pc_maps=pc_maps,
                     pc_values=pc_values, mask=soft.astype(np.float32))
-    res.info = {**settings, "epoch": epoch, "n_particles": n, "zdim": int(z.shape[1]),
+    res.info = {**settings, "epoch": epoch, "latents": latents_digest(z), "n_particles": n,
+                "zdim": int(z.shape[1]),
                 "voxel_size": voxel, "regressor_r2_heldout": r2,
                 "decoder_flops": dec["flops"], "decoder_flop_per_s": dec["flop_per_s"],
                 "mask_voxels": int(support.sum()),

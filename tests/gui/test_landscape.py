@@ -49,11 +49,12 @@ def click_state(qtbot, window, s):
 
 
 def test_landscape_view_of_the_cli_landscape(qtbot, window, run_copy):
-    """`cryoscape landscape RUN` first: the explorer reads its cache (no child, no progress)
-    and shows exactly its particles, states and maps."""
+    """`cryoscape landscape RUN --states 3` first: the explorer reads its cache (no child, no
+    progress; its 3 states though 5 is the explorer's default) and shows exactly its
+    particles, states and maps."""
     from cryoscape.core.io.mrc import read_mrc
 
-    assert cli("landscape", run_copy) == 0
+    assert cli("landscape", run_copy, "--states", "3") == 0
     out = next(run_copy.glob("landscape.*"))
     npz = np.load(out / "landscape.npz")
     open_run(qtbot, window, run_copy)
@@ -69,7 +70,8 @@ def test_landscape_view_of_the_cli_landscape(qtbot, window, run_copy):
     assert lv.n_points == len(npz["state"]) == 600
     assert panel.states.isVisible()
     occupancy = np.bincount(npz["state"])
-    assert panel.states.occupancy == occupancy.tolist() and len(occupancy) == 5
+    assert panel.states.occupancy == occupancy.tolist() and len(occupancy) == 3
+    assert panel.states.states_box.value() == 3
     # coloured by state: the state of each particle, one colour per state
     qtbot.waitUntil(lambda: st.colour_by == "landscape state", timeout=WAIT_MS)
     np.testing.assert_array_equal(st.colour_values, npz["state"])

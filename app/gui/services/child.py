@@ -64,9 +64,13 @@ def _child_main(messages, fn, args, kwargs) -> None:
         messages.put(("error", f"{type(e).__name__}: {e}"))
 
 
-def on_run(fn, run_path, *args, progress=None, **kwargs):
-    """`fn(Run.open(run_path), *args, progress=progress, **kwargs)`: a job on a run folder,
-    opened in the child (a Run itself, its models loaded, is not worth pickling)."""
+def on_run(fn, run_path, *args, device: str = "cpu", progress=None, **kwargs):
+    """`fn(Run.open(run_path), *args, progress=progress, **kwargs)`, the run on torch
+    `device`: a job on a run folder, opened in the child (a Run itself, its models loaded,
+    is not worth pickling)."""
+    import torch
     from cryoscape.core.run import Run
 
-    return fn(Run.open(run_path), *args, progress=progress, **kwargs)
+    run = Run.open(run_path)
+    run.device = torch.device(device)
+    return fn(run, *args, progress=progress, **kwargs)

@@ -47,13 +47,15 @@ def umap_cache_dir(run) -> Path:
     return d
 
 
+def cache_dirs(run) -> list[Path]:
+    """Where a run's cached analyses may be: its cache folder and the fallback one."""
+    return [Path(run.path) / "analysis_cache", _fallback_dir()]
+
+
 def cached_file(run, name: str) -> Path | None:
     """File `name` in the run's cache folder or the fallback one, where there (the names carry
     a digest of what they hold); creates no folder."""
-    for d in (Path(run.path) / "analysis_cache", _fallback_dir()):
-        if (d / name).is_file():
-            return d / name
-    return None
+    return next((d / name for d in cache_dirs(run) if (d / name).is_file()), None)
 
 
 def _fallback_dir() -> Path:

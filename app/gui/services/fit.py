@@ -125,6 +125,7 @@ class FitService(Service):
                                  "found here: evaluate the images with `cryoscape eval-images "
                                  "RUN PARTICLES` and open the run again")
         run, epoch, z = st.run, st.epoch, st.z
+        device = str(getattr(run, "device", "cpu"))       # where the explorer decodes
         self._generation += 1
         gen = self._generation
         self._asked = None if cached_only else z
@@ -143,7 +144,8 @@ class FitService(Service):
                     return
                 fit = None
             if fit is None and not cached_only:
-                fit = run_in_child(on_run, (evaluate_images, run.path), {"epoch": epoch},
+                fit = run_in_child(on_run, (evaluate_images, run.path),
+                                   {"epoch": epoch, "device": device},
                                    progress=lambda done, total: emit((gen, done, total)),
                                    stop=stop, what="per-image fit")
                 if fit is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from cryoscape.app.gui.models.colour import LANDSCAPE_STATE
 from cryoscape.app.gui.models.landscape import LandscapeModel
-from cryoscape.app.gui.services.embedding import cached_file, umap_cache_dir
+from cryoscape.app.gui.services.embedding import cache_dirs, cached_file, umap_cache_dir
 from cryoscape.app.gui.services.jobs import Service
 from cryoscape.core.errors import CryoscapeError, InputFileError
 
@@ -53,23 +53,27 @@ class LandscapeService(Service):
                 pass
 
     def compute(self, states: int | None = None, cached_only: bool = False) -> None:
-        """The landscape of the latents shown with `states` states (default: as last asked):
-        read from the cache, else (unless `cached_only`) computed in a child process, its
-        progress in `model.progress_changed`. Settings are checked here (CryoscapeError)."""
+        """The landscape of the latents shown with `states` states: read from the cache, else
+        (unless `cached_only`) computed in a child process, its progress in
+        `model.progress_changed`. `states` None: any cached landscape of these latents (as
+        `cryoscape landscape --states M` left it; the last number asked for preferred), else
+        computed with that number. Settings are checked here (CryoscapeError)."""
         from cryoscape.core.analysis.landscape import landscape_settings
 
         st = self.state
         if not self.available:
             raise CryoscapeError("no latent space of a trained run to place on a landscape: "
                                  "open a heterogeneous run first")
+        explicit = states is not None
         states = int(states or self.states)
         current = self.model.landscape
-        if self.model.is_for(st.z) and current.info.get("states") == states:
+        if self.model.is_for(st.z) and (not explicit or current.info.get("states") == states):
             return
         if not cached_only and self._asked is not None and self._asked[0] is st.z \
                 and self._asked[1] == states:
             return                             # under way
         run, epoch, z = st.run, st.epoch, st.z
+        device = str(getattr(run, "device", "cpu"))       # where the explorer decodes
         settings = landscape_settings(run, len(z), epoch, states=states)
         self.states = states
         self._generation += 1
@@ -79,11 +83,19 @@ class LandscapeService(Service):
 
         def job(emit, is_stale):
             from cryoscape.app.gui.services.child import on_run, run_in_child
-            from cryoscape.core.analysis.landscape import Landscape, cache_key, compute_landscape
+            from cryoscape.core.analysis.landscape import (
+                Landscape,
+                cache_key,
+                compute_landscape,
+                find_cached,
+            )
 
             if stop():
                 return
             path = cached_file(run, cache_key(z, epoch, **settings))
+            if path is None and not explicit:      # another number of states serves too
+                path = next(filter(None, (find_cached(d, z, epoch, settings["weights"], states)
+                                          for d in cache_dirs(run))), None)
             if path is not None:
                 try:
                     emit((gen, z, Landscape.load(path)))
@@ -94,7 +106,7 @@ class LandscapeService(Service):
                 return
             cache_dir = umap_cache_dir(run)
             res = run_in_child(on_run, (compute_landscape, run.path, epoch),
-                               {"states": states, "cache_dir": cache_dir},
+                               {"states": states, "cache_dir": cache_dir, "device": device},
                                progress=lambda *p: emit((gen, *p)), stop=stop, what="landscape")
             if res is not None:
                 emit((gen, z, res))
@@ -113,6 +125,7 @@ class LandscapeService(Service):
         if z is not st.z:
             return
         self._asked = None
+        self.states = int(landscape.info.get("states", self.states))
         st.set_particle_values(LANDSCAPE_STATE, landscape.state)
         self.model.set_landscape(landscape, z)
         occ = landscape.occupancy
