@@ -217,3 +217,33 @@ def test_bad_star_and_cs_files(tmp_path):
         S.read_star(tmp_path / "y.star")
     with pytest.raises(InputFileError, match="missing.star: file not found"):
         S.read_star(tmp_path / "missing.star")
+
+
+STAR_TEXTS = {
+    "relion30": "\ndata_\n\nloop_\n_rlnImageName #1\n_rlnAngleRot #2\n_rlnDefocusU #3\n"
+                "000001@a.mrcs 10.5 12000\n000002@a.mrcs -3 13000\n",
+    "blocks": "# version 30001\n\ndata_general\n\n_rlnFinalResolution   3.2\n_rlnName 'a b'\n"
+              "\n# version 30001\n\ndata_optics\n\nloop_\n_rlnOpticsGroup #1\n"
+              "_rlnOpticsGroupName #2\n1 opticsGroup1\n2 opticsGroup2\n\n\n# version 30001\n\n"
+              "data_particles\n\nloop_ \n_rlnImageName #1\n_rlnOpticsGroup #2\n_rlnClassName #3\n"
+              "1@x.mrcs 1 'class one'\n# a comment\n2@x.mrcs 2 'class two'\n\n",
+    "crlf": "data_particles\r\n\r\nloop_\r\n_rlnImageName #1\r\n_rlnAngleTilt #2\r\n"
+            "1@x.mrcs 5.0\r\n2@x.mrcs nan\r\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(STAR_TEXTS))
+def test_star_blocks_read_as_starfile_reads_them(name, tmp_path):
+    """The reader behind read_star (pandas reads a loop's rows at once) gives starfile.read's
+    blocks: names, pairs, columns, values and their types."""
+    import pandas as pd
+    import starfile
+    path = tmp_path / f"{name}.star"
+    path.write_bytes(STAR_TEXTS[name].encode())
+    want, got = starfile.read(path, always_dict=True), S._read_blocks(str(path))
+    assert list(got) == list(want)
+    for k, v in want.items():
+        if isinstance(v, pd.DataFrame):
+            pd.testing.assert_frame_equal(got[k], v)
+        else:
+            assert got[k] == v
