@@ -171,7 +171,9 @@ class LatentPanel(QWidget):
         self.colour_box.blockSignals(True)
         self.colour_box.clear()
         self.colour_box.addItems(COLOURINGS + computed + tuple(st.metadata_columns))
-        self.colour_box.setCurrentText(self.embedding.colour_by)
+        asked = self.embedding.colour_by                # or, until its values come, what shows
+        pending = asked in (FIT_ERROR, LANDSCAPE_STATE) and asked not in st.particle_values
+        self.colour_box.setCurrentText(st.colour_by if pending else asked)
         self.colour_box.blockSignals(False)
         self.colour_note.setText(st.metadata_note)
         self.colour_note.setVisible(bool(st.metadata_note))
