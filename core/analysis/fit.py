@@ -120,8 +120,8 @@ def evaluate_images(run, particles=None, *, poses=None, ctf=None, ind=None, data
                     device=None, progress=False, tilt=None) -> ImageFit:
     """Per-image reconstruction error and KL of `particles` (a path, see `eval_particles`;
     None: the run's training images, its index (unless `ind`) and data folder applied, row
-    i then being latent i) under `run` at `epoch` (None: final weights). `progress`: a tqdm bar (True) or
-    a callable(done, total) called after each batch. `tilt`: the particles' tilted images (a
+    i then being latent i) under `run` at `epoch` (None: final weights). `progress`: a tqdm
+    bar (True) or a callable(done, total) called after each batch. `tilt`: the particles' tilted images (a
     path, the same ind and datadir) for a run trained on tilt pairs, needed where its encoder
     takes them: each particle's error is then the mean over its two images, as in training."""
     import torch

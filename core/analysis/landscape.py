@@ -196,8 +196,9 @@ def landscape_mask(maps, voxel_size: float, mask=None, dilate: float | None = No
 def fit_regressor(z_centres, pcs, seed: int = 0, holdout: float = 0.2, steps: int = 500):
     """An MLP z -> volume PCs (two hidden layers of 64, SiLU; full-batch Adam with a cosine
     learning rate, `steps` steps, seeded, on one thread: many threads only wait on each other
-    for products this small) trained on the centres, inputs and outputs standardised. Returns (predict(z) -> [M, k], variance-weighted R^2 on a held-out `holdout`
-    of the centres, fitted without them; `predict` is then refitted on every centre)."""
+    for products this small) trained on the centres, inputs and outputs standardised.
+    Returns (predict(z) -> [M, k], variance-weighted R^2 on a held-out `holdout` of the
+    centres, fitted without them; `predict` is then refitted on every centre)."""
     import torch
 
     z_centres = np.asarray(z_centres, np.float32)
