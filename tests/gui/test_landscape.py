@@ -204,3 +204,29 @@ def test_fit_computed_in_a_child_for_a_read_only_run(qtbot, window, run_copy, tm
     assert len(list((tmp_path / "tmp" / "cryoscape_analysis_cache").glob("eval_images.e18.*")
                     )) == 1
     assert child_pids() == kids
+
+
+def test_fit_failure_is_reported_and_can_be_retried(qtbot, window, run_copy, tiny_run):
+    """An ab initio-like run (a bare stack, no poses anywhere): the fit fails in one line; with
+    the poses the run found at the epoch shown (pose.18.pkl) the next click evaluates and
+    selects."""
+    import yaml
+
+    config = yaml.safe_load((run_copy / "config.yaml").read_text())
+    config["dataset_args"].update(particles=str(tiny_run.data / "particles.mrcs"),
+                                  ctf=str(tiny_run.data / "ctf.pkl"), poses=None)
+    (run_copy / "config.yaml").write_text(yaml.safe_dump(config))
+    open_run(qtbot, window, run_copy)
+    st, panel = window.state, window.latent_panel
+    qtbot.mouseClick(panel.junk_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: bool(window.errors), timeout=WAIT_MS)
+    assert len(window.errors) == 1 and "particles.mrcs: no poses" in window.errors[0]
+    assert "junk (fit error)" not in st.selections
+    shutil.copyfile(tiny_run.data / "poses.pkl", run_copy / "pose.18.pkl")   # epoch 18's
+    qtbot.mouseClick(panel.junk_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "junk (fit error)" in st.selections or len(window.errors) > 1,
+                    timeout=WAIT_MS)
+    assert len(window.errors) == 1
+    fit = window.explorer.fit.fit
+    np.testing.assert_array_equal(st.selections["junk (fit error)"],
+                                  np.flatnonzero(fit.mse > fit.threshold))

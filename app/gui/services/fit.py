@@ -144,32 +144,44 @@ class FitService(Service):
                     return
                 fit = None
             if fit is None and not cached_only:
-                fit = run_in_child(on_run, (evaluate_images, run.path),
-                                   {"epoch": epoch, "device": device},
-                                   progress=lambda done, total: emit((gen, done, total)),
-                                   stop=stop, what="per-image fit")
+                try:
+                    fit = run_in_child(on_run, (evaluate_images, run.path),
+                                       {"epoch": epoch, "device": device},
+                                       progress=lambda done, total: emit(("progress", gen,
+                                                                          done, total)),
+                                       stop=stop, what="per-image fit")
+                except CryoscapeError:
+                    emit(("failed", gen))          # may be asked for again
+                    raise
                 if fit is not None:
                     try:
                         write_fit(fit, umap_cache_dir(run) / cache_name(z, run, epoch))
                     except OSError:
                         pass                   # a cache that cannot be written only costs time
             if fit is not None:
-                emit((gen, z, fit))
+                emit(("fit", gen, z, fit))
         self.thread.submit(job, "" if cached_only else "Evaluating each image's fit "
                                                        "(child process)")
 
     def _on_result(self, res) -> None:
-        gen, a, b = res
+        """('progress', gen, done, total), ('failed', gen) or ('fit', gen, z, fit)."""
+        kind, gen, *rest = res
         if gen != self._generation:
             return
-        if isinstance(a, int):                  # progress: (done, total) images
-            self.activity.set_busy("fit", f"Evaluating each image's fit: {a}/{b} images")
+        if kind == "progress":
+            self.activity.set_busy("fit", f"Evaluating each image's fit: {rest[0]}/{rest[1]} "
+                                          "images")
             return
         self.activity.set_busy("fit", None)
-        if a is not self.state.z:
+        self._asked = None
+        if kind == "failed":
+            self._junk_asked = False
             return
-        self.fit, self._asked = b, None
-        self.state.set_particle_values(FIT_ERROR, b.mse)
+        z, fit = rest
+        if z is not self.state.z:
+            return
+        self.fit = fit
+        self.state.set_particle_values(FIT_ERROR, fit.mse)
         self.fit_ready.emit()
         if self._junk_asked:
             self._junk_asked = False
@@ -180,8 +192,8 @@ class FitService(Service):
         1.4826 MAD of the errors) into selection `name`, computing the fit first if needed
         (then the selection follows). Returns the name once selected."""
         if self.fit is None:
-            self._junk_asked = True
             self.compute()
+            self._junk_asked = True
             return None
         fit = self.fit
         name = self.state.add_selection(np.flatnonzero(fit.flagged), name)

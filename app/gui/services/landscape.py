@@ -98,33 +98,43 @@ class LandscapeService(Service):
                                           for d in cache_dirs(run))), None)
             if path is not None:
                 try:
-                    emit((gen, z, Landscape.load(path)))
+                    emit(("landscape", gen, z, Landscape.load(path)))
                     return
                 except InputFileError:
                     pass                       # cut short: computed again
             if cached_only:
                 return
             cache_dir = umap_cache_dir(run)
-            res = run_in_child(on_run, (compute_landscape, run.path, epoch),
-                               {"states": states, "cache_dir": cache_dir, "device": device},
-                               progress=lambda *p: emit((gen, *p)), stop=stop, what="landscape")
+            try:
+                res = run_in_child(on_run, (compute_landscape, run.path, epoch),
+                                   {"states": states, "cache_dir": cache_dir, "device": device},
+                                   progress=lambda *p: emit(("progress", gen, *p)), stop=stop,
+                                   what="landscape")
+            except CryoscapeError:
+                emit(("failed", gen))              # may be asked for again
+                raise
             if res is not None:
-                emit((gen, z, res))
+                emit(("landscape", gen, z, res))
         self.thread.submit(job, "" if cached_only else
                            "Landscape: decoding the sketch of maps (child process)")
 
     def _on_result(self, res) -> None:
-        gen, *rest = res
+        """('progress', gen, stage, done, total), ('failed', gen) or ('landscape', gen, z,
+        landscape)."""
+        kind, gen, *rest = res
         if gen != self._generation:
             return
-        if len(rest) == 3:                     # progress: (stage, done, total)
+        if kind == "progress":
             self.model.set_progress(*rest)
+            return
+        self._asked = None
+        if kind == "failed":
+            self.model.clear()
             return
         z, landscape = rest
         st = self.state
         if z is not st.z:
             return
-        self._asked = None
         self.states = int(landscape.info.get("states", self.states))
         st.set_particle_values(LANDSCAPE_STATE, landscape.state)
         self.model.set_landscape(landscape, z)
