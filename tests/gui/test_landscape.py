@@ -230,3 +230,26 @@ def test_fit_failure_is_reported_and_can_be_retried(qtbot, window, run_copy, tin
     fit = window.explorer.fit.fit
     np.testing.assert_array_equal(st.selections["junk (fit error)"],
                                   np.flatnonzero(fit.mse > fit.threshold))
+
+
+def test_landscape_of_a_cryodrgn_run(qtbot, window, moved_run):
+    """cryoDRGN's own run (zdim 2, 100 particles, its particle files elsewhere): the Landscape
+    view from its PCA view, its 10-map sketch's states, a state's map."""
+    from cryoscape.core.analysis.landscape import Landscape
+
+    moved_run.chmod(0o755)                     # the copy keeps shared/'s read-only mode
+    open_run(qtbot, window, moved_run)
+    items = window.latent_panel.embedding_box.model()
+    assert all(items.item(i).isEnabled() for i in range(3))      # PCA, UMAP, Landscape
+    assert not window.latent_panel.junk_button.isEnabled()       # no images here to evaluate
+    show_landscape(qtbot, window)
+    cached = list((moved_run / "analysis_cache").glob("landscape.e3.*.npz"))
+    assert len(cached) == 1
+    ls = Landscape.load(cached[0])
+    assert len(ls.centres) == 10 and ls.info["box"] == 64
+    np.testing.assert_array_equal(window.latent.xy, ls.volume_pcs[:, :2])
+    assert window.latent_panel.states.occupancy == np.bincount(ls.state, minlength=5).tolist()
+    s = int(np.argmax(ls.occupancy))
+    click_state(qtbot, window, s)
+    np.testing.assert_array_equal(window.explorer.volumes.shown.current.volume,
+                                  ls.state_maps[s])
