@@ -175,7 +175,7 @@ def test_fit_computed_in_a_child_for_a_read_only_run(qtbot, window, run_copy, tm
                                                      monkeypatch):
     """No eval-images output: one click computes the fit in a child process and selects the
     images above eval-images' threshold; a run folder without write bits stays untouched
-    (the cache goes to the temporary folder)."""
+    (the fit's and the landscape's caches go to the temporary folder)."""
     import tempfile
 
     from cryoscape.core.analysis.fit import evaluate_images
@@ -193,6 +193,7 @@ def test_fit_computed_in_a_child_for_a_read_only_run(qtbot, window, run_copy, tm
         qtbot.waitUntil(lambda: "junk (fit error)" in st.selections or bool(window.errors),
                         timeout=WAIT_MS)
         assert not window.errors, window.errors
+        show_landscape(qtbot, window)                # the landscape's cache goes there too
         assert sorted(p.name for p in run_copy.iterdir()) == before
     finally:
         run_copy.chmod(0o755)
@@ -201,8 +202,9 @@ def test_fit_computed_in_a_child_for_a_read_only_run(qtbot, window, run_copy, tm
     np.testing.assert_array_equal(st.selections["junk (fit error)"],
                                   np.flatnonzero(st.particle_values["fit error"]
                                                  > ref.threshold))
-    assert len(list((tmp_path / "tmp" / "cryoscape_analysis_cache").glob("eval_images.e18.*")
-                    )) == 1
+    fallback = tmp_path / "tmp" / "cryoscape_analysis_cache"
+    assert len(list(fallback.glob("eval_images.e18.*"))) == 1
+    assert len(list(fallback.glob("landscape.e18.*"))) == 1
     assert child_pids() == kids
 
 
