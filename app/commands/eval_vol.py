@@ -36,7 +36,8 @@ def add_args(parser):
                         help="volumes decoded together (default: 4)")
     parser.add_argument("--threads", type=positive_int,
                         help="CPU threads (default: torch's choice)")
-    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: the first GPU "
+                        "if there is one, else cpu)")
 
 
 def _latents(args, zdim: int):
@@ -85,6 +86,7 @@ def main(args):
 
     import torch
     from cryoscape.core.decode import apply_map_options
+    from cryoscape.core.device import select_device
     from cryoscape.core.errors import CryoscapeError
     from cryoscape.core.io.mrc import write_mrc
     from cryoscape.core.run import Run
@@ -100,7 +102,7 @@ def main(args):
         run = Run.open(args.run)
     else:
         raise CryoscapeError("give a RUN directory, or -c CONFIG with --weights")
-    run.device = torch.device(args.device)
+    run.device = select_device(args.device)
     if args.box is not None and (args.box % 2 or not 2 <= args.box <= run.D):
         raise CryoscapeError(f"-D must be even and at most the training box {run.D}")
     z = _latents(args, run.zdim)

@@ -32,20 +32,21 @@ def add_args(parser):
     parser.add_argument("--pcs", type=positive_int, default=10, metavar="K",
                         help="volume principal components kept (default 10)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: the first GPU "
+                        "if there is one, else cpu)")
 
 
 def main(args):
     from pathlib import Path
 
-    import torch
     from cryoscape.app.commands._common import check_outputs
     from cryoscape.core.analysis.landscape import compute_landscape, write_landscape
     from cryoscape.core.analysis.report import resolve_epoch, umap_cache_dir
+    from cryoscape.core.device import select_device
     from cryoscape.core.run import Run
 
     run = Run.open(args.run)
-    run.device = torch.device(args.device)
+    run.device = select_device(args.device)
     epoch = resolve_epoch(run, args.epoch)
     out = Path(args.outdir or Path(run.path) / f"landscape.{'final' if epoch is None else epoch}")
     check_outputs([out], [args.mask], folder=True)
