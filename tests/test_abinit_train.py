@@ -30,9 +30,9 @@ def abinit_config(data, **kw) -> TrainConfig:
     """Small data, many steps per epoch (batch 4): the search has a decoder worth searching."""
     values = {"num_epochs": 7, "pretrain_epochs": 1, "search_epochs": 5, "search_chunk": 32,
               "batch_size": 4, "lr": 2e-3, "dec_layers": 3, "dec_dim": 128, "seed": 0,
-              "threads": 1, "checkpoint_minutes": 60.0, "t_extent": 3.0, **kw}
+              "threads": 1, "checkpoint_minutes": 60.0, "t_extent": 3.0, "zdim": 0, **kw}
     return TrainConfig(particles=str(data / "particles.mrcs"), ctf=str(data / "ctf.pkl"),
-                       zdim=0, pose_search=True, **values)
+                       pose_search=True, **values)
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +125,32 @@ def test_run_reads_found_and_given_poses(homo_run, tiny_run):
     rot, shifts = Run.open(tiny_run.run).poses()
     np.testing.assert_allclose(rot, truth["rotations"], atol=1e-5)
     np.testing.assert_allclose(shifts, truth["shifts"], atol=1e-4)
+
+
+
+def test_heterogeneous_ab_initio_classes_then_one_frame(tmp_path):
+    """Heterogeneous: while the poses are searched every image is in one of the classes (their
+    sizes in metrics.jsonl), the decoder trained at the class points and the encoder drawn to
+    them (the loss: mse + the pull); the first refinement epoch superposes the smaller class
+    onto the larger (recorded) and the VAE takes over (mse + the KL term)."""
+    from cryoscape.core.simulate.dataset import simulate
+    data = tmp_path / "data"
+    n = 128
+    simulate("discrete", n, data, D=D, ctf=True, max_shift=2.0, states=2, seed=6)
+    cfg = abinit_config(data, zdim=2, search_classes=2, search_epochs=2, num_epochs=4,
+                        batch_size=8, dec_dim=64)
+    train(cfg, tmp_path / "run", progress=False)
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["poses"] for r in rows] == ["pretrain", "search", "search", "refine"]
+    for r in rows[1:3]:
+        assert len(r["classes"]) == 2 and sum(r["classes"]) == n
+    sizes = rows[2]["classes"]
+    frames = rows[3]["class_frames"]
+    assert [(f["class"], f["onto"]) for f in frames] == [(int(np.argmin(sizes)),
+                                                          int(np.argmax(sizes)))]
+    assert -1 <= frames[0]["correlation"] <= 1
+    pull = [r["loss"] - r["mse"] for r in rows]
+    kl_term = rows[3]["beta"] * rows[3]["kl"] / (np.pi * (D // 2) ** 2)
+    assert min(pull[:3]) > 0.05 and pull[3] == pytest.approx(kl_term, rel=0.2)
+    rot, _ = _found(tmp_path / "run")
+    np.testing.assert_allclose(np.linalg.det(rot), 1.0, atol=1e-4)

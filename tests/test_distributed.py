@@ -279,3 +279,26 @@ def test_ab_initio_stop_in_refinement_resume_on_one(tmp_path, abinit_settings, a
     assert ranks[0]["state"] == {"state": "stopped", "epoch": 2, "batch": 5}
     assert train(None, two, resume=True, progress=False)["state"] == "done"
     same_ab_initio(two, abinit_one)
+
+
+def test_heterogeneous_ab_initio_classes_on_two_processes(tmp_path, abinit_settings):
+    """Heterogeneous, while the images are in classes (pretraining and search: no sampling
+    noise, the decoder at the class points): the classes each rank found are gathered, and
+    the losses, poses and classes are one process's."""
+    import dataclasses
+
+    from cryoscape.core.io.pickles import load_pickles
+    from cryoscape.core.train import train
+    from cryoscape.core.train.checkpoint import load
+    cfg = dataclasses.replace(abinit_settings, zdim=2, num_epochs=2, search_classes=2)
+    one, two = tmp_path / "one", tmp_path / "two"
+    train(cfg, one, progress=False)
+    ranks = run_ranks(tmp_path, cfg.to_dict(), two)
+    assert all(r["state"]["state"] == "done" for r in ranks)
+    for a, b in zip(metrics(two), metrics(one), strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=TOL), a["epoch"]
+    classes = [load(r / "checkpoint.pt")["abinit"]["ref"] for r in (one, two)]
+    assert torch.equal(*classes) and len(set(classes[0].tolist())) == 2
+    (r2, t2), (r1, t1) = (load_pickles(r / "pose.2.pkl")[0] for r in (two, one))
+    np.testing.assert_allclose(r2, r1, atol=1e-3)
+    np.testing.assert_allclose(t2, t1, atol=1e-4)

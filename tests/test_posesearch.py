@@ -132,23 +132,26 @@ def decoder_images(model, lat, R, shifts, z=None):
 
 def test_search_model_homogeneous_and_heterogeneous():
     """search_model recovers the poses of images made by a decoder: homogeneous (one
-    decoded volume), and heterogeneous with two conformations (z clusters)."""
+    decoded volume), and heterogeneous with two conformations searched against two reference
+    points of z (each image against both volumes: its poses and its own conformation)."""
     D, n = 32, 16
     torch.manual_seed(0)
     lat = SliceLattice(D)
     rng = np.random.default_rng(2)
     R = torch.from_numpy(random_rotations(n, rng))
     shifts = torch.from_numpy(rng.uniform(-2, 2, (n, 2)).astype(np.float32))
-    ps = PoseSearch(lat, SearchConfig(images_per_volume=n // 2, kmin=8, kmax=12))
+    ps = PoseSearch(lat, SearchConfig(kmin=8, kmax=12))
     spacing = so3grid.grid_spacing_deg(ps.final_level)
     homo = build_model({"zdim": 0, "players": 2, "pdim": 64}, D + 1).eval()
     res = ps.search_model(homo, decoder_images(homo, lat, R, shifts), None)
     err = angle_deg(res.rot, R)           # a random decoder: a less distinct map than a particle
     assert float((err < spacing).float().mean()) >= 0.9 and float(err.max()) < 2 * spacing
     het = build_model({"zdim": 2, "players": 2, "pdim": 64}, D + 1).eval()
-    z = torch.tensor([[1.5, -1.0], [-1.5, 1.0]]).repeat_interleave(n // 2, 0)
-    z = z + 0.01 * torch.randn(n, 2)
-    res = ps.search_model(het, decoder_images(het, lat, R, shifts, z), None, z)
+    refs = torch.tensor([[1.5, -1.0], [-1.5, 1.0]])
+    state = torch.arange(n) % 2
+    z = refs[state] + 0.01 * torch.randn(n, 2)
+    res = ps.search_model(het, decoder_images(het, lat, R, shifts, z), None, refs)
+    assert torch.equal(res.ref, state)
     err = angle_deg(res.rot, R)
     assert float((err < spacing).float().mean()) >= 0.9 and float(err.max()) < 2 * spacing
     assert float((res.shift - shifts).abs().amax(1).median()) <= ps.h0 / 2 ** ps.cfg.levels

@@ -53,13 +53,17 @@ def add_args(parser):
     g.add_argument("--pretrain-epochs", type=int,
                    help="epochs with random poses before the first search (default: 1)")
     g.add_argument("--search-epochs", type=int,
-                   help="epochs whose poses are searched (default: 4); later epochs refine "
-                        "the poses by gradient descent")
+                   help="epochs whose poses are searched (default: 4, with --zdim > 0: 8); "
+                        "later epochs refine the poses by gradient descent")
     g.add_argument("--search-chunk", type=int,
                    help="images searched with one frozen decoder (default: 256)")
     g.add_argument("--search-method", choices=("beam", "bnb"),
                    help="keep the best K candidates per round, or the paper's branch and "
                         "bound (default: beam)")
+    g.add_argument("--search-classes", type=int,
+                   help="heterogeneous (--zdim > 0): volumes each image is searched against "
+                        "while the poses are searched, as classes of a 3D classification "
+                        "(default: 2)")
     g.add_argument("--beam", type=int, help="candidates kept per image and round (default: 8)")
     g.add_argument("--t-extent", type=float,
                    help="largest shift searched, +- px (default: scaled with the box)")
@@ -121,7 +125,8 @@ FIELDS = ("poses", "ctf", "zdim", "num_epochs", "batch_size", "lr", "wd", "beta"
           "downsample", "invert_data",
           "window", "window_r", "norm", "seed", "checkpoint_minutes", "threads", "device",
           "amp", "compile", "pose_search", "pretrain_epochs", "search_epochs", "search_chunk",
-          "search_method", "beam", "t_extent", "pose_sgd", "pose_lr", "tilt", "tilt_deg")
+          "search_method", "search_classes", "beam", "t_extent", "pose_sgd", "pose_lr", "tilt",
+          "tilt_deg")
 
 
 def command_line(args) -> list[str]:

@@ -4,13 +4,25 @@ The schedule (epochs 1-based; each phase switchable in TrainConfig):
 1. `pretrain_epochs` (paper: 1): random rotations, drawn anew for every batch, and no shifts;
    the decoder learns a rotational average of the structure, a start free of any bias.
 2. `search_epochs`: the images of each chunk of `search_chunk` are searched (core/posesearch)
-   with the decoder frozen for the chunk (homogeneous: one decoded volume serves the chunk;
-   heterogeneous: at each image's posterior mean z, computed with the image centred by its last
-   shift), then trained on with the poses found. A chunk, not a batch: decoding the volume is
-   the search's cost, and it is shared by every image of the chunk.
+   with the decoder frozen for the chunk, then trained on with the poses found. A chunk, not a
+   batch: decoding the volume is the search's cost, and it is shared by every image of the
+   chunk.
 3. the remaining epochs (`pose_sgd`): every image's pose is refined by gradient descent together
    with the decoder (CryoDRGN-AI's approach): a rotation correction exp([w]x) and a shift
    correction per particle, sparse Adam on the images of each batch.
+
+Heterogeneous (zdim > 0), while poses are not yet known (pretraining and search), the latent
+space holds `search_classes` fixed reference points (drawn from the prior, seeded) and each
+image belongs to one of them, as in a 3D classification (RELION, cryoSPARC): the images start
+in random classes, each image is searched against the volume of every class and joins the one
+it fits best, and the decoder is trained at its class's point while the encoder learns to put
+the image there (forward.run_batch's `z_ref`). Each class is reconstructed in a frame and hand
+of its own, so at the end of the classes every class's map is superposed onto the largest
+class's (core/volalign) and its images' poses follow; the refinement epochs then train the VAE
+as usual from there. Why: at the start the encoder's z carries nothing, so a search at it is a
+search against one consensus volume, and images of a conformation unlike the majority's never
+find their poses (on the two-conformation benchmark the minority's stayed ~90 degrees off,
+and its z never separated).
 
 On several processes (core/train/distributed) each rank searches its share of a chunk and
 the poses found are gathered; each rank refines the corrections of the images it trains and
@@ -33,9 +45,10 @@ import numpy as np
 import torch
 from cryoscape.core.io.atomic import atomic_open
 from cryoscape.core.poses import shifts_to_cryodrgn, tilt_rotation
-from cryoscape.core.posesearch import PoseSearch, SearchConfig, TiltPairs
+from cryoscape.core.posesearch import PoseSearch, SearchConfig, TiltPairs, VolumeSlicer
 from cryoscape.core.train.distributed import Group
 from cryoscape.core.train.forward import center_hartley, encoder_input
+from cryoscape.core.volalign import align_maps, moved_poses
 
 PRETRAIN, SEARCH, REFINE = "pretrain", "search", "refine"
 
@@ -77,6 +90,12 @@ class AbInitio:
         torch.nn.init.zeros_(self.delta.weight)
         self.optim = torch.optim.SparseAdam(self.delta.parameters(), lr=cfg.pose_lr)
         self.tilt_rot = torch.as_tensor(tilt_rotation(cfg.tilt_deg)) if data.has_tilt else None
+        self.refs = self.ref = None       # heterogeneous: the classes' points, each image's class
+        self.frames = None                # how _superpose_classes moved each class
+        if cfg.zdim:
+            g = torch.Generator().manual_seed(cfg.seed)
+            self.refs = torch.randn(cfg.search_classes, cfg.zdim, generator=g)
+            self.ref = torch.randint(cfg.search_classes, (self.N,), generator=g)
         self.search_seconds, self.searched_images = 0.0, 0
 
     def phase(self, epoch: int) -> str:
@@ -86,6 +105,11 @@ class AbInitio:
         if epoch < self.cfg.pretrain_epochs + self.cfg.search_epochs or not self.cfg.pose_sgd:
             return SEARCH
         return REFINE
+
+    def classifying(self, epoch: int) -> bool:
+        """Whether a heterogeneous run's images belong to classes in this 0-based epoch (the
+        pretraining and the search epochs: see the module)."""
+        return self.refs is not None and epoch < self.cfg.pretrain_epochs + self.cfg.search_epochs
 
     def band(self, epoch: int) -> int:
         """The search's band limit (px) in a 0-based search epoch: from D/4 in the first to
@@ -107,7 +131,11 @@ class AbInitio:
 
     @torch.no_grad()
     def prepare(self, model, order: torch.Tensor, epoch: int, batch_i: int) -> None:
-        """Before batch `batch_i` of `epoch`: search the poses of the chunk it starts, if any."""
+        """Before batch `batch_i` of `epoch`: search the poses of the chunk it starts, if any;
+        at the start of the first epoch after the classes, superpose them."""
+        if batch_i == 0 and self.refs is not None \
+                and epoch == self.cfg.pretrain_epochs + self.cfg.search_epochs:
+            self._superpose_classes(model)
         if self.phase(epoch) != SEARCH or batch_i % self.chunk_batches():
             return
         B = self.cfg.batch_size
@@ -117,9 +145,13 @@ class AbInitio:
         if len(idx):
             self._search(model, idx, epoch)
         if self.group.active:                     # every rank keeps the whole pose table
-            found = torch.cat([self.rot[idx].reshape(-1, 9), self.shift[idx]], 1)
-            found = self.group.gather_rows(found, len(chunk))
-            self.rot[chunk], self.shift[chunk] = found[:, :9].reshape(-1, 3, 3), found[:, 9:]
+            found = [self.rot[idx].reshape(-1, 9), self.shift[idx]]
+            if self.ref is not None:
+                found.append(self.ref[idx, None].float())
+            found = self.group.gather_rows(torch.cat(found, 1), len(chunk))
+            self.rot[chunk], self.shift[chunk] = found[:, :9].reshape(-1, 3, 3), found[:, 9:11]
+            if self.ref is not None:
+                self.ref[chunk] = found[:, 11].round().long()
 
     def _search(self, model, idx: torch.Tensor, epoch: int) -> None:
         t0 = time.perf_counter()
@@ -129,19 +161,58 @@ class AbInitio:
         tilt = None
         if self.tilt_rot is not None:
             tilt = TiltPairs(*self.data.tilt_batch(idx), self.tilt_rot)
-        z = None
-        if model.zdim:
-            lat, shift = self.data.lattice, self.shift[idx].to(y.device)
-            x_tilt = None if tilt is None else encoder_input(
-                lat, center_hartley(tilt.y, self.freqs, shift), tilt.ctf)
-            z = model.encode(encoder_input(lat, center_hartley(y, self.freqs, shift), ctf),
-                             x_tilt)[0].float()
-        found = self.search(epoch).search_model(model, y, ctf, z, tilt=tilt)
+        refs = self.refs
+        if model.zdim and not self.classifying(epoch):
+            refs = self._centres(model, idx, y, ctf, tilt)
+        found = self.search(epoch).search_model(model, y, ctf, refs, tilt=tilt)
         self.rot[idx] = found.rot.float().cpu()
         self.shift[idx] = found.shift.float().cpu()
+        if self.classifying(epoch):
+            self.ref[idx] = found.ref
         model.train(was_training)
         self.search_seconds += time.perf_counter() - t0
         self.searched_images += len(idx)
+
+    def _superpose_classes(self, model) -> None:
+        """Every class's map (decoded at its point) brought onto the largest class's, and its
+        images' poses moved with it (core/volalign): each class was reconstructed in a frame
+        and hand of its own. With tilt pairs the data fix the hand: rotations only."""
+        counts = torch.bincount(self.ref, minlength=len(self.refs))
+        order = [int(j) for j in counts.argsort(descending=True) if counts[j]]
+        was_training = model.training
+        model.eval()
+        kmax = self.D // 4
+
+        def volume(j):
+            return VolumeSlicer.from_model(model, self.D, self.refs[j], kmax=kmax + 1)
+
+        ref = volume(order[0])
+        self.frames = []
+        for j in order[1:]:
+            Q, mirrored, corr = align_maps(ref, volume(j), self.D, kmax,
+                                           hands=self.tilt_rot is None)
+            mine = self.ref == j
+            self.rot[mine] = moved_poses(self.rot[mine], Q, mirrored)
+            self.frames.append({"class": j, "onto": order[0], "mirrored": mirrored,
+                                "correlation": round(corr, 4)})
+        model.train(was_training)
+
+    def _centres(self, model, idx, y, ctf, tilt) -> torch.Tensor:
+        """After the classes: `search_classes` k-means centres of the images' posterior mean z
+        (each image centred by its last shift), the reference points of a later search."""
+        from cryoscape.core.analysis.sampling import kmeans
+        lat, shift = self.data.lattice, self.shift[idx].to(y.device)
+        x_tilt = None if tilt is None else encoder_input(
+            lat, center_hartley(tilt.y, self.freqs, shift), tilt.ctf)
+        z = model.encode(encoder_input(lat, center_hartley(y, self.freqs, shift), ctf),
+                         x_tilt)[0].float().cpu().numpy()
+        k = min(len(z), self.cfg.search_classes)
+        return torch.as_tensor(kmeans(z, k, seed=0, n_init=1).centers, dtype=torch.float32)
+
+    def z_ref(self, idx: torch.Tensor, epoch: int) -> torch.Tensor | None:
+        """The class points of a batch's images while classifying (run_batch's z_ref)."""
+        return self.refs[self.ref[idx.cpu()]].to(self.device) if self.classifying(epoch) \
+            else None
 
     def batch(self, idx: torch.Tensor, y: torch.Tensor, epoch: int, batch_i: int,
               y_tilt: torch.Tensor | None = None, within: tuple[int, int] | None = None):
@@ -209,8 +280,13 @@ class AbInitio:
                          shifts_to_cryodrgn(shift.numpy(), self.D)), f, protocol=4)
 
     def epoch_summary(self) -> dict:
-        """Search time per image since the last summary (ms), for metrics.jsonl."""
+        """For metrics.jsonl: search time per image since the last summary (ms); while
+        classifying, the images per class; after superposing the classes, how each was moved."""
         out = {}
+        if self.ref is not None and self.searched_images and self.frames is None:
+            out["classes"] = torch.bincount(self.ref, minlength=len(self.refs)).tolist()
+        if self.frames:
+            out["class_frames"], self.frames = self.frames, []
         if self.searched_images:
             out["search_ms_per_image"] = 1e3 * self.search_seconds / self.searched_images
         self.search_seconds, self.searched_images = 0.0, 0
@@ -218,10 +294,13 @@ class AbInitio:
 
     def state_dict(self) -> dict:
         return {"rot": self.rot.clone(), "shift": self.shift.clone(),
+                "ref": None if self.ref is None else self.ref.clone(),
                 "delta": self.delta.weight.detach().cpu(), "optim": self.optim.state_dict()}
 
     def load_state_dict(self, s: dict) -> None:
         self.rot, self.shift = s["rot"], s["shift"]
+        if s.get("ref") is not None:
+            self.ref = s["ref"]
         with torch.no_grad():
             self.delta.weight.copy_(s["delta"])
         self.optim.load_state_dict(s["optim"])

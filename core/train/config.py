@@ -68,9 +68,12 @@ class TrainConfig:
     # ab initio (core/train/abinit): no poses given, they are searched and then refined
     pose_search: bool = False
     pretrain_epochs: int = 1           # random poses (the paper's first epoch)
-    search_epochs: int = 4             # epochs whose poses are searched, after the pretraining
+    search_epochs: int | None = None   # epochs whose poses are searched, after the pretraining
+                                       # (None: 4; 8 with zdim > 0, where classes form first)
     search_chunk: int = 256            # images searched with one frozen decoder
     search_method: str = "beam"        # beam (best K) or bnb (the paper's bound)
+    search_classes: int = 2            # heterogeneous: reference volumes each image is
+                                       # searched against (core/train/abinit)
     beam: int = 8                      # candidates kept per image and round
     t_extent: float | None = None      # shift search range, +- px; None: the search's default
     pose_sgd: bool = True              # refine poses by gradient descent after the search
@@ -89,10 +92,12 @@ class TrainConfig:
             raise CryoscapeError("--num-epochs and --batch-size must be >= 1")
         if self.domain not in ("fourier", "hartley"):
             raise CryoscapeError(f"--domain must be fourier or hartley, not {self.domain!r}")
+        if self.search_epochs is None:
+            self.search_epochs = 8 if self.zdim else 4
         if self.pose_search and (self.pretrain_epochs < 0 or self.search_epochs < 1
-                                 or self.search_chunk < 1):
-            raise CryoscapeError("pose search needs --pretrain-epochs >= 0, --search-epochs >= 1 "
-                                 "and --search-chunk >= 1")
+                                 or self.search_chunk < 1 or self.search_classes < 1):
+            raise CryoscapeError("pose search needs --pretrain-epochs >= 0, --search-epochs >= 1, "
+                                 "--search-chunk >= 1 and --search-classes >= 1")
         if self.search_method not in ("beam", "bnb"):
             raise CryoscapeError(f"--search-method must be beam or bnb, not "
                                  f"{self.search_method!r}")

@@ -183,8 +183,9 @@ class BatchLoss(torch.nn.Module):
         super().__init__()
         self.model, self.lattice = model, lattice
 
-    def forward(self, y, rot, ctf, beta, noise, tilt=None):
-        return run_batch(self.model, self.lattice, y, rot, ctf, beta, noise, tilt=tilt)
+    def forward(self, y, rot, ctf, beta, noise, tilt=None, z_ref=None):
+        return run_batch(self.model, self.lattice, y, rot, ctf, beta, noise, tilt=tilt,
+                         z_ref=z_ref)
 
 
 def wrap(model, lattice, group: Group, device: torch.device):

@@ -54,7 +54,7 @@ def encoder_input(lat: SliceLattice, y: torch.Tensor, ctf: torch.Tensor | None) 
 
 def run_batch(model, lat: SliceLattice, y: torch.Tensor, rot: torch.Tensor,
               ctf: torch.Tensor | None, beta: float, noise: torch.Generator | None,
-              per_image: bool = False, tilt=None):
+              per_image: bool = False, tilt=None, z_ref: torch.Tensor | None = None):
     """Loss of one batch: (loss, mse, kl). y [B, kept points], rot [B, 3, 3], ctf [B, 9]|None.
     per_image: each of them per image [B] instead of the batch's means.
 
@@ -67,6 +67,11 @@ def run_batch(model, lat: SliceLattice, y: torch.Tensor, rot: torch.Tensor,
     decoder evaluates only half of it (`symmetric=True`).
 
     `noise` draws the reparameterisation samples (None: use the posterior mean).
+
+    z_ref [B, zdim] (heterogeneous ab initio while poses are searched, core/train/abinit):
+    the decoder is evaluated at these reference points instead of the encoder's sample, and
+    the encoder's mean is drawn to them (squared error, added to the loss in place of the KL
+    term, which is still reported).
     """
     z = None
     kl = y.new_zeros(len(y) if per_image else ())
@@ -75,7 +80,11 @@ def run_batch(model, lat: SliceLattice, y: torch.Tensor, rot: torch.Tensor,
         mu, logvar = model.encode(encoder_input(lat, y, ctf), x_tilt)
         kl = VAE.kl_divergence(mu.float(), logvar.float(), per_image)
         z = mu
-        if noise is not None:
+        if z_ref is not None:
+            z = z_ref.to(mu.dtype)
+            pull = (mu.float() - z_ref).pow(2).sum(-1)
+            pull = pull if per_image else pull.mean()
+        elif noise is not None:
             eps = torch.randn(mu.shape, generator=noise, device=mu.device, dtype=mu.dtype)
             z = mu + eps * torch.exp(0.5 * logvar)
     target = y[:, lat.loss_sel]
@@ -97,5 +106,5 @@ def run_batch(model, lat: SliceLattice, y: torch.Tensor, rot: torch.Tensor,
         mse = mse.mean(-1)
         if tilt is not None:
             mse = 0.5 * (mse[:len(y)] + mse[len(y):])
-    loss = mse + beta * kl / lat.n_loss
+    loss = mse + (pull if z_ref is not None else beta * kl / lat.n_loss)
     return loss, mse, kl

@@ -305,10 +305,11 @@ class Trainer:
             y, rot, y_t = self.abinit.batch(idx, y, self.epoch, self.batch_i, y_t,
                                             within=(first, n_batch))
         tilt = None if y_t is None else (y_t, ctf_t, self.tilt_rot)
+        z_ref = None if self.abinit is None else self.abinit.z_ref(idx, self.epoch)
         self.optim.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
             loss, mse, kl = self.batch_loss(y, rot, ctf, self.cfg.kl_weight, self.noise,
-                                            tilt=tilt)
+                                            tilt=tilt, z_ref=z_ref)
         value, mse, kl = loss.detach().item(), mse.detach().item(), kl.detach().item()
         if self.group.active:     # the global batch's means, the same on every rank
             n = float(len(idx)) if weight else 0.0     # images of this rank's share

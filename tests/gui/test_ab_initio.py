@@ -59,7 +59,7 @@ def test_pose_search_options_are_the_cli_defaults(window):
     cli = TrainConfig.with_preset("abinit", particles="p.mrcs", pose_search=True)
     got = _parsed(args)
     for name in ("pose_search", "pretrain_epochs", "search_epochs", "search_chunk",
-                 "search_method", "beam", "t_extent", "pose_sgd", "pose_lr", "enc_layers",
+                 "search_classes", "search_method", "beam", "t_extent", "pose_sgd", "pose_lr", "enc_layers",
                  "enc_dim", "dec_layers", "dec_dim", "zdim", "num_epochs", "batch_size"):
         assert getattr(got, name) == getattr(cli, name), name
     assert (got.enc_dim, got.dec_dim) == (256, 256)         # --pose-search's 3 x 256
@@ -68,9 +68,10 @@ def test_pose_search_options_are_the_cli_defaults(window):
     s.t_extent.setValue(3.0)
     s.pose_sgd.setChecked(False)
     s.search_epochs.setValue(7)
+    s.search_classes.setValue(2)
     got = _parsed(tp.train_args())
-    assert (got.search_method, got.t_extent, got.pose_sgd, got.search_epochs) == \
-        ("bnb", 3.0, False, 7)
+    assert (got.search_method, got.t_extent, got.pose_sgd, got.search_epochs,
+            got.search_classes) == ("bnb", 3.0, False, 7, 2)
     assert got.tilt is None
     tp.tilt.setText("tilted.mrcs")                          # tilt pairs
     tp.tilt_deg.setValue(-30)

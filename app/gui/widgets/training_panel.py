@@ -89,11 +89,16 @@ class _SearchOptions(QWidget):
         d = SEARCH_DEFAULTS
         self.pretrain_epochs = _spin(0, 1000, d.pretrain_epochs,
                                      tip="epochs with random poses before the first search")
-        self.search_epochs = _spin(1, 1000, d.search_epochs,
+        self.search_epochs = _spin(0, 1000, 0,
                                    tip="epochs whose poses are searched; later epochs refine "
-                                       "them by gradient descent")
+                                       "them by gradient descent (auto: 4, or 8 with z dim > 0)")
+        self.search_epochs.setSpecialValueText("auto")
         self.search_chunk = _spin(1, 1_000_000, d.search_chunk, 32,
                                   tip="images searched with one frozen decoder")
+        self.search_classes = _spin(1, 64, d.search_classes,
+                                    tip="heterogeneous (z dim > 0): volumes each image is "
+                                        "searched against while the poses are searched, as "
+                                        "classes of a 3D classification")
         self.method = QComboBox()
         self.method.addItems(["beam", "bnb"])
         self.method.setCurrentText(d.search_method)
@@ -119,6 +124,7 @@ class _SearchOptions(QWidget):
         form.addRow("Pretrain epochs", self.pretrain_epochs)
         form.addRow("Search epochs", self.search_epochs)
         form.addRow("Search chunk", self.search_chunk)
+        form.addRow("Classes", self.search_classes)
         row = QHBoxLayout()
         row.addWidget(self.method)
         row.addWidget(QLabel("keep"))
@@ -130,9 +136,11 @@ class _SearchOptions(QWidget):
 
     def args(self) -> list[str]:
         args = ["--pose-search", "--pretrain-epochs", str(self.pretrain_epochs.value()),
-                "--search-epochs", str(self.search_epochs.value()),
                 "--search-chunk", str(self.search_chunk.value()),
+                "--search-classes", str(self.search_classes.value()),
                 "--search-method", self.method.currentText(), "--beam", str(self.beam.value())]
+        if self.search_epochs.value() > 0:
+            args += ["--search-epochs", str(self.search_epochs.value())]
         if self.t_extent.value() > 0:
             args += ["--t-extent", f"{self.t_extent.value():g}"]
         if not self.pose_sgd.isChecked():
@@ -143,8 +151,9 @@ class _SearchOptions(QWidget):
         """From TrainConfig field names (missing ones: the defaults)."""
         v = {**SEARCH_DEFAULTS.to_dict(), **{k: x for k, x in values.items() if x is not None}}
         self.pretrain_epochs.setValue(int(v["pretrain_epochs"]))
-        self.search_epochs.setValue(int(v["search_epochs"]))
+        self.search_epochs.setValue(int(values.get("search_epochs") or 0))     # 0: auto
         self.search_chunk.setValue(int(v["search_chunk"]))
+        self.search_classes.setValue(int(v["search_classes"]))
         self.method.setCurrentText(v["search_method"])
         self.beam.setValue(int(v["beam"]))
         self.t_extent.setValue(float(v["t_extent"] or 0.0))

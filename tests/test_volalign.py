@@ -1,0 +1,54 @@
+"""Aligning one map onto another (rotation and hand) and moving the poses with it."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from cryoscape.core.posesearch import VolumeSlicer
+from cryoscape.core.simulate import make_volume
+from cryoscape.core.so3grid import grid_spacing_deg
+from cryoscape.core.train.abinit import random_rotations
+from cryoscape.core.train.forward import SliceLattice
+from cryoscape.core.volalign import MIRROR, align_maps, moved_poses
+
+D = 32
+
+
+def angle_deg(A, B) -> float:
+    cos = ((A.T @ B).trace() - 1) / 2
+    return float(torch.rad2deg(torch.arccos(cos.clamp(-1, 1))))
+
+
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_align_finds_the_rotation_and_hand_and_moves_the_poses(mirrored):
+    """A map seen in another frame (rotated by Q0, and mirrored): align_maps finds the frame
+    within the final grid spacing, and every slice of the moving map at a pose R equals the
+    reference's slice at the moved pose."""
+    ref = VolumeSlicer.from_map(make_volume("homogeneous", None, D))
+    g = torch.Generator().manual_seed(1)
+    Q0 = random_rotations(1, g)[0]
+    frame = MIRROR @ Q0 if mirrored else Q0
+
+    def mov(k):                        # the same map, in the other frame
+        return ref(k @ frame)
+
+    Q, found_mirrored, corr = align_maps(ref, mov, D, D // 4)
+    assert found_mirrored == mirrored and corr > 0.9
+    expected = MIRROR @ Q0.T @ MIRROR if mirrored else Q0.T    # mov(k @ [MIRROR @] Q) = ref(k)
+    assert angle_deg(Q, expected) < grid_spacing_deg(4)
+    R = random_rotations(16, g)
+    x = SliceLattice(D).coords                                        # the slice's points
+    moved = moved_poses(R, Q, found_mirrored)
+    np.testing.assert_allclose(torch.linalg.det(moved), 1.0, atol=1e-5)
+    a, b = mov(x @ R), ref(x @ moved)
+    assert float((a - b).norm() / a.norm()) < 0.05
+
+
+def test_align_without_hands_keeps_the_hand():
+    ref = VolumeSlicer.from_map(make_volume("homogeneous", None, D))
+
+    def mov(k):
+        return ref(k @ MIRROR)
+
+    assert align_maps(ref, mov, D, D // 4, hands=False)[1] is False
+    assert align_maps(ref, mov, D, D // 4)[1] is True
