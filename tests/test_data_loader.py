@@ -3,6 +3,7 @@ batches, input errors in a worker stay one-line errors, workers end, --downsampl
 is the `cryoscape downsample` stack, and the run records the box it trained at."""
 from __future__ import annotations
 
+import json
 import warnings
 
 import mrcfile
@@ -12,7 +13,7 @@ import torch
 import yaml
 from cryoscape.core.errors import CryoscapeError, CryoscapeWarning, InputFileError
 from cryoscape.core.io.cryodrgn import save_index
-from cryoscape.core.io.downsample import downsample_stack
+from cryoscape.core.io.downsample import downsample_particles, downsample_stack
 from cryoscape.core.io.stack import open_images
 from cryoscape.core.train import data as train_data
 from cryoscape.core.train.data import TrainData, epoch_order
@@ -145,6 +146,21 @@ def test_run_trained_downsampled_records_its_box(tiny_files, tiny_settings, tmp_
     run = Run.open(tmp_path / "run")
     assert run.D == 16 and run.apix == pytest.approx(2 * full_apix)
     assert run.decode(run.latents()[:1]).shape == (1, 16, 16, 16)
+    # its own (32 px) images serve the tools, Fourier-cropped as read: the training's z, and
+    # the per-image fit of the training images (the run's own, or the file given)
+    from cryoscape.core.analysis.fit import evaluate_images
+    from cryoscape.core.io.particles import load_particles
+    images = load_particles(tiny_files["particles"], poses=tiny_files["poses"],
+                            ctf=tiny_files["ctf"], ind=str(ind), lazy=True)
+    np.testing.assert_allclose(run.encode(images), run.latents(), atol=1e-4)
+    own = evaluate_images(run)
+    given = evaluate_images(run, tiny_files["particles"], poses=tiny_files["poses"],
+                            ctf=tiny_files["ctf"], ind=str(ind))
+    np.testing.assert_allclose(own.mse, given.mse, rtol=1e-5)
+    last = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert float(np.mean(own.mse)) == pytest.approx(last["mse"], rel=0.3)
+    with pytest.raises(CryoscapeError, match="trained on 16 px"):
+        run.encode(downsample_particles(images, 8))
 
 
 def test_cli_says_when_cuda_is_absent(tiny_files, tmp_path, capsys):

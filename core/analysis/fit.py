@@ -64,6 +64,7 @@ def eval_particles(run, particles, poses=None, ctf=None, ind=None, datadir=None,
     run given its .mrcs), else the poses an ab initio run found (its pose.N.pkl at `epoch`).
     Refuses images without poses or without a CTF the run needs."""
     from cryoscape.core.analysis.runfiles import dataset_path
+    from cryoscape.core.io.downsample import check_run_box
     from cryoscape.core.io.particles import load_particles
     from cryoscape.core.train.encode import uses_ctf
 
@@ -76,13 +77,11 @@ def eval_particles(run, particles, poses=None, ctf=None, ind=None, datadir=None,
                            datadir=datadir, lazy=True)
     if p.rotations is None and run.pose_files():
         rot, shifts = found_poses(run, particles, ind, len(p), epoch)
-        p = dataclasses.replace(p, rotations=rot, shifts=shifts)
+        p = dataclasses.replace(p, rotations=rot, shifts=shifts * (p.D / run.D))
     if p.rotations is None:
         raise InputFileError(particles, "no poses: give them with --poses (neither the file, "
                                         "the run's config nor its pose*.pkl have any)")
-    if p.D != run.D:
-        raise InputFileError(particles, f"images are {p.D} px but the run was trained on "
-                                        f"{run.D} px; downsample them first")
+    check_run_box(p, run.D)
     if need_ctf and p.ctf is None:
         raise InputFileError(particles, "the run was trained with CTF correction: give the "
                                         "images' CTF (--ctf or a .star/.cs with CTF)")
@@ -155,7 +154,7 @@ def evaluate_images(run, particles=None, *, poses=None, ctf=None, ind=None, data
     data = TrainData(p, invert=ds.get("invert_data", True), window=ds.get("window", True),
                      window_r=ds.get("window_r", 0.85), norm=ds["norm"],
                      enc_radius=model_args(run.config).get("enc_mask"), lazy=True,
-                     device=run.device, tilt=tilt)
+                     device=run.device, tilt=tilt, downsample=run.D)
     mse, kl = np.empty(data.N, np.float32), np.empty(data.N, np.float32)
     starts = range(0, data.N, batch_size)
     if progress is True:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from cryoscape.core.errors import CryoscapeError
+from cryoscape.core.errors import CryoscapeError, InputFileError
 from cryoscape.core.io.mrc import new_mrc_stack
 from cryoscape.core.io.stack import ImageSource
 
@@ -42,6 +42,15 @@ class CroppedSource:
 
     def __getitem__(self, idx) -> np.ndarray:
         return fourier_crop(self.src[idx], self.D)
+
+
+def check_run_box(p, D: int) -> None:
+    """Refuse images smaller than the box D a run was trained on; larger ones serve, Fourier-
+    cropped to D as they are read (TrainData's `downsample`, as `train --downsample`)."""
+    if p.D < D:
+        raise InputFileError(p.path, f"images are {p.D} px but the run was trained on {D} px "
+                                     "(larger images are Fourier-cropped to it, smaller ones "
+                                     "cannot serve)")
 
 
 def downsample_particles(p, d: int):

@@ -12,6 +12,7 @@ import os
 import numpy as np
 import torch
 from cryoscape.core.errors import CryoscapeError, InputFileError
+from cryoscape.core.io.downsample import check_run_box
 from cryoscape.core.io.particles import Particles, load_particles
 from cryoscape.core.io.stack import ImageSource
 from cryoscape.core.models.cryodrgn_compat import model_args, unsupported_encoder
@@ -81,9 +82,7 @@ def posterior(model, config: dict, particles: Particles, *, batch_size: int = 25
     check_encoder(model, config, tilt)
     ds = config["dataset_args"]
     D = int(config["lattice_args"]["D"]) - 1
-    if particles.D != D:
-        raise InputFileError(particles.path, f"images are {particles.D} px but the run was "
-                                             f"trained on {D} px; downsample them first")
+    check_run_box(particles, D)
     if uses_ctf(config) and particles.ctf is None:
         raise InputFileError(particles.path, "the run was trained with CTF correction: give "
                                              "the images' CTF (--ctf, a .star/.cs with CTF, or "
@@ -91,7 +90,7 @@ def posterior(model, config: dict, particles: Particles, *, batch_size: int = 25
     data = TrainData(particles, invert=ds.get("invert_data", True),
                      window=ds.get("window", True), window_r=ds.get("window_r", 0.85),
                      norm=ds["norm"], enc_radius=model_args(config).get("enc_mask"),
-                     lazy=True, need_poses=False, device=device, tilt=tilt)
+                     lazy=True, need_poses=False, device=device, tilt=tilt, downsample=D)
     model = model.to(device)
     with torch.no_grad():
         return encode_all(model, data, batch_size)
