@@ -198,7 +198,7 @@ class TrainingPanel(QWidget):
         for w in (self.enc_layers, self.enc_dim, self.dec_layers, self.dec_dim):
             w.setToolTip(ARCHITECTURE_TIP)
         self.extra = QLineEdit()
-        self.extra.setPlaceholderText("more train options, e.g. --lazy")
+        self.extra.setPlaceholderText("more train options, e.g. --lazy --workers 2 --downsample 64")
         form = QFormLayout()
         form.addRow("Particles", self.particles)
         form.addRow("Poses", self.pose_mode)
