@@ -98,25 +98,26 @@ def _json(cmd) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def processes(data: Path, n_epochs: int = 1) -> list[dict]:
-    """Images/s of one epoch on 1 and 2 gloo processes started by torchrun."""
+def processes(data: Path, cpus: int, n_epochs: int = 1) -> list[dict]:
+    """Images/s of one epoch started by torchrun: 1 process with every core as threads, 1
+    process of 1 thread, and 2 gloo processes sharing the cores."""
     rows = []
-    for nproc in (1, 2):
-        out = WORK / f"run_p{nproc}"
+    for nproc, threads in ((1, cpus), (1, 1), (2, max(1, cpus // 2))):
+        out = WORK / f"run_p{nproc}_t{threads}"
         shutil.rmtree(out, ignore_errors=True)
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                "--nproc-per-node", str(nproc), "-m", "cryoscape.app.cli", "train",
                str(data / "particles.mrcs"), "--poses", str(data / "poses.pkl"), "--ctf",
                str(data / "ctf.pkl"), "-o", str(out), "-n", str(n_epochs), "-b", "32",
-               "--no-progress", *ARCH]
+               "--threads", str(threads), "--no-progress", *ARCH]
         t = time.perf_counter()
         r = subprocess.run(cmd, check=False, capture_output=True, text=True)
         wall = time.perf_counter() - t
         if r.returncode:
             raise SystemExit(f"torchrun failed:\n{r.stderr[-2000:]}")
         m = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
-        rows.append({"nproc": nproc, "images_per_s": m["images_per_s"], "epoch_s": m["time"],
-                     "wall_s": wall})
+        rows.append({"nproc": nproc, "threads": threads, "images_per_s": m["images_per_s"],
+                     "epoch_s": m["time"], "wall_s": wall})
         shutil.rmtree(out)
         print(rows[-1])
     return rows
@@ -248,15 +249,15 @@ def report(a, argv, proc, mem, stack_gib, opened, load) -> str:
               "epoch, batch 32)"),
              "", ("| processes | threads each | images/s | vs 1 process | epoch steps (s) | "
                   "wall with start-up (s) |"), "|---|---|---|---|---|---|"]
-    lines += [f"| {r['nproc']} | {max(1, cpus // r['nproc'])} | {r['images_per_s']:.1f} | "
+    lines += [f"| {r['nproc']} | {r['threads']} | {r['images_per_s']:.1f} | "
               f"{r['images_per_s'] / one:.2f} | {r['epoch_s']:.1f} | {r['wall_s']:.1f} |"
               for r in proc]
-    lines += ["", ("On one machine the processes share its cores (each takes cores/processes "
-                   "threads): this compares one process of 2 threads with 2 one-thread "
-                   "processes that also all-reduce their gradients every step. On a machine "
-                   "loaded beyond its cores, as this one, a multi-threaded step waits for its "
-                   "slowest thread, which favours one thread per process; the speed-up "
-                   "data-parallel training is for comes from more sockets, nodes or GPUs."), "",
+    lines += ["", ("On one machine the processes share its cores: 1 process of all the cores' "
+                   "threads, 1 process of 1 thread (what each of the 2 processes has) and 2 "
+                   "processes that also all-reduce their gradients every step. The speed-up "
+                   "data-parallel training is for comes from more sockets, nodes or GPUs; on "
+                   "one socket it shows what splitting the batch over processes costs or "
+                   "gains against threads."), "",
               (f"### Lazy reading with workers vs in memory ({a.n2} images, D={a.D2}, "
                f"{stack_gib:.2f} GiB stack; address-space limit {a.limit_gib:g} GiB)"), "",
               ("| mode | address-space limit | result | workers | peak RSS (GiB) | images/s | "
@@ -318,7 +319,9 @@ def main(argv=None):
     try:
         small = simulate("linear", a.n1, WORK / "small", D=a.D1, snr=0.1, ctf=True,
                          max_shift=3.0, seed=0).path
-        proc = processes(small)
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+            else os.cpu_count()
+        proc = processes(small, cpus)
         base = simulate("linear", 1000, WORK / "base", D=a.D2, snr=0.1, ctf=True,
                         max_shift=3.0, seed=1).path
         stack_gib = tiled_stack(base, WORK / "big", a.n2)
