@@ -65,12 +65,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from _report import command, write_section
+from cryoscape.core.poses import FLIP, mirrored_poses
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "_work" / "ab_initio"
 VENV = HERE / "_cryodrgn_venv"
 CRYODRGN = VENV / "bin" / "cryodrgn"
-FLIP = np.diag([1.0, 1.0, -1.0])
 ISSUE_N = 3000
 
 
@@ -120,7 +120,7 @@ class Frame:
         R = np.asarray(R, np.float64)
         P = R @ self.B.T
         if self.mirrored:
-            P = FLIP @ P @ FLIP
+            P = mirrored_poses(P)
         return P, np.asarray(shifts, np.float64) - (R @ self.offset)[:, :2]
 
 
@@ -218,7 +218,7 @@ def self_check(D: int = 32, n: int = 600) -> dict:
     a_true = area(R, t, true_map)
     for mirrored in (False, True):
         fr0 = Frame(_random_rotation(rng), mirrored, np.array([1.5, -1.0, 2.0]))
-        ref = FLIP @ R @ FLIP if mirrored else R
+        ref = mirrored_poses(R) if mirrored else R
         R_f = ref @ fr0.B
         t_f = t + (R_f @ fr0.offset)[:, :2]
         pe = pose_error(R_f, R, t_f, t)

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 from cryoscape.core.errors import CryoscapeError, InputFileError
+from cryoscape.core.poses import mirrored_poses
 
-FLIP = np.diag([1.0, 1.0, -1.0])
 HANDS = ("same", "mirrored")
 _CANDIDATES = 200     # images whose single-image alignment is tried as the global rotation
 _SCORED = 4000        # images that score each candidate
@@ -104,7 +104,7 @@ def pose_error(R_found, R_true, t_found=None, t_true=None) -> dict:
         raise CryoscapeError(f"pose error needs matching non-empty pose sets, got "
                              f"{len(R_found)} and {len(R_true)}")
     fits = {}
-    for hand, ref in zip(HANDS, (R_true, FLIP @ R_true @ FLIP)):
+    for hand, ref in zip(HANDS, (R_true, mirrored_poses(R_true))):
         B, err = align_rotations(R_found, ref)
         fits[hand] = (float(np.median(err)), B, err, ref)
     hand = min(HANDS, key=lambda h: fits[h][0])

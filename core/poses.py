@@ -11,6 +11,9 @@ vectors (`coords_3d = coords_2d @ R`), the tilted image's pose is `tilt_rotation
 cryoDRGN: the specimen, as posed in the untilted image, turned by +deg about x (right-handed,
 y towards z) before it is projected along z. Both images share the particle's shift, as
 cryoDRGN's tilt-pair training assumes.
+
+The other hand: projections cannot tell a map from its mirror image (z -> -z, `FLIP`); the
+poses that give the mirror map the same projections are `mirrored_poses(R)` = FLIP @ R @ FLIP.
 """
 from __future__ import annotations
 
@@ -35,6 +38,17 @@ def shifts_from_origin(origin_px) -> np.ndarray:
 def shifts_to_origin(shifts) -> np.ndarray:
     """Displacement in pixels -> RELION origin / cryoSPARC shift in pixels."""
     return -np.asarray(shifts, dtype=np.float32)
+
+
+FLIP = np.diag([1.0, 1.0, -1.0])
+
+
+def mirrored_poses(R):
+    """Poses R [..., 3, 3] (numpy or torch, the same type back) for the mirror image of the
+    map: FLIP @ R @ FLIP, again rotations."""
+    F = FLIP.astype(np.result_type(R.dtype, np.float32)) if isinstance(R, np.ndarray) \
+        else R.new_tensor(FLIP)
+    return F @ R @ F
 
 
 def tilt_rotation(tilt_deg: float) -> np.ndarray:

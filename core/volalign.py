@@ -6,7 +6,7 @@ the classes become one latent space, every class's map is brought onto the large
 its images' poses are moved with it, so that the conformations are superposed.
 
 A candidate (Q, hand) is scored by the correlation of the reference's Hartley values H_ref(k)
-with the moving map's at k @ Q (or k @ M @ Q, M the mirror z -> -z) over lattice points of the
+with the moving map's at k @ Q (or k @ FLIP @ Q, the mirror z -> -z: core/poses) over lattice points of the
 shell 2 < |k| <= kmax px: the whole SO(3) grid of `base_level` (core/so3grid), then the 8
 children of the best `keep` candidates for `levels` rounds (~0.45 degrees at the defaults). The
 maps' relative offset is not fitted: the search centres every class's images alike.
@@ -14,9 +14,9 @@ maps' relative offset is not fitted: the search centres every class's images ali
 from __future__ import annotations
 
 import torch
+from cryoscape.core.poses import FLIP, mirrored_poses
 from cryoscape.core.so3grid import grid_size, so3_children, so3_rotations
 
-MIRROR = torch.diag(torch.tensor([1.0, 1.0, -1.0]))
 POINTS = 8192          # lattice points of the shell scored (a seeded sample where there are more)
 
 
@@ -33,7 +33,7 @@ def shell_points(D: int, kmax: int, seed: int = 0) -> torch.Tensor:
 
 def align_maps(ref, mov, D: int, kmax: int, hands: bool = True, base_level: int = 1,
                levels: int = 4, keep: int = 8) -> tuple[torch.Tensor, bool, float]:
-    """(Q [3, 3], mirrored, correlation): mov(k @ Q), or mov(k @ MIRROR @ Q) when mirrored,
+    """(Q [3, 3], mirrored, correlation): mov(k @ Q), or mov(k @ FLIP @ Q) when mirrored,
     matches ref(k) best. `ref`, `mov`: Hartley values at coords [..., 3] in cycles/px (a
     posesearch.VolumeSlicer); `hands`: also try the other hand."""
     k = shell_points(D, kmax)
@@ -41,7 +41,7 @@ def align_maps(ref, mov, D: int, kmax: int, hands: bool = True, base_level: int 
     a = (a - a.mean()) / a.norm()
     best = None
     for mirrored in (False, True) if hands else (False,):
-        kk = k @ MIRROR if mirrored else k
+        kk = k @ k.new_tensor(FLIP) if mirrored else k
         level, idx = base_level, torch.arange(grid_size(base_level))
         for r in range(levels + 1):
             R = so3_rotations(level, idx)
@@ -63,9 +63,7 @@ def _corr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def moved_poses(rot: torch.Tensor, Q: torch.Tensor, mirrored: bool) -> torch.Tensor:
     """Rotations [n, 3, 3] in the reference's frame of poses `rot` found against the moving
     map (align_maps' Q and hand): its slice at R is the reference's at R @ Q^T, or, mirrored,
-    at R @ Q^T @ MIRROR, whose third row is negated to make it a rotation (a central slice
-    uses only the first two rows)."""
+    at R @ Q^T @ FLIP, whose third row is negated to make it a rotation (a central slice uses
+    only the first two rows): mirrored_poses(R @ Q^T)."""
     out = rot @ Q.T
-    if mirrored:
-        out = MIRROR @ out @ MIRROR
-    return out
+    return mirrored_poses(out) if mirrored else out

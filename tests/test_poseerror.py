@@ -10,7 +10,8 @@ import pytest
 from cryoscape.core.errors import CryoscapeError, InputFileError
 from cryoscape.core.io.cryodrgn import save_index, save_poses
 from cryoscape.core.io.star import make_star, write_star
-from cryoscape.core.poseerror import FLIP, pose_error, read_poses, summary
+from cryoscape.core.poseerror import pose_error, read_poses, summary
+from cryoscape.core.poses import FLIP
 from cryoscape.core.rotations import cryosparc_pose_to_matrix, random_rotations
 from cryoscape.core.simulate import make_volume, project
 

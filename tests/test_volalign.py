@@ -4,14 +4,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from cryoscape.core.poses import FLIP
 from cryoscape.core.posesearch import VolumeSlicer
 from cryoscape.core.simulate import make_volume
 from cryoscape.core.so3grid import grid_spacing_deg
 from cryoscape.core.train.abinit import random_rotations
 from cryoscape.core.train.forward import SliceLattice
-from cryoscape.core.volalign import MIRROR, align_maps, moved_poses
+from cryoscape.core.volalign import align_maps, moved_poses
 
 D = 32
+MIRROR = torch.as_tensor(FLIP, dtype=torch.float32)
 
 
 def angle_deg(A, B) -> float:
