@@ -3,12 +3,14 @@
 
 The runs are synthetic but complete (`analyze_speed.make_run`: random decoder weights decode
 exactly as fast as trained ones; mixture latents). Each command runs in a fresh process (imports
-included); decoder FLOP/s are the matrix products the decoder's Linear layers did (counted by
-`landscape.decode_sketch`) over the decoding time, against the peak of one large float32
-matrix product measured on the same device just before.
+included), once with the default precision (bfloat16 where the device has it natively) and
+once with --no-amp (float32), the baseline; decoder FLOP/s are the matrix products the
+decoder's Linear layers did (counted by `landscape.decode_sketch`) over the decoding time,
+against the peak of one large matrix product in the same precision measured on the same device
+just before.
 
-    nice -n 5 python benchmarks/landscape.py [--n 100000] [--sketch 1000] [--widths 256 1024]
-        [--device cpu] [--write]
+    nice -n 5 python benchmarks/landscape.py [--n 100000] [--sketch 1000 16]
+        [--widths 256 1024] [--device cpu] [--write]
 
 --write puts the table into BENCHMARKS.md (section `landscape`).
 """
@@ -28,12 +30,13 @@ from analyze_speed import machine, make_run
 FULL_SKETCH = 1000   # the default sketch: wall time estimated there when fewer maps are timed
 
 
-def matmul_peak(device: str = "cpu", n: int = 2048, reps: int = 5) -> float:
-    """FLOP/s of the best of `reps` float32 n x n matrix products on `device`."""
+def matmul_peak(device: str = "cpu", precision: str = "float32", n: int = 2048,
+                reps: int = 5) -> float:
+    """FLOP/s of the best of `reps` n x n matrix products in `precision` on `device`."""
     import torch
 
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
+    a = torch.randn(n, n, device=device, dtype=getattr(torch, precision))
+    b = torch.randn(n, n, device=device, dtype=a.dtype)
     best = float("inf")
     for _ in range(reps + 1):   # the first warms up
         if device != "cpu":
@@ -60,7 +63,8 @@ def time_kmeans(run: Path, k: int) -> float:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=100_000, help="particles (default 100000)")
-    p.add_argument("--sketch", type=int, default=1000, help="maps decoded (default 1000)")
+    p.add_argument("--sketch", type=int, nargs="+", default=[1000],
+                   help="maps decoded, one number per width or one for all (default 1000)")
     p.add_argument("--states", type=int, default=5)
     p.add_argument("-D", type=int, default=64, help="box, decoded at the same (default 64)")
     p.add_argument("--widths", type=int, nargs="+", default=[256, 1024],
@@ -73,49 +77,60 @@ def main() -> int:
     work = Path(args.workdir or tmp.name)
     where = machine()
     rows, kmeans_full = [], None
-    for width in args.widths:
+    sketches = args.sketch * len(args.widths) if len(args.sketch) == 1 else args.sketch
+    if len(sketches) != len(args.widths):
+        p.error("--sketch takes one number, or one per width")
+    for width, sketch in zip(args.widths, sketches):
         run = work / f"run_{width}"
         make_run(run, args.n, D=args.D, width=width)
-        peak = matmul_peak(args.device)
-        out = work / f"landscape_{width}"
-        cmd = [sys.executable, "-m", "cryoscape.app.cli", "landscape", str(run), "-o", str(out),
-               "--sketch", str(args.sketch), "--states", str(args.states), "-D", str(args.D),
-               "--device", args.device]
-        t0 = time.perf_counter()
-        subprocess.run(cmd, check=True)
-        total = time.perf_counter() - t0
-        s = json.loads((out / "summary.json").read_text())
-        sec = s["seconds"]
-        per_map = sec["decode"] / s["sketch"]
-        estimate = total
-        if s["sketch"] < FULL_SKETCH:   # the same run at 1000 maps: decoding and k-means scaled
-            if kmeans_full is None:
-                kmeans_full = time_kmeans(run, FULL_SKETCH)
-            estimate += per_map * (FULL_SKETCH - s["sketch"]) + kmeans_full - sec["kmeans"]
-        goal = "" if width != 256 else (" (met)" if estimate < 180 else " (missed)")
-        rows.append(f"| 3x{width} | {args.n} | {s['sketch']} | {args.D} | {total:.0f} s | "
-                    f"{sec['kmeans']:.0f} s | {sec['decode']:.0f} s ({per_map:.1f} s/map) | "
-                    f"{s['decoder_flop_per_s'] / 1e9:.1f} | {peak / 1e9:.0f} | "
-                    f"{100 * s['decoder_flop_per_s'] / peak:.0f}% | "
-                    f"{sec['pca_states_regressor']:.0f} s | {estimate:.0f} s{goal} |")
-        print(rows[-1], flush=True)
+        base = None
+        for amp in (False, True):
+            out = work / f"landscape_{width}_{'amp' if amp else 'fp32'}"
+            cmd = [sys.executable, "-m", "cryoscape.app.cli", "landscape", str(run), "-o",
+                   str(out), "--sketch", str(sketch), "--states", str(args.states),
+                   "-D", str(args.D), "--device", args.device] + ([] if amp else ["--no-amp"])
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True)
+            total = time.perf_counter() - t0
+            s = json.loads((out / "summary.json").read_text())
+            peak = matmul_peak(args.device, s["precision"])
+            sec = s["seconds"]
+            per_map = sec["decode"] / s["sketch"]
+            base = base or per_map
+            estimate = total
+            if s["sketch"] < FULL_SKETCH:   # at 1000 maps: decoding and k-means scaled
+                if kmeans_full is None:
+                    kmeans_full = time_kmeans(run, FULL_SKETCH)
+                estimate += per_map * (FULL_SKETCH - s["sketch"]) + kmeans_full - sec["kmeans"]
+            goal = "" if width != 256 else (" (met)" if estimate < 180 else " (missed)")
+            rows.append(
+                f"| 3x{width} | {s['precision']} | {args.n} | {s['sketch']} | {args.D} | "
+                f"{total:.0f} s | {sec['kmeans']:.0f} s | {sec['decode']:.0f} s "
+                f"({per_map:.2f} s/map, {base / per_map:.2f}x) | "
+                f"{s['decoder_flop_per_s'] / 1e9:.1f} | {peak / 1e9:.0f} | "
+                f"{100 * s['decoder_flop_per_s'] / peak:.0f}% | "
+                f"{sec['pca_states_regressor']:.0f} s | {estimate:.0f} s{goal} |")
+            print(rows[-1], flush=True)
     table = "\n".join([
         "## `cryoscape landscape` speed",
         "",
-        (f"Command: `{command(__file__)}` (times `cryoscape landscape RUN --sketch "
-         f"{args.sketch} -D {args.D}` in a fresh process on synthetic runs: zdim 8, box "
-         f"{args.D}, random decoder weights)."),
+        (f"Command: `{command(__file__)}` (times `cryoscape landscape RUN --sketch K -D "
+         f"{args.D} [--no-amp]` in a fresh process on synthetic runs: zdim 8, box {args.D}, "
+         "random decoder weights)."),
         "",
-        ("| decoder | particles | maps | box | wall time | k-means | decoding | decoder "
-         "GFLOP/s | matmul peak GFLOP/s | of peak | PCA, states, regressor | at 1000 maps "
-         "(goal 3x256 < 180 s) |"),
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ("| decoder | precision | particles | maps | box | wall time | k-means | decoding "
+         "(vs float32) | decoder GFLOP/s | matmul peak GFLOP/s | of peak | PCA, states, "
+         "regressor | at 1000 maps (goal 3x256 < 180 s) |"),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
         (f"Machine: {where}; device {args.device}. Decoder FLOP/s: the Linear layers' "
          "multiply-adds (2 in x out per row) over the decoding time (a Fourier-domain decoder "
-         "evaluates half of each map's Nyquist sphere); peak: the best 2048^3 float32 matrix "
-         "product just before. The rest of the wall time is start-up, writing the maps "
+         "evaluates half of each map's Nyquist sphere); peak: the best 2048^3 matrix "
+         "product in the same precision just after. bfloat16: the default where the device "
+         "has it natively (the decoder's products in bf16 autocast, the positional encoding "
+         "in float32; maps within 0.3% of float32's, correlation 0.99999 on a trained run); "
+         "float32: --no-amp. The rest of the wall time is start-up, writing the maps "
          "(states, 2 x 10 along volume PCs) and the plots. At 1000 maps: measured when "
          "1000 were decoded; else the wall time with the decoding scaled to 1000 maps and "
          "the k-means into 1000 timed on its own."),

@@ -58,12 +58,16 @@ def _evaluate(fn, coords: torch.Tensor, z: torch.Tensor | None, chunk: int, n_ou
 
 @torch.inference_mode()
 def decode_hartley(decoder, z: torch.Tensor | None, D: int, box: int | None = None,
-                   sphere: bool | None = None, chunk: int | None = None) -> torch.Tensor:
+                   sphere: bool | None = None, chunk: int | None = None,
+                   bf16: bool = False) -> torch.Tensor:
     """Decoder output (Hartley values, before `norm`) on the central box^3 frequencies of box D.
 
     z [M, zdim] or None (homogeneous: M = 1). sphere: evaluate only |k| <= b / 2D, the output
     box's Nyquist sphere (default: True for Fourier-domain decoders, False for Hartley-domain
-    ones, as cryoDRGN). -> [M, b, b, b].
+    ones, as cryoDRGN). bf16: the MLP's products in bfloat16 autocast (the positional encoding
+    stays float32): 3-4x faster where the device has native bf16 (`device.native_bf16`), maps
+    within 0.3% (correlation 0.99999 on a trained 3x256 run); for many maps at once (the
+    landscape's sketch), not for the maps a user exports. -> [M, b, b, b].
     """
     b = D if box is None else int(box)
     if b % 2 or D % 2 or not 2 <= b <= D:
@@ -87,25 +91,27 @@ def decode_hartley(decoder, z: torch.Tensor | None, D: int, box: int | None = No
         origin = (idx == b // 2).all(1)
         ev = keep & (~upper | ~has_twin)
         sel = ev.nonzero().squeeze(1)
-        h, h_neg = _evaluate(decoder.hartley_pair, coords[sel], z, chunk, 2)
+        with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+            h, h_neg = _evaluate(decoder.hartley_pair, coords[sel], z, chunk, 2)
         out[:, sel] = h.reshape(M, -1)
         mirror = (~upper & has_twin & ~origin)[sel]
         tw = b - idx[sel[mirror]]
         out[:, tw[:, 0] + b * (tw[:, 1] + b * tw[:, 2])] = h_neg.reshape(M, -1)[:, mirror]
     else:
         sel = keep.nonzero().squeeze(1)
-        out[:, sel] = _evaluate(decoder, coords[sel], z, chunk, 1)[0]
+        with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+            out[:, sel] = _evaluate(decoder, coords[sel], z, chunk, 1)[0]
     return out.reshape(M, b, b, b)
 
 
 def decode_volumes(decoder, z: torch.Tensor | None, D: int, norm=(0.0, 1.0),
                    box: int | None = None, sphere: bool | None = None,
-                   chunk: int | None = None) -> torch.Tensor:
+                   chunk: int | None = None, bf16: bool = False) -> torch.Tensor:
     """Real-space volumes [M, b, b, b] float32 ([z, y, x]) at latents z [M, zdim] (or None).
 
     norm = (mean, std) of the training images' Hartley transforms (cryoDRGN dataset_args.norm).
     """
-    h = decode_hartley(decoder, z, D, box, sphere, chunk)
+    h = decode_hartley(decoder, z, D, box, sphere, chunk, bf16)
     b = h.shape[-1]
     vol = iht3_center(h * float(norm[1]) + float(norm[0]))
     if b != D:
@@ -115,15 +121,15 @@ def decode_volumes(decoder, z: torch.Tensor | None, D: int, norm=(0.0, 1.0),
 
 def decode_batches(decoder, z: torch.Tensor | None, D: int, norm=(0.0, 1.0),
                    box: int | None = None, sphere: bool | None = None,
-                   batch: int | None = None):
+                   batch: int | None = None, bf16: bool = False):
     """Yield volumes [m, b, b, b] (`decode_volumes`) of consecutive rows of z [M, zdim], at
     most `batch` (default `maps_per_call(b)`) at a time; one volume for z None."""
     if z is None:
-        yield decode_volumes(decoder, None, D, norm, box, sphere)
+        yield decode_volumes(decoder, None, D, norm, box, sphere, bf16=bf16)
         return
     batch = batch or maps_per_call(D if box is None else box)
     for s in range(0, len(z), batch):
-        yield decode_volumes(decoder, z[s:s + batch], D, norm, box, sphere)
+        yield decode_volumes(decoder, z[s:s + batch], D, norm, box, sphere, bf16=bf16)
 
 
 def flip_hand(vol):

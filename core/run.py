@@ -248,7 +248,7 @@ class Run:
     # ---- decoding, encoding -------------------------------------------------------------
     def decode(self, z=None, D: int | None = None, epoch: int | None = None, *,
                flip: bool = False, invert: bool = False, lowpass: float | None = None,
-               batch: int | None = None) -> np.ndarray:
+               batch: int | None = None, bf16: bool = False) -> np.ndarray:
         """Volumes (M, b, b, b) float32 [z, y, x] at latents z (M, zdim) (None for zdim 0).
 
         D: the box (None: the training box; smaller: a low-passed preview of voxel size
@@ -257,6 +257,7 @@ class Run:
         --downsample, scaled to keep the density); cryoscape runs evaluate only the sphere.
         flip/invert/lowpass (Å): map options. Decoded `batch` maps at a time (default:
         `decode.maps_per_call`), so memory beyond the result stays bounded whatever M is.
+        bf16: the decoder in bfloat16 autocast (`decode.decode_hartley`).
         """
         from cryoscape.core.decode import apply_map_options, decode_batches
         if self.zdim:
@@ -269,7 +270,8 @@ class Run:
         out = np.empty((1 if z is None else len(z), b, b, b), dtype=np.float32)
         s = 0
         for vols in decode_batches(self.model(epoch).decoder, z, self.D, self.norm, box=D,
-                                   sphere=True if self.is_cryoscape else None, batch=batch):
+                                   sphere=True if self.is_cryoscape else None, batch=batch,
+                                   bf16=bf16):
             out[s:s + len(vols)] = apply_map_options(vols.numpy(), self.voxel_size(D), flip,
                                                      invert, lowpass)
             s += len(vols)

@@ -46,6 +46,25 @@ def test_states_are_the_true_states_and_their_maps(tiny, tiny_run):
     assert res.explained_variance_ratio[0] > 0.5   # the two states dominate the maps' variance
 
 
+def test_bf16_sketch_gives_the_float32_landscape(tiny, tmp_path):
+    """The sketch decoded in bf16 where the CPU has it (the default) and in float32 (amp
+    off): the same states, the same volume PCs (up to sign), cached apart."""
+    import torch
+    from cryoscape.core.device import native_bf16
+
+    run, res = tiny
+    assert res.info["precision"] == ("bfloat16" if native_bf16(torch.device("cpu"))
+                                     else "float32")
+    f32 = L.compute_landscape(run, states=2, seed=0, amp=False, cache_dir=tmp_path,
+                              progress=False)
+    assert f32.info["precision"] == "float32"
+    assert np.array_equal(f32.centre_labels, res.centre_labels)
+    assert np.array_equal(f32.centre_state == f32.centre_state[0],
+                          res.centre_state == res.centre_state[0])
+    for j in range(2):
+        assert abs(corr(f32.centre_pcs[:, j], res.centre_pcs[:, j])) > 0.999
+
+
 def test_regressor_reproduces_the_volume_pcs(tiny):
     res = tiny[1]
     assert res.info["regressor_r2_heldout"] >= 0.9
@@ -126,7 +145,8 @@ def test_cryodrgn_run(fixtures_dir, tmp_path):
     res = L.compute_landscape(run, states=2, box=16, pcs=3, cache_dir=tmp_path, progress=False)
     assert len(res.centres) == 10 and res.volume_pcs.shape == (100, 3)
     assert set(np.unique(res.centre_state)) == {0, 1}
-    maps = run.decode(res.centres, D=16, epoch=None)   # the sketch, decoded again
+    maps = run.decode(res.centres, D=16, epoch=None,   # the sketch, decoded again
+                      bf16=res.info["precision"] == "bfloat16")
     for s in range(2):
         assert np.allclose(res.state_maps[s], maps[res.centre_state == s].mean(0), atol=1e-5)
     assert np.array_equal(res.state, res.centre_state[res.centre_labels])

@@ -134,9 +134,11 @@ def _reporter(progress):
     return report
 
 
-def decode_sketch(run, z, box: int, epoch=None, report=None) -> tuple[np.ndarray, dict]:
-    """Maps [M, box, box, box] at z [M, zdim] (Run.decode, `decode.maps_per_call` maps a call)
-    and {seconds, flops} of the decoder's matrix products (2 in out per row of every Linear)."""
+def decode_sketch(run, z, box: int, epoch=None, report=None,
+                  bf16: bool = False) -> tuple[np.ndarray, dict]:
+    """Maps [M, box, box, box] at z [M, zdim] (Run.decode, `decode.maps_per_call` maps a call,
+    in bfloat16 autocast with `bf16`) and {seconds, flops} of the decoder's matrix products
+    (2 in out per row of every Linear)."""
     import torch
     from cryoscape.core.decode import maps_per_call
 
@@ -153,7 +155,7 @@ def decode_sketch(run, z, box: int, epoch=None, report=None) -> tuple[np.ndarray
     t0 = time.perf_counter()
     try:
         for s in range(0, len(z), step):
-            maps[s:s + step] = run.decode(z[s:s + step], D=box, epoch=epoch)
+            maps[s:s + step] = run.decode(z[s:s + step], D=box, epoch=epoch, bf16=bf16)
             if report:
                 report("decoding the sketch", min(s + step, len(z)), len(z))
     finally:
@@ -271,10 +273,13 @@ def masked_pca(X, k: int):
 def landscape_settings(run, n: int, epoch: int | None = None, *, sketch: int = 1000,
                        states: int = 5, linkage: str = "ward", mask=None, box: int | None = None,
                        pcs: int = 10, dilate: float | None = None,
-                       soft_edge: float | None = None, seed: int = 0) -> dict:
+                       soft_edge: float | None = None, seed: int = 0, amp: bool = True) -> dict:
     """The checked settings of the landscape of `run`'s n latents at `epoch` (see
     `compute_landscape`), as `cache_key` hashes them: a cached landscape is at
-    `cache_dir / cache_key(z, epoch, **landscape_settings(...))`."""
+    `cache_dir / cache_key(z, epoch, **landscape_settings(...))`. Its `precision`: bfloat16
+    with `amp` where run.device has it natively (as training), else float32."""
+    from cryoscape.core.device import native_bf16
+
     if linkage not in LINKAGES:
         raise CryoscapeError(f"linkage must be one of {', '.join(LINKAGES)}, got {linkage!r}")
     K = sketch_size(n, sketch)
@@ -287,17 +292,20 @@ def landscape_settings(run, n: int, epoch: int | None = None, *, sketch: int = 1
         raise CryoscapeError(f"the number of volume PCs must be at least 1, got {pcs}")
     return {"sketch": K, "states": states, "linkage": linkage, "box": box, "pcs": pcs,
             "dilate": dilate, "soft_edge": soft_edge, "seed": seed,
+            "precision": "bfloat16" if amp and native_bf16(run.device) else "float32",
             "weights": run.weights_path(epoch).name, "mask": _mask_id(mask)}
 
 
 def compute_landscape(run, epoch: int | None = None, *, sketch: int = 1000, states: int = 5,
                       linkage: str = "ward", mask=None, box: int | None = None, pcs: int = 10,
                       dilate: float | None = None, soft_edge: float | None = None,
-                      seed: int = 0, cache_dir: str | os.PathLike | None = None,
+                      seed: int = 0, amp: bool = True,
+                      cache_dir: str | os.PathLike | None = None,
                       progress=True) -> Landscape:
     """The landscape of `run` at `epoch` (None: its latest latents). `mask`: an MRC path or an
     array (None: made from the maps); `box`: decode at this box (default: the run's, at most
-    64). Read from / written to `cache_dir` (e.g. `report.umap_cache_dir(run, ...)`) when
+    64); `amp`: the sketch decoded in bfloat16 where the device has it natively (3-4x faster,
+    maps within 0.3%; `landscape_settings`). Read from / written to `cache_dir` (e.g. `report.umap_cache_dir(run, ...)`) when
     given, keyed by the latents and every setting. `progress`: see `_reporter`."""
     from cryoscape.core.analysis.sampling import kmeans
 
@@ -307,7 +315,7 @@ def compute_landscape(run, epoch: int | None = None, *, sketch: int = 1000, stat
     n = len(z)
     settings = landscape_settings(run, n, epoch, sketch=sketch, states=states, linkage=linkage,
                                   mask=mask, box=box, pcs=pcs, dilate=dilate,
-                                  soft_edge=soft_edge, seed=seed)
+                                  soft_edge=soft_edge, seed=seed, amp=amp)
     K, box = settings["sketch"], settings["box"]
     cached = Path(cache_dir) / cache_key(z, epoch, **settings) if cache_dir else None
     if cached is not None and cached.exists():
@@ -319,7 +327,8 @@ def compute_landscape(run, epoch: int | None = None, *, sketch: int = 1000, stat
     t0 = time.perf_counter()
     km = kmeans(z, K, seed=seed, n_init=1)
     t_kmeans = time.perf_counter() - t0
-    maps, dec = decode_sketch(run, km.centers.astype(np.float32), box, epoch, report)
+    maps, dec = decode_sketch(run, km.centers.astype(np.float32), box, epoch, report,
+                              settings["precision"] == "bfloat16")
     t1 = time.perf_counter()
     voxel = run.voxel_size(box)
     soft = landscape_mask(maps, voxel, mask, dilate, soft_edge)
