@@ -325,11 +325,9 @@ def superposition_error(maps, D: int) -> float:
     """Degrees by which core/volalign's superposition of the true state 1 map onto state 0's
     (as ab initio superposes its classes) misses the truth frame they share: the part of the
     states' relative pose error that comes from superposing two different structures."""
-    from cryoscape.core.posesearch import VolumeSlicer
-    from cryoscape.core.volalign import align_maps
-    Q, mirrored, _ = align_maps(*(VolumeSlicer.from_map(v) for v in maps[:2]), D, D // 4)
-    return 180.0 if mirrored else float(np.degrees(np.arccos(np.clip((np.trace(Q.numpy()) - 1)
-                                                                     / 2, -1, 1))))
+    from cryoscape.core.volalign import rotation_angle, superpose_maps
+    Q, mirrored, _ = superpose_maps(maps[0], maps[1], D // 4)
+    return 180.0 if mirrored else rotation_angle(Q)
 
 
 def backprojection_metrics(data: Path, truth, R, t, states, maps) -> list[dict]:

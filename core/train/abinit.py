@@ -48,7 +48,7 @@ from cryoscape.core.poses import shifts_to_cryodrgn, tilt_rotation
 from cryoscape.core.posesearch import PoseSearch, SearchConfig, TiltPairs, VolumeSlicer
 from cryoscape.core.train.distributed import Group
 from cryoscape.core.train.forward import center_hartley, encoder_input
-from cryoscape.core.volalign import align_maps, moved_poses
+from cryoscape.core.volalign import moved_poses, superpose_maps
 
 PRETRAIN, SEARCH, REFINE = "pretrain", "search", "refine"
 
@@ -174,23 +174,24 @@ class AbInitio:
         self.searched_images += len(idx)
 
     def _superpose_classes(self, model) -> None:
-        """Every class's map (decoded at its point) brought onto the largest class's, and its
-        images' poses moved with it (core/volalign): each class was reconstructed in a frame
-        and hand of its own. With tilt pairs the data fix the hand: rotations only."""
+        """Every class's map (decoded at its point) superposed on the largest class's on
+        their shared part, and its images' poses moved with it (core/volalign): each class
+        was reconstructed in a frame and hand of its own. With tilt pairs the data fix the
+        hand: rotations only."""
+        from cryoscape.core.decode import decode_volumes
         counts = torch.bincount(self.ref, minlength=len(self.refs))
         order = [int(j) for j in counts.argsort(descending=True) if counts[j]]
         was_training = model.training
         model.eval()
-        kmax = self.D // 4
 
         def volume(j):
-            return VolumeSlicer.from_model(model, self.D, self.refs[j], kmax=kmax + 1)
+            return decode_volumes(model.decoder, self.refs[j][None], self.D)[0]
 
         ref = volume(order[0])
         self.frames = []
         for j in order[1:]:
-            Q, mirrored, corr = align_maps(ref, volume(j), self.D, kmax,
-                                           hands=self.tilt_rot is None)
+            Q, mirrored, corr = superpose_maps(ref, volume(j), self.D // 4,
+                                               hands=self.tilt_rot is None)
             mine = self.ref == j
             self.rot[mine] = moved_poses(self.rot[mine], Q, mirrored)
             self.frames.append({"class": j, "onto": order[0], "mirrored": mirrored,
