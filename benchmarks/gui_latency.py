@@ -57,11 +57,11 @@ class ModelRun:
     def voxel_size(self, D=None):
         return self.apix * self.D / (D or self.D)
 
-    def decode(self, z, D=None, epoch=None):
+    def decode(self, z, D=None, epoch=None, bf16=False):
         from cryoscape.core.decode import decode_volumes
 
         return decode_volumes(self.model.decoder, torch.as_tensor(np.asarray(z, np.float32)),
-                              self.D, (0.0, 1.0), box=D, sphere=True).numpy()
+                              self.D, (0.0, 1.0), box=D, sphere=True, bf16=bf16).numpy()
 
     def flops_per_map(self, D: int) -> float:
         """2 x multiply-adds of the decoder's linear layers over the voxels it evaluates."""

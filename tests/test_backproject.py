@@ -10,12 +10,10 @@ from cryoscape.core.errors import CryoscapeError
 from cryoscape.core.io.cryodrgn import load_poses
 from cryoscape.core.io.mrc import read_mrc, write_mrc
 from cryoscape.core.metrics import fsc, pose_error, resolution
+from cryoscape.core.poses import mirrored_poses
 from cryoscape.core.rotations import random_rotations
 from cryoscape.core.simulate.projection import project
 from cryoscape.core.simulate.volumes import make_volume
-
-FLIP = np.diag([1.0, 1.0, -1.0]).astype(np.float32)
-
 
 @pytest.fixture(scope="module")
 def hand(fixtures_dir):
@@ -78,12 +76,13 @@ def test_hand_shifted_translation_sign(hand):
 
 
 def test_mirrored_poses_give_the_mirrored_map(hand):
-    """Poses F R F (as metrics.pose_error models the other hand) reconstruct the z-mirror."""
+    """Poses F R F (core/poses, as metrics.pose_error models the other hand) reconstruct the
+    z-mirror."""
     R = hand["R"]
     a = backproject_arrays(hand["images"], R, half_maps=False).volume
-    b = backproject_arrays(hand["images"], FLIP @ R @ FLIP, half_maps=False).volume
+    b = backproject_arrays(hand["images"], mirrored_poses(R), half_maps=False).volume
     assert fsc(b, _mirror(a))[1][1:].min() > 0.999
-    assert pose_error(FLIP @ R @ FLIP, R)["hand"] == "mirrored"
+    assert pose_error(mirrored_poses(R), R)["hand"] == "mirrored"
 
 
 def _ctf_params(n, D, apix, rng):

@@ -18,7 +18,7 @@ in random classes, each image is searched against the volume of every class and 
 it fits best, and the decoder is trained at its class's point while the encoder learns to put
 the image there (forward.run_batch's `z_ref`). Each class is reconstructed in a frame and hand
 of its own, so at the end of the classes every class's map is superposed onto the largest
-class's (core/volalign) and its images' poses follow; the refinement epochs then train the VAE
+class's on their shared part (core/volalign) and its images' poses follow; the refinement epochs then train the VAE
 as usual from there. Why: at the start the encoder's z carries nothing, so a search at it is a
 search against one consensus volume, and images of a conformation unlike the majority's never
 find their poses (on the two-conformation benchmark the minority's stayed ~90 degrees off,

@@ -42,7 +42,7 @@ class SyntheticRun:
     def latents(self, epoch=None):
         return self._z[self.epochs[-1] if epoch is None else epoch]
 
-    def decode(self, z, D=None, epoch=None):
+    def decode(self, z, D=None, epoch=None, bf16=False):   # analytic: bf16 changes nothing
         D = D or self.D
         x = (np.arange(D) - D / 2) / D
         Z, Y, X = np.meshgrid(x, x, x, indexing="ij")

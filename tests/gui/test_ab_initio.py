@@ -174,6 +174,8 @@ def test_opened_abinit_run_continues_with_its_map_and_poses(qtbot, window, abini
     assert (tp.dec_layers.value(), tp.dec_dim.value(), tp.enc_dim.value()) == (2, 32, 256)
     phases = tp.loss_plot.phase_points
     assert [list(phases[p].xData) for p in ("pretrain", "search", "refine")] == [[1], [2], [3]]
+    mse = [r["mse"] for r in Run.open(rundir).metrics()]    # the data term beside the loss
+    assert len(mse) == 3 and list(tp.loss_plot.mse_curve.yData) == pytest.approx(mse)
     tp.epochs.setValue(4)
     assert tp.continue_button.isEnabled()
     with qtbot.waitSignal(window.explorer.training.finished, timeout=WAIT_MS) as done:
