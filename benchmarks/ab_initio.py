@@ -330,6 +330,20 @@ def superposition_error(maps, D: int) -> float:
     return 180.0 if mirrored else rotation_angle(Q)
 
 
+def frames_apart(R, truth, states) -> float:
+    """Degrees between the frames of states 0 and 1 in the found poses (each state's global
+    rotation to the truth fitted on its own images, core/poseerror): what the superposition of
+    the classes left between them."""
+    import torch
+    from cryoscape.core.poseerror import pose_error
+    from cryoscape.core.volalign import rotation_angle
+    fits = [pose_error(R[states == s], truth["rotations"][states == s]) for s in (0, 1)]
+    if fits[0]["hand"] != fits[1]["hand"]:
+        return 180.0
+    B0, B1 = (torch.as_tensor(f["alignment"], dtype=torch.float64) for f in fits)
+    return rotation_angle(B0.T @ B1)
+
+
 def backprojection_metrics(data: Path, truth, R, t, states, maps) -> list[dict]:
     """Per state: FSC vs the true map of backprojections with found (truth-frame) poses and
     with the true poses."""
@@ -364,6 +378,7 @@ def cryoscape_metrics(run: Path, data: Path, zdim: int) -> dict:
     m["oracle"] = oracle_metrics(data, truth, states, maps)
     if len(maps) > 1:
         m["superposition_deg"] = superposition_error(maps, D)
+        m["frames_apart_deg"] = frames_apart(R, truth, states)
     r = Run.open(run)
     decoder = r.model().decoder.float()
     if zdim:
@@ -520,13 +535,19 @@ def report(res: dict, drgn: dict, args, machine: dict) -> str:
         lines += ["", ("Two conformations: maps and backprojections per state (state 0 ; state "
                       "1), maps decoded at the k-means centres of z. The images are sorted into "
                       "classes while their poses are searched, each class reconstructed in its "
-                      "own frame, then superposed onto the largest by whole-map correlation "
-                      "(core/volalign); superposing the two true maps that way misses their "
-                      "shared frame by "
+                      "own frame, then superposed onto the largest on their shared part "
+                      "(core/volalign.superpose_maps; the two true maps: "
                       + ", ".join(f"{m['superposition_deg']:.1f}°" for m in res.values()
                                   if "superposition_deg" in m)
-                      + " (the arm that differs pulls it): a floor under both states' rotation "
-                      "error in the one frame the error is measured in.")]
+                      + " off their shared frame, 7.1° by whole-map correlation). The found "
+                      "poses' two states stay "
+                      + ", ".join(f"{m['frames_apart_deg']:.1f}°" for m in res.values()
+                                  if "frames_apart_deg" in m)
+                      + " apart (each state's frame fitted on its own images): each learned "
+                      "class map sits ~3° from the mean frame of its own poses (its correlation "
+                      "with the true map differs by 0.002 between the two frames at 18 Å), which "
+                      "no map superposition removes; the rotation errors above are measured "
+                      "in one frame for both states.")]
     lines += ["", "Hands found: " + ", ".join(f"{SETS[k].title}: {m['hand']}"
                                                 for k, m in res.items()) + "."]
     if drgn:
