@@ -87,6 +87,22 @@ def test_ab_initio_run_files_and_schedule(homo_run):
     assert 0 < moved < 2
 
 
+def test_schedule_advice_where_images_are_few(homo_run):
+    """Too few images for the pretraining and search epochs: the numbers that would do (the
+    ab initio benchmark's 300 images at SNR 0.1 aligned with them: 3.6 deg, not 117), as a
+    warning in run.log; the defaults stand for 3000 images (1500 with classes: one more
+    pretraining epoch)."""
+    from cryoscape.core.train.abinit import schedule_advice
+    homo = TrainConfig(particles="p.mrcs", pose_search=True)
+    assert schedule_advice(homo, 3000) is None
+    assert schedule_advice(homo, 300).endswith("--pretrain-epochs 10 --search-epochs 40 -n 60")
+    het = TrainConfig(particles="p.mrcs", pose_search=True, zdim=8)
+    assert schedule_advice(het, 3000) is None
+    assert schedule_advice(het, 1500).endswith("--pretrain-epochs 2 --search-epochs 8 -n 20")
+    log = (homo_run / "run.log").read_text()    # N images, 1 + 5 epochs
+    assert f"warning: only {N} images" in log and "--search-epochs" in log
+
+
 def test_resume_mid_search_reproduces_the_run(homo_data, tmp_path):
     cfg = {"num_epochs": 3, "search_epochs": 1, "search_chunk": 64, "batch_size": 16,
            "dec_dim": 32, "dec_layers": 2}

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from cryoscape.core.device import amp_dtype, native_bf16, needs_scaler, select_device
-from cryoscape.core.errors import CryoscapeError
+from cryoscape.core.errors import CryoscapeError, warn
 from cryoscape.core.io.atomic import atomic_path
 from cryoscape.core.models import build_model
 from cryoscape.core.poses import tilt_rotation
@@ -198,6 +198,10 @@ class Trainer:
                                         world_size=self.group.world_size)
             self.rd.write_metrics([])
             self.rd.append_log(f"cryoscape {conf['version']}: {' '.join(cfg.command_line)}")
+            advice = self.abinit and self.abinit.schedule_advice()
+            if advice:
+                warn(advice)
+                self.rd.append_log(f"warning: {advice}")
             self.rd.append_log(f"{self.data.N} images of {D} px"
                                + (" (Fourier-cropped as read)" if cfg.downsample else "")
                                + f", norm {self.data.norm}, "
