@@ -27,10 +27,10 @@ images, no CTF, its own BNB pose search).
 
 Scales (SCALES): `--toy` for the test (D=16, 40 images, 1-2 epochs, 1x16 networks);
 `--quick` for this 2-core machine: D=64, 1500 images per set, 10 epochs with known poses (5
-with tilt pairs), ab initio on the first 500 images (1 random-pose + 2 searched + 1 refined
-epochs, also with tilt pairs), zdim as the paper and 8 with known poses, 100 images evaluated:
-41 rows, 33 runs made here, estimated 2.6 h on a quiet machine (load ~1) and ~19 h at the load
-average ~4 measured while sizing it (RATES); `--full`: the paper's 50k images, 40 epochs (20
+with tilt pairs), ab initio on the 1500 images (2 random-pose + 8 searched + 2 refined epochs,
+as `train` advises for 1500 images; ab initio with tilt pairs only in --full), zdim as the
+paper and 8 with known poses, 100 images evaluated: 37 rows, estimated 3.0 h on a quiet machine
+(load ~1) and ~21 h at the load average ~4 measured while sizing it (RATES); `--full`: the paper's 50k images, 40 epochs (20
 with tilt pairs), for a GPU. `--plan` prints a scale's runs and both estimates; `--n` and
 `--epochs` shrink or grow a scale (its work folder is named after them).
 
@@ -114,9 +114,11 @@ SCALES = {
                  search_total=2, layers=1, width=16, eval=6, zdim8=False, search_zdim8=False,
                  search_tilt=False, cryodrgn_abinit=False),
     # this 2-core machine in < 3 hours (see RATES and --plan)
-    "quick": Scale(n=1500, n_search=500, D=64, epochs=10, tilt_epochs=5, pretrain=1,
-                   search=2, search_total=4, layers=3, width=256, eval=100, zdim8=True,
-                   search_zdim8=False, search_tilt=True, cryodrgn_abinit=False),
+    # (ab initio as `train` advises for 1500 images: core/train/abinit.schedule_advice; 500
+    # images with 1 + 2 epochs gave the search no decoder to align against)
+    "quick": Scale(n=1500, n_search=1500, D=64, epochs=10, tilt_epochs=5, pretrain=2,
+                   search=8, search_total=12, layers=3, width=256, eval=100, zdim8=True,
+                   search_zdim8=False, search_tilt=False, cryodrgn_abinit=False),
     # the paper's sizes (D.3: 40 epochs, 20 with tilt pairs), for a GPU
     "full": Scale(n=50000, n_search=50000, D=64, epochs=40, tilt_epochs=20, pretrain=1,
                   search=4, search_total=40, layers=3, width=256, eval=100, zdim8=True,
