@@ -17,8 +17,8 @@ shared part by the part that moved (two true states of the simulated two-conform
 at `masks.auto_threshold` after the low-pass the score sees, intersected in the reference's
 frame, dilated with a soft edge) masks both, the superposition is refined locally on the
 masked maps (a pattern search over small rotations, 2 down to 0.05 degrees), and the mask is
-made again at the new superposition until it moves less than 0.1 degrees (same maps: 0.26
-degrees off, in ~10 rounds, 2 CPU s at D=64).
+made again at the new superposition until it moves less than 0.1 degrees (same maps: 0.4
+degrees off, ~5 CPU s at D=64).
 """
 from __future__ import annotations
 

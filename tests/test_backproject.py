@@ -15,6 +15,7 @@ from cryoscape.core.rotations import random_rotations
 from cryoscape.core.simulate.projection import project
 from cryoscape.core.simulate.volumes import make_volume
 
+
 @pytest.fixture(scope="module")
 def hand(fixtures_dir):
     d = fixtures_dir / "hand"

@@ -18,11 +18,11 @@ in random classes, each image is searched against the volume of every class and 
 it fits best, and the decoder is trained at its class's point while the encoder learns to put
 the image there (forward.run_batch's `z_ref`). Each class is reconstructed in a frame and hand
 of its own, so at the end of the classes every class's map is superposed onto the largest
-class's on their shared part (core/volalign) and its images' poses follow; the refinement epochs then train the VAE
-as usual from there. Why: at the start the encoder's z carries nothing, so a search at it is a
-search against one consensus volume, and images of a conformation unlike the majority's never
-find their poses (on the two-conformation benchmark the minority's stayed ~90 degrees off,
-and its z never separated).
+class's on their shared part (core/volalign) and its images' poses follow; the refinement
+epochs then train the VAE as usual from there. Why: at the start the encoder's z carries
+nothing, so a search at it is a search against one consensus volume, and images of a
+conformation unlike the majority's never find their poses (on the two-conformation benchmark
+the minority's stayed ~90 degrees off, and its z never separated).
 
 On several processes (core/train/distributed) each rank searches its share of a chunk and
 the poses found are gathered; each rank refines the corrections of the images it trains and
@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from cryoscape.core.io.atomic import atomic_open
 from cryoscape.core.poses import shifts_to_cryodrgn, tilt_rotation
-from cryoscape.core.posesearch import PoseSearch, SearchConfig, TiltPairs, VolumeSlicer
+from cryoscape.core.posesearch import PoseSearch, SearchConfig, TiltPairs
 from cryoscape.core.train.distributed import Group
 from cryoscape.core.train.forward import center_hartley, encoder_input
 from cryoscape.core.volalign import moved_poses, superpose_maps
