@@ -34,7 +34,8 @@ paper and 8 with known poses, 100 images evaluated: 37 rows, estimated 3.0 h on 
 with tilt pairs), for a GPU. `--plan` prints a scale's runs and both estimates; `--n` and
 `--epochs` shrink or grow a scale (its work folder is named after them).
 
-Every step is cached under --work: a dataset is simulated once, a run
+Every step is cached under --work (by default a folder named after the scale and a digest of
+its sizes, so a re-sized scale starts afresh): a dataset is simulated once, a run
 that finished is not redone (an interrupted one resumes: cryoscape --resume, cryoDRGN
 --load latest), its metrics are kept in results/<dataset>/<run>.json; `--tables-only` redraws
 the tables and figures from the cached results.
@@ -49,6 +50,7 @@ BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -540,7 +542,7 @@ def main(argv=None):
                    "a display: run under xvfb-run where there is none)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--work", type=Path, help="datasets and runs (default benchmarks/_work/paper"
-                   "/SCALE)")
+                   "/SCALE_DIGEST, DIGEST naming the scale's sizes)")
     p.add_argument("--out", type=Path, help="tables and figures (default benchmarks/paper/SCALE)")
     p.add_argument("--benchmarks", type=Path, default=BENCHMARKS, help="the BENCHMARKS.md")
     p.add_argument("--no-write", action="store_true", help="do not write BENCHMARKS.md")
@@ -552,7 +554,10 @@ def main(argv=None):
         scale = replace(scale, n=n, n_search=min(scale.n_search, n), epochs=epochs,
                         tilt_epochs=max(1, epochs // 2))
     name = a.scale if scale == SCALES[a.scale] else f"{a.scale}_n{scale.n}_e{scale.epochs}"
-    work = a.work or HERE / "_work" / "paper" / name
+    # runs are cached by name: the folder changes with every size of the scale, so that a
+    # re-sized scale never reuses runs of the old sizes
+    digest = hashlib.sha1(repr(scale).encode()).hexdigest()[:8]
+    work = a.work or HERE / "_work" / "paper" / f"{name}_{digest}"
     out = a.out or HERE / "paper" / name
     runs = plan(scale, a.datasets)
     if a.plan:
