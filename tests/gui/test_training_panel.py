@@ -34,6 +34,9 @@ def test_defaults_are_the_cli_defaults(panel):
     assert cli.enc_dim == cli.dec_dim == 1024                     # cryoDRGN's 3 x 1024
     assert "3 x 1024" in panel.dec_dim.toolTip() and "faster" in panel.dec_dim.toolTip()
     assert not panel.continue_button.isEnabled()
+    assert "--downsample" not in args                             # the full box
+    panel.downsample.setValue(64)
+    assert _arg(panel.train_args(), "--downsample") == "64"
 
 
 def test_output_lines_without_progress_redraws(qtbot, panel, tmp_path):
@@ -89,7 +92,7 @@ def test_opened_run_fills_the_form_and_continues(qtbot, window, tiny_data, tmp_p
 
     rundir = tmp_path / "run"
     cfg = tiny_config(str(tiny_data / "particles.star"), num_epochs=1, zdim=2, enc_layers=1,
-                      enc_dim=24, dec_layers=2, dec_dim=40)
+                      enc_dim=24, dec_layers=2, dec_dim=40, downsample=24)
     train(cfg, rundir, progress=False)
     window.open_run(rundir)
     assert not window.errors, window.errors
@@ -99,6 +102,7 @@ def test_opened_run_fills_the_form_and_continues(qtbot, window, tiny_data, tmp_p
     assert (tp.zdim.value(), tp.epochs.value(), tp.batch.value()) == (2, 1, 16)
     assert (tp.enc_layers.value(), tp.enc_dim.value()) == (1, 24)
     assert (tp.dec_layers.value(), tp.dec_dim.value()) == (2, 40)
+    assert tp.downsample.value() == 24 and _arg(tp.train_args(), "--downsample") == "24"
     assert len(tp.loss_plot.curve.xData) == 1
     assert not tp.continue_button.isEnabled()                    # finished: 1 of 1 epochs
     tp.epochs.setValue(2)

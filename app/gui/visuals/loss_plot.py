@@ -60,7 +60,7 @@ class LossPlot(pg.PlotWidget):
         self.legend.clear()
         self.mse_curve.setData(*(np.array(mse, dtype=float).T if mse else ([], [])))
         if mse:
-            self.legend.addItem(self.mse_curve, "reconstruction")
+            self.legend.addItem(self.mse_curve, "mse")
         for phase, item in self.phase_points.items():
             xy = [(e, loss) for e, loss, p in rows if p == phase]
             item.setData(*(np.array(xy, dtype=float).T if xy else ([], [])))

@@ -193,12 +193,17 @@ class TrainingPanel(QWidget):
         self.epochs = _spin(1, 1000, d.num_epochs)
         self.epochs.setToolTip("Epochs to train; raise it to continue a finished run")
         self.batch = _spin(1, 4096, d.batch_size)
+        self.downsample = _spin(0, 1024, 0, 2, "Fourier-crop the images to this box as they "
+                                "are read (--downsample; even, smaller than the particles' "
+                                "box): faster training, a lower resolution limit")
+        self.downsample.setSpecialValueText("full box")
+        self.downsample.setSuffix(" px")
         self.enc_layers, self.enc_dim = _spin(1, 16, d.enc_layers), _spin(8, 4096, d.enc_dim, 8)
         self.dec_layers, self.dec_dim = _spin(1, 16, d.dec_layers), _spin(8, 4096, d.dec_dim, 8)
         for w in (self.enc_layers, self.enc_dim, self.dec_layers, self.dec_dim):
             w.setToolTip(ARCHITECTURE_TIP)
         self.extra = QLineEdit()
-        self.extra.setPlaceholderText("more train options, e.g. --lazy --workers 2 --downsample 64")
+        self.extra.setPlaceholderText("more train options, e.g. --lazy --workers 2")
         form = QFormLayout()
         form.addRow("Particles", self.particles)
         form.addRow("Poses", self.pose_mode)
@@ -213,6 +218,7 @@ class TrainingPanel(QWidget):
         form.addRow("Latent dimension", self.zdim)
         form.addRow("Epochs", self.epochs)
         form.addRow("Batch size", self.batch)
+        form.addRow("Downsample to", self.downsample)
         for name, layers, dim in (("Encoder", self.enc_layers, self.enc_dim),
                                   ("Decoder", self.dec_layers, self.dec_dim)):
             row = QHBoxLayout()
@@ -288,6 +294,8 @@ class TrainingPanel(QWidget):
                  "--enc-dim", str(self.enc_dim.value()),
                  "--dec-layers", str(self.dec_layers.value()),
                  "--dec-dim", str(self.dec_dim.value())]
+        if self.downsample.value():
+            args += ["--downsample", str(self.downsample.value())]
         return args + self.extra.text().split()
 
     @property
@@ -311,7 +319,7 @@ class TrainingPanel(QWidget):
                   enc=(DEFAULTS.enc_layers, DEFAULTS.enc_dim),
                   dec=(DEFAULTS.dec_layers, DEFAULTS.dec_dim), extra: str = "",
                   pose_search: bool = False, search: dict | None = None, tilt=None,
-                  tilt_deg: float = DEFAULTS.tilt_deg) -> None:
+                  tilt_deg: float = DEFAULTS.tilt_deg, downsample: int | None = None) -> None:
         """Fill the form; `search`: the ab initio options by TrainConfig field name."""
         self._mode = int(pose_search)           # the architecture given is kept as it is
         self.pose_mode.setCurrentIndex(int(pose_search))
@@ -325,6 +333,7 @@ class TrainingPanel(QWidget):
         self.zdim.setValue(zdim)
         self.epochs.setValue(epochs)
         self.batch.setValue(batch)
+        self.downsample.setValue(downsample or 0)
         self.enc_layers.setValue(enc[0])
         self.enc_dim.setValue(enc[1])
         self.dec_layers.setValue(dec[0])
@@ -349,6 +358,7 @@ class TrainingPanel(QWidget):
                        ctf=data.get("ctf"), zdim=model.get("zdim", getattr(run, "zdim", d.zdim)),
                        epochs=saved.get("num_epochs", max(run.epochs, default=d.num_epochs)),
                        batch=saved.get("batch_size", d.batch_size),
+                       downsample=saved.get("downsample"),
                        enc=(model.get("qlayers", d.enc_layers),
                             model.get("qdim", d.enc_dim)),
                        dec=(model.get("players", d.dec_layers), model.get("pdim", d.dec_dim)))
