@@ -30,8 +30,10 @@ Scales (SCALES): `--toy` for the test (D=16, 40 images, 1-2 epochs, 1x16 network
 with tilt pairs), ab initio on the 1500 images (2 random-pose + 8 searched + 2 refined epochs,
 as `train` advises for 1500 images; ab initio with tilt pairs only in --full), zdim as the
 paper and 8 with known poses, 100 images evaluated: 37 rows, estimated 3.0 h on a quiet machine
-(load ~1) and ~21 h at the load average ~4 measured while sizing it (RATES); `--full`: the paper's 50k images, 40 epochs (20
-with tilt pairs), for a GPU. `--plan` prints a scale's runs and both estimates; `--n` and
+(load ~1) and ~21 h at the load average ~4 measured while sizing it (RATES). Too few passes
+for heterogeneity, measured: 10 epochs of its linear set leave |Spearman| 0.09 (60 epochs:
+0.93); the scale is to be re-sized. `--full`: the paper's 50k images, 40 epochs (20 with tilt
+pairs), for a GPU. `--plan` prints a scale's runs and both estimates; `--n` and
 `--epochs` shrink or grow a scale (its work folder is named after them).
 
 Every step is cached under --work (by default a folder named after the scale and a digest of

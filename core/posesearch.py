@@ -128,9 +128,6 @@ class TiltPairs:
     ctf: torch.Tensor | None
     rot: torch.Tensor
 
-    def subset(self, i) -> TiltPairs:
-        return TiltPairs(self.y[i], None if self.ctf is None else self.ctf[i], self.rot)
-
 
 class VolumeSlicer:
     """Hartley values of one volume at 3D frequencies, by trilinear interpolation on a grid

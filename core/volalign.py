@@ -6,10 +6,11 @@ the classes become one latent space, every class's map is brought onto the large
 its images' poses are moved with it, so that the conformations are superposed.
 
 A candidate (Q, hand) is scored by the correlation of the reference's Hartley values H_ref(k)
-with the moving map's at k @ Q (or k @ FLIP @ Q, the mirror z -> -z: core/poses) over lattice points of the
-shell 2 < |k| <= kmax px: the whole SO(3) grid of `base_level` (core/so3grid), then the 8
-children of the best `keep` candidates for `levels` rounds (~0.45 degrees at the defaults). The
-maps' relative offset is not fitted: the search centres every class's images alike.
+with the moving map's at k @ Q (or k @ FLIP @ Q, the mirror z -> -z: core/poses) over lattice
+points of the shell 2 < |k| <= kmax px: the whole SO(3) grid of `base_level` (core/so3grid),
+then the 8 children of the best `keep` candidates for `levels` rounds (~0.45 degrees at the
+defaults). The maps' relative offset is not fitted: the search centres every class's images
+alike.
 
 Two conformations differ somewhere, and whole maps superposed that way are pulled off their
 shared part by the part that moved (two true states of the simulated two-conformation set:
@@ -81,7 +82,8 @@ def superpose_maps(ref, mov, kmax: int, hands: bool = True) -> tuple[torch.Tenso
     D = ref.shape[-1]
     Q, mirrored, corr = align_maps(VolumeSlicer.from_map(ref), VolumeSlicer.from_map(mov), D,
                                    kmax, hands)
-    M = torch.as_tensor(FLIP, dtype=torch.float32) @ Q if mirrored else Q   # ref(x) ~ mov(x M)
+    F = torch.as_tensor(FLIP, dtype=torch.float32)
+    M = F @ Q if mirrored else Q                                    # ref(x) ~ mov(x @ M)
     smooth = [lowpass(v, D / kmax, 1.0) for v in (ref, mov)]
     inside_ref = (smooth[0] > auto_threshold(smooth[0])).numpy()
     k = shell_points(D, kmax)
@@ -96,8 +98,7 @@ def superpose_maps(ref, mov, kmax: int, hands: bool = True) -> tuple[torch.Tenso
         step, M = rotation_angle(new @ M.T), new
         if step < TOLERANCE_DEG:
             break
-    Q = torch.as_tensor(FLIP, dtype=torch.float32) @ M if mirrored else M
-    return Q, mirrored, corr
+    return (F @ M if mirrored else M), mirrored, corr
 
 
 def refine_alignment(ref, mov, M: torch.Tensor, k: torch.Tensor, step: float = 2.0,

@@ -22,11 +22,6 @@ D = 32
 MIRROR = torch.as_tensor(FLIP, dtype=torch.float32)
 
 
-def angle_deg(A, B) -> float:
-    cos = ((A.T @ B).trace() - 1) / 2
-    return float(torch.rad2deg(torch.arccos(cos.clamp(-1, 1))))
-
-
 @pytest.mark.parametrize("mirrored", [False, True])
 def test_align_finds_the_rotation_and_hand_and_moves_the_poses(mirrored):
     """A map seen in another frame (rotated by Q0, and mirrored): align_maps finds the frame
@@ -43,7 +38,7 @@ def test_align_finds_the_rotation_and_hand_and_moves_the_poses(mirrored):
     Q, found_mirrored, corr = align_maps(ref, mov, D, D // 4)
     assert found_mirrored == mirrored and corr > 0.9
     expected = MIRROR @ Q0.T @ MIRROR if mirrored else Q0.T    # mov(k @ [MIRROR @] Q) = ref(k)
-    assert angle_deg(Q, expected) < grid_spacing_deg(4)
+    assert rotation_angle(Q.T @ expected) < grid_spacing_deg(4)
     R = random_rotations(16, g)
     x = SliceLattice(D).coords                                        # the slice's points
     moved = moved_poses(R, Q, found_mirrored)

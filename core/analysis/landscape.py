@@ -305,8 +305,9 @@ def compute_landscape(run, epoch: int | None = None, *, sketch: int = 1000, stat
     """The landscape of `run` at `epoch` (None: its latest latents). `mask`: an MRC path or an
     array (None: made from the maps); `box`: decode at this box (default: the run's, at most
     64); `amp`: the sketch decoded in bfloat16 where the device has it natively (3-4x faster,
-    maps within 0.3%; `landscape_settings`). Read from / written to `cache_dir` (e.g. `report.umap_cache_dir(run, ...)`) when
-    given, keyed by the latents and every setting. `progress`: see `_reporter`."""
+    maps within 0.3%; `landscape_settings`). Read from / written to `cache_dir` (e.g.
+    `report.umap_cache_dir(run, ...)`) when given, keyed by the latents and every setting.
+    `progress`: see `_reporter`."""
     from cryoscape.core.analysis.sampling import kmeans
 
     z = np.asarray(run.latents(epoch), dtype=np.float32)

@@ -118,18 +118,23 @@ class AbInitio:
             self.ref = torch.randint(cfg.search_classes, (self.N,), generator=g)
         self.search_seconds, self.searched_images = 0.0, 0
 
+    @property
+    def search_end(self) -> int:
+        """The first 0-based epoch after the pretraining and search epochs."""
+        return self.cfg.pretrain_epochs + self.cfg.search_epochs
+
     def phase(self, epoch: int) -> str:
         """The phase of a 0-based epoch."""
         if epoch < self.cfg.pretrain_epochs:
             return PRETRAIN
-        if epoch < self.cfg.pretrain_epochs + self.cfg.search_epochs or not self.cfg.pose_sgd:
+        if epoch < self.search_end or not self.cfg.pose_sgd:
             return SEARCH
         return REFINE
 
     def classifying(self, epoch: int) -> bool:
         """Whether a heterogeneous run's images belong to classes in this 0-based epoch (the
         pretraining and the search epochs: see the module)."""
-        return self.refs is not None and epoch < self.cfg.pretrain_epochs + self.cfg.search_epochs
+        return self.refs is not None and epoch < self.search_end
 
     def band(self, epoch: int) -> int:
         """The search's band limit (px) in a 0-based search epoch: from D/4 in the first to
@@ -153,8 +158,7 @@ class AbInitio:
     def prepare(self, model, order: torch.Tensor, epoch: int, batch_i: int) -> None:
         """Before batch `batch_i` of `epoch`: search the poses of the chunk it starts, if any;
         at the start of the first epoch after the classes, superpose them."""
-        if batch_i == 0 and self.refs is not None \
-                and epoch == self.cfg.pretrain_epochs + self.cfg.search_epochs:
+        if batch_i == 0 and self.refs is not None and epoch == self.search_end:
             self._superpose_classes(model)
         if self.phase(epoch) != SEARCH or batch_i % self.chunk_batches():
             return
