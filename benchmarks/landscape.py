@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -89,6 +90,7 @@ def main() -> int:
             cmd = [sys.executable, "-m", "cryoscape.app.cli", "landscape", str(run), "-o",
                    str(out), "--sketch", str(sketch), "--states", str(args.states),
                    "-D", str(args.D), "--device", args.device] + ([] if amp else ["--no-amp"])
+            shutil.rmtree(run / "analysis_cache", ignore_errors=True)   # nothing cached
             t0 = time.perf_counter()
             subprocess.run(cmd, check=True)
             total = time.perf_counter() - t0

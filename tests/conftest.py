@@ -22,6 +22,18 @@ def fixtures_dir() -> Path:
     return SHARED_FIXTURES
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_temporary_folder(tmp_path_factory):
+    """The session's own temporary folder (tempfile.tempdir): analyses of read-only runs
+    (the shared fixtures) are cached there, not in the machine's, where an earlier session's
+    cache would serve them."""
+    import tempfile
+    before = tempfile.tempdir
+    tempfile.tempdir = str(tmp_path_factory.mktemp("tmp"))
+    yield
+    tempfile.tempdir = before
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

@@ -194,11 +194,21 @@ def test_analyze_plots_viewing_directions_of_an_ab_initio_run(tmp_path):
     assert names[0] in (tmp_path / "rep" / "index.html").read_text()
 
 
-def test_umap_cache_leaves_a_read_only_run_alone(tmp_path):
+def test_analysis_cache_leaves_a_read_only_run_alone(tmp_path, monkeypatch):
+    """A writable run caches in its own folder; a read-only one in the shared folder in the
+    temporary directory, where the explorer looks too."""
+    import tempfile
+
+    from cryoscape.core.analysis.cache import analysis_cache_dir, cache_dirs, cached_file
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     run = FakeRun(tmp_path / "run")
     (tmp_path / "run").mkdir()
-    assert report.umap_cache_dir(run, tmp_path / "fb") == tmp_path / "run" / "analysis_cache"
+    assert analysis_cache_dir(run) == tmp_path / "run" / "analysis_cache"
     ro = FakeRun(tmp_path / "ro")
     (tmp_path / "ro").mkdir(mode=0o555)          # shared read-only: even root must not write
-    assert report.umap_cache_dir(ro, tmp_path / "fb") == tmp_path / "fb"
+    shared = tmp_path / "tmp" / "cryoscape_analysis_cache"
+    assert analysis_cache_dir(ro) == shared and shared.is_dir()
     assert not (tmp_path / "ro" / "analysis_cache").exists()
+    assert cache_dirs(ro)[1] == shared and cached_file(ro, "x.npz") is None
+    (shared / "x.npz").write_bytes(b"")
+    assert cached_file(ro, "x.npz") == shared / "x.npz"

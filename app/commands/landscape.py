@@ -43,8 +43,9 @@ def main(args):
     from pathlib import Path
 
     from cryoscape.app.commands._common import check_outputs
+    from cryoscape.core.analysis.cache import analysis_cache_dir
     from cryoscape.core.analysis.landscape import compute_landscape, write_landscape
-    from cryoscape.core.analysis.report import resolve_epoch, umap_cache_dir
+    from cryoscape.core.analysis.report import resolve_epoch
     from cryoscape.core.device import select_device
     from cryoscape.core.run import Run
 
@@ -55,7 +56,7 @@ def main(args):
     check_outputs([out], [args.mask], folder=True)
     res = compute_landscape(run, epoch, sketch=args.sketch, states=args.states,
                             linkage=args.linkage, mask=args.mask, box=args.D, pcs=args.pcs,
-                            seed=args.seed, amp=args.amp, cache_dir=umap_cache_dir(run, out))
+                            seed=args.seed, amp=args.amp, cache_dir=analysis_cache_dir(run))
     s = write_landscape(res, run, out)
     occ = ", ".join(f"{i}: {c}" for i, c in enumerate(s["occupancy"]))
     print(f"cryoscape landscape: {s['sketch']} maps of {s['box']}^3, {len(s['occupancy'])} "

@@ -77,9 +77,9 @@ def main(args):
 
 def _embedding(run, z, epoch, args, out):
     from cryoscape.core.analysis import embed
-    from cryoscape.core.analysis.report import umap_cache_dir
+    from cryoscape.core.analysis.cache import analysis_cache_dir
 
     if args.embedding == "pca":
         return embed.pca(z, 2).coords
-    return embed.umap_embedding(z, cache_dir=umap_cache_dir(run, out.parent), epoch=epoch,
+    return embed.umap_embedding(z, cache_dir=analysis_cache_dir(run), epoch=epoch,
                                 seed=args.seed)

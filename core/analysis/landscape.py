@@ -32,6 +32,8 @@ PC_MAPS = 2           # volume PCs with maps along them
 PC_STEPS = 10         # maps along each, 5th to 95th percentile of the particles' coordinates
 MIN_PER_CENTRE = 10   # a small run gets at most N / 10 centres
 UNITS = {"decoding the sketch": "map"}   # progress stages' units (others: steps)
+# the settings that the sketch's maps depend on (a cached sketch serves the others)
+SKETCH_SETTINGS = ("sketch", "box", "seed", "precision", "weights")
 
 
 @dataclass
@@ -83,11 +85,12 @@ def sketch_size(n: int, sketch: int = 1000) -> int:
     return int(max(2, min(sketch, n // MIN_PER_CENTRE)))
 
 
-def cache_key(z, epoch, **settings) -> str:
-    """File name of a cached landscape: epoch, settings and a digest of z."""
+def cache_key(z, epoch, kind: str = "landscape", **settings) -> str:
+    """File name of a cached landscape (or, `kind` "sketch", of its decoded sketch): epoch,
+    settings and a digest of z."""
     h = hashlib.sha1(np.ascontiguousarray(z, dtype=np.float32).tobytes())
     h.update(json.dumps(settings, sort_keys=True, default=str).encode())
-    return f"landscape.{_epoch_name(epoch)}.{h.hexdigest()[:16]}.npz"
+    return f"{kind}.{_epoch_name(epoch)}.{h.hexdigest()[:16]}.npz"
 
 
 def latents_digest(z) -> str:
@@ -164,6 +167,31 @@ def decode_sketch(run, z, box: int, epoch=None, report=None,
     seconds = time.perf_counter() - t0
     return maps, {"seconds": seconds, "flops": float(flops[0]),
                   "flop_per_s": flops[0] / max(seconds, 1e-9)}
+
+
+def sketch_maps(run, centres, box: int, epoch, report, bf16: bool, path: Path | None
+                ) -> tuple[np.ndarray, dict]:
+    """`decode_sketch`'s maps, kept in float16 (rounding 1/2000, under bf16 decoding's 0.3%)
+    and cached at `path` (K box^3 2-byte values: 0.5 GB for 1000 maps of 64^3) with the
+    decoding's statistics, so that another number of states, linkage, mask or PCs decodes
+    nothing again."""
+    if path is not None and path.exists():
+        try:
+            with np.load(path, allow_pickle=False) as d:
+                if d["maps"].shape == (len(centres), box, box, box):
+                    return d["maps"].astype(np.float32), {**json.loads(str(d["info"])),
+                                                          "cached": True}
+        except (OSError, KeyError, ValueError):
+            pass      # unreadable (e.g. cut short): decoded again
+    maps, dec = decode_sketch(run, centres, box, epoch, report, bf16)
+    maps = maps.astype(np.float16)
+    if path is not None:
+        try:
+            with atomic_open(path, "wb") as f:
+                np.savez(f, maps=maps, info=np.array(json.dumps(dec)))
+        except OSError:
+            pass      # a cache that cannot be written only costs time
+    return maps.astype(np.float32), dec
 
 
 def landscape_mask(maps, voxel_size: float, mask=None, dilate: float | None = None,
@@ -306,7 +334,7 @@ def compute_landscape(run, epoch: int | None = None, *, sketch: int = 1000, stat
     array (None: made from the maps); `box`: decode at this box (default: the run's, at most
     64); `amp`: the sketch decoded in bfloat16 where the device has it natively (3-4x faster,
     maps within 0.3%; `landscape_settings`). Read from / written to `cache_dir` (e.g.
-    `report.umap_cache_dir(run, ...)`) when given, keyed by the latents and every setting.
+    `cache.analysis_cache_dir(run)`) when given, keyed by the latents and every setting.
     `progress`: see `_reporter`."""
     from cryoscape.core.analysis.sampling import kmeans
 
@@ -328,8 +356,10 @@ def compute_landscape(run, epoch: int | None = None, *, sketch: int = 1000, stat
     t0 = time.perf_counter()
     km = kmeans(z, K, seed=seed, n_init=1)
     t_kmeans = time.perf_counter() - t0
-    maps, dec = decode_sketch(run, km.centers.astype(np.float32), box, epoch, report,
-                              settings["precision"] == "bfloat16")
+    sketch_file = None if cache_dir is None else Path(cache_dir) / cache_key(
+        z, epoch, "sketch", **{k: settings[k] for k in SKETCH_SETTINGS})
+    maps, dec = sketch_maps(run, km.centers.astype(np.float32), box, epoch, report,
+                            settings["precision"] == "bfloat16", sketch_file)
     t1 = time.perf_counter()
     voxel = run.voxel_size(box)
     soft = landscape_mask(maps, voxel, mask, dilate, soft_edge)
@@ -365,6 +395,7 @@ def compute_landscape(run, epoch: int | None = None, *, sketch: int = 1000, stat
                 "voxel_size": voxel, "regressor_r2_heldout": r2,
                 "decoder_flops": dec["flops"], "decoder_flop_per_s": dec["flop_per_s"],
                 "mask_voxels": int(support.sum()),
+                "sketch_cached": bool(dec.get("cached")),
                 "seconds": {"kmeans": round(t_kmeans, 2), "decode": round(dec["seconds"], 2),
                             "pca_states_regressor": round(time.perf_counter() - t1, 2)}}
     if cached is not None:

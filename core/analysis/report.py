@@ -9,29 +9,10 @@ from pathlib import Path
 
 import numpy as np
 from cryoscape.core.analysis import embed, plots, sampling, trajectory
+from cryoscape.core.analysis.cache import analysis_cache_dir
 from cryoscape.core.analysis.maps import write_maps
 from cryoscape.core.export import make_outdir
 from cryoscape.core.io.atomic import atomic_open
-
-
-def umap_cache_dir(run, fallback: str | os.PathLike) -> Path:
-    """Where a run's UMAP embeddings are cached: `RUN/analysis_cache`, or `fallback` when the
-    run directory is not writable (e.g. a run shared read-only)."""
-    d = Path(run.path) / "analysis_cache"
-    try:
-        if _writable(d.parent):
-            d.mkdir(exist_ok=True)
-            if _writable(d):
-                return d
-    except OSError:
-        pass
-    return Path(fallback)
-
-
-def _writable(path: Path) -> bool:
-    """Writable, by its permission bits too: for root os.access says yes to any folder, and a
-    run shared read-only (no write bits) must stay untouched."""
-    return os.access(path, os.W_OK) and bool(path.stat().st_mode & 0o222)
 
 
 def resolve_epoch(run, epoch: int | None) -> int | None:
@@ -80,7 +61,7 @@ def analyze(run, outdir: str | os.PathLike, epoch: int | None = None, k: int = 2
             umap_background: bool = True) -> dict:
     """Write the report folder and return its summary (also saved as summary.json).
 
-    UMAP embeddings are cached in `cache_dir` (default: see `umap_cache_dir`) and computed
+    UMAP embeddings are cached in `cache_dir` (default: see `analysis_cache_dir`) and computed
     in a child process while the maps are decoded (`umap_background`)."""
     log = print if progress else (lambda *a, **kw: None)
     out = make_outdir(outdir)
@@ -99,7 +80,7 @@ def analyze(run, outdir: str | os.PathLike, epoch: int | None = None, k: int = 2
 
     umap_job = None
     if zdim > 1 and not skip_umap:
-        cache = cache_dir if cache_dir is not None else umap_cache_dir(run, out)
+        cache = cache_dir if cache_dir is not None else analysis_cache_dir(run)
         umap_job = embed.UmapJob(z, cache, epoch, seed, progress, background=umap_background)
         lap("umap_start")
     try:

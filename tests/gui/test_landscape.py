@@ -116,12 +116,36 @@ def test_landscape_computed_in_a_child_and_cached(qtbot, window, run_copy):
     np.testing.assert_array_equal(mine.state, ref.state)
     np.testing.assert_allclose(mine.state_maps, ref.state_maps, atol=1e-4)
     assert window.latent_panel.states.occupancy == np.bincount(ref.state).tolist()
-    # another number of states: computed again (the maps' clusters), listed
+    # another number of states: computed again (the maps' clusters) from the cached sketch
+    # (nothing decoded), listed
+    del progress[:]
     window.latent_panel.states.states_box.setValue(2)
     qtbot.waitUntil(lambda: model.landscape is not None and len(model.occupancy) == 2,
                     timeout=WAIT_MS)
     assert window.latent_panel.states.occupancy == np.bincount(model.landscape.state).tolist()
     assert len(list((run_copy / "analysis_cache").glob("landscape.e18.*.npz"))) == 2
+    assert progress and not any(p[0] == "decoding the sketch" for p in progress)
+    assert model.landscape.info["sketch_cached"]
+
+
+def test_cli_landscape_of_a_read_only_run_is_shown(qtbot, window, run_copy, tmp_path,
+                                                   monkeypatch):
+    """`cryoscape landscape` on a run folder without write bits caches in the shared
+    temporary folder, where the explorer finds it as soon as the run opens."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    run_copy.chmod(0o555)
+    try:
+        assert cli("landscape", run_copy, "--states", 2, "-o", tmp_path / "out") == 0
+        open_run(qtbot, window, run_copy)
+        model = window.explorer.landscape.model
+        qtbot.waitUntil(lambda: model.landscape is not None, timeout=WAIT_MS)
+    finally:
+        run_copy.chmod(0o755)
+    assert not (run_copy / "analysis_cache").exists()
+    np.testing.assert_array_equal(model.landscape.state,
+                                  np.load(tmp_path / "out" / "landscape.npz")["state"])
 
 
 def wait_forever(progress):

@@ -22,12 +22,12 @@ def test_clusters_are_the_cli_clusters(qtbot, window, tmp_path):
 
 def _fake_umap(run, epoch):
     """Write a UMAP result where `cryoscape analyze/select` cache it; returns it."""
+    from cryoscape.core.analysis.cache import analysis_cache_dir
     from cryoscape.core.analysis.embed import umap_cache_path
-    from cryoscape.core.analysis.report import umap_cache_dir
 
     z = run.latents(epoch)
     emb = np.stack([z[:, 1] * 3 + 1, -z[:, 0]], 1).astype(np.float32)
-    np.save(umap_cache_path(z, umap_cache_dir(run, run.path / "unused"), epoch), emb)
+    np.save(umap_cache_path(z, analysis_cache_dir(run), epoch), emb)
     return emb
 
 

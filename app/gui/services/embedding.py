@@ -8,9 +8,7 @@ analyze/select --k`), so the explorer and the CLI show the same clusters.
 """
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from cryoscape.app.gui.models.colour import (
@@ -22,6 +20,7 @@ from cryoscape.app.gui.models.colour import (
     colouring,
 )
 from cryoscape.app.gui.services.jobs import Service
+from cryoscape.core.analysis.cache import analysis_cache_dir
 from cryoscape.core.errors import CryoscapeError
 from PyQt6.QtCore import pyqtSignal
 
@@ -35,31 +34,6 @@ class _Analysis:
     kmeans: object
     tree: object | None               # UMAP: a KD-tree of z, to place points on the view
     colouring: Colouring
-
-
-def umap_cache_dir(run) -> Path:
-    """The UMAP cache `cryoscape analyze/select` use (RUN/analysis_cache), or a folder in the
-    temporary directory when the run directory is not writable."""
-    from cryoscape.core.analysis.report import umap_cache_dir as run_cache_dir
-
-    d = run_cache_dir(run, _fallback_dir())
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
-def cache_dirs(run) -> list[Path]:
-    """Where a run's cached analyses may be: its cache folder and the fallback one."""
-    return [Path(run.path) / "analysis_cache", _fallback_dir()]
-
-
-def cached_file(run, name: str) -> Path | None:
-    """File `name` in the run's cache folder or the fallback one, where there (the names carry
-    a digest of what they hold); creates no folder."""
-    return next((d / name for d in cache_dirs(run) if (d / name).is_file()), None)
-
-
-def _fallback_dir() -> Path:
-    return Path(tempfile.gettempdir()) / "cryoscape_analysis_cache"
 
 
 class EmbeddingService(Service):
@@ -140,7 +114,7 @@ class EmbeddingService(Service):
             emit(self._analysis(gen, "PCA" if xy is not None else "histogram", xy, p, km,
                                 values=values))
             if kind == "UMAP":                   # the PCA view and clusters meanwhile
-                xy = self._umap(z, umap_cache_dir(run), epoch, lambda: gen != self._generation)
+                xy = self._umap(z, analysis_cache_dir(run), epoch, lambda: gen != self._generation)
                 if xy is None:
                     return
                 from scipy.spatial import cKDTree

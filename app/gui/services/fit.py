@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 from cryoscape.app.gui.models.colour import FIT_ERROR
-from cryoscape.app.gui.services.embedding import cached_file, umap_cache_dir
 from cryoscape.app.gui.services.jobs import Service
+from cryoscape.core.analysis.cache import analysis_cache_dir, cached_file
 from cryoscape.core.errors import CryoscapeError
 from PyQt6.QtCore import pyqtSignal
 
@@ -155,7 +155,7 @@ class FitService(Service):
                     raise
                 if fit is not None:
                     try:
-                        write_fit(fit, umap_cache_dir(run) / cache_name(z, run, epoch))
+                        write_fit(fit, analysis_cache_dir(run) / cache_name(z, run, epoch))
                     except OSError:
                         pass                   # a cache that cannot be written only costs time
             if fit is not None:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 from cryoscape.app.gui.models.colour import LANDSCAPE_STATE
 from cryoscape.app.gui.models.landscape import LandscapeModel
-from cryoscape.app.gui.services.embedding import cache_dirs, cached_file, umap_cache_dir
 from cryoscape.app.gui.services.jobs import Service
+from cryoscape.core.analysis.cache import analysis_cache_dir, cache_dirs, cached_file
 from cryoscape.core.errors import CryoscapeError, InputFileError
 
 DEFAULT_STATES = 5      # as `cryoscape landscape`: its cache serves the explorer
@@ -104,7 +104,7 @@ class LandscapeService(Service):
                     pass                       # cut short: computed again
             if cached_only:
                 return
-            cache_dir = umap_cache_dir(run)
+            cache_dir = analysis_cache_dir(run)
             try:
                 res = run_in_child(on_run, (compute_landscape, run.path, epoch),
                                    {"states": states, "cache_dir": cache_dir, "device": device},
