@@ -16,10 +16,10 @@ space holds `search_classes` fixed reference points (drawn from the prior, seede
 image belongs to one of them, as in a 3D classification (RELION, cryoSPARC): the images start
 in random classes, each image is searched against the volume of every class and joins the one
 it fits best, and the decoder is trained at its class's point while the encoder learns to put
-the image there (forward.run_batch's `z_ref`). Each class is reconstructed in a frame and hand
-of its own, so at the end of the classes every class's map is superposed onto the largest
-class's on their shared part (core/volalign) and its images' poses follow; the refinement
-epochs then train the VAE as usual from there. Why: at the start the encoder's z carries
+the image there (forward.run_batch's `z_ref`). Each class is reconstructed in a frame, hand
+and position of its own, so at the end of the classes every class's map is superposed onto
+the largest class's on their shared part (core/volalign) and its images' poses and shifts
+follow; the refinement epochs then train the VAE as usual from there. Why: at the start the encoder's z carries
 nothing, so a search at it is a search against one consensus volume, and images of a
 conformation unlike the majority's never find their poses (on the two-conformation benchmark
 the minority's stayed ~90 degrees off, and its z never separated).
@@ -49,7 +49,7 @@ from cryoscape.core.poses import shifts_to_cryodrgn, tilt_rotation
 from cryoscape.core.posesearch import PoseSearch, SearchConfig, TiltPairs
 from cryoscape.core.train.distributed import Group
 from cryoscape.core.train.forward import center_hartley, encoder_input
-from cryoscape.core.volalign import moved_poses, superpose_maps
+from cryoscape.core.volalign import moved_poses, moved_shifts, superpose_maps
 
 PRETRAIN, SEARCH, REFINE = "pretrain", "search", "refine"
 # images trained on before the refinement: a decoder that has seen fewer gives the search
@@ -199,9 +199,9 @@ class AbInitio:
 
     def _superpose_classes(self, model) -> None:
         """Every class's map (decoded at its point) superposed on the largest class's on
-        their shared part, and its images' poses moved with it (core/volalign): each class
-        was reconstructed in a frame and hand of its own. With tilt pairs the data fix the
-        hand: rotations only."""
+        their shared part, and its images' poses and shifts moved with it (core/volalign):
+        each class was reconstructed in a frame, hand and position of its own. With tilt
+        pairs the data fix the hand: rotations and offsets only."""
         from cryoscape.core.decode import decode_volumes
         counts = torch.bincount(self.ref, minlength=len(self.refs))
         order = [int(j) for j in counts.argsort(descending=True) if counts[j]]
@@ -214,11 +214,13 @@ class AbInitio:
         ref = volume(order[0])
         self.frames = []
         for j in order[1:]:
-            Q, mirrored, corr = superpose_maps(ref, volume(j), self.D // 4,
-                                               hands=self.tilt_rot is None)
+            Q, mirrored, p, corr = superpose_maps(ref, volume(j), self.D // 4,
+                                                  hands=self.tilt_rot is None)
             mine = self.ref == j
+            self.shift[mine] = moved_shifts(self.rot[mine], self.shift[mine], p)
             self.rot[mine] = moved_poses(self.rot[mine], Q, mirrored)
             self.frames.append({"class": j, "onto": order[0], "mirrored": mirrored,
+                                "offset_px": [round(float(x), 2) for x in p],
                                 "correlation": round(corr, 4)})
         model.train(was_training)
 
