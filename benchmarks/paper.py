@@ -3,10 +3,11 @@
 Datasets (appendix D.1, from core/simulate; CTF, shifts uniform in +-5 px as D.1, SNR 0.1):
 linear 1D motion, linear 2D motion, circular 1D motion and 10 discrete states, each simulated
 with its tilt pairs (D.2: the stage tilted 45 degrees about x; particles_tilt.mrcs), and the
-homogeneous set of Table 1. Runs on each (3x256 encoder and decoder on both sides, batch 8,
-seed 0; `cryoscape train` in its own process, one run at a time on --threads threads):
+homogeneous set of Table 1. Runs on each (3x256 encoder and decoder on both sides, seed 0;
+`cryoscape train` in its own process, one run at a time on --threads threads):
 - cryoscape with the known poses, zdim as the paper (1 for linear 1D, 10 for the others) and
-  zdim 8; cryoDRGN 4.3.1 `train_vae` on the same files, architecture and epochs;
+  zdim 8 (--full); cryoDRGN 4.3.1 `train_vae` on the same files, architecture, epochs, batch
+  and learning rate (the scale's);
 - cryoscape ab initio (`--pose-search`: 1 epoch with random poses, search epochs, then pose
   refinement), zdim as the paper and 8 (zdim 0 on the homogeneous set: Table 1);
   cryoDRGN's ab initio (`abinit_het` / `abinit_homo`) only in --full: measured at ~50 s per
@@ -26,15 +27,22 @@ numbers stand beside them, labelled as the paper's (D=64 for Table 2 and D=128 f
 images, no CTF, its own BNB pose search).
 
 Scales (SCALES): `--toy` for the test (D=16, 40 images, 1-2 epochs, 1x16 networks);
-`--quick` for this 2-core machine: D=64, 1500 images per set, 10 epochs with known poses (5
-with tilt pairs), ab initio on the 1500 images (2 random-pose + 8 searched + 2 refined epochs,
-as `train` advises for 1500 images; ab initio with tilt pairs only in --full), zdim as the
-paper and 8 with known poses, 100 images evaluated: 37 rows, estimated 3.0 h on a quiet machine
-(load ~1) and ~21 h at the load average ~4 measured while sizing it (RATES). Too few passes
-for heterogeneity, measured: 10 epochs of its linear set leave |Spearman| 0.09 (60 epochs:
-0.93); the scale is to be re-sized. `--full`: the paper's 50k images, 40 epochs (20 with tilt
-pairs), for a GPU. `--plan` prints a scale's runs and both estimates; `--n` and
-`--epochs` shrink or grow a scale (its work folder is named after them).
+`--quick` for this 2-core machine: D=64, 1500 images per set, 30 epochs with known poses (15
+with tilt pairs) at batch 32 and learning rate 4e-4 for both tools, ab initio on the 1500
+images at cryoscape's defaults (batch 8; 2 random-pose + 8 searched + 2 refined epochs, as
+`train` advises for 1500 images; with tilt pairs only in --full), zdim as the paper only (zdim
+8 in --full), 100 images evaluated: 21 rows (17 runs: cryoDRGN has no tilt pairs), estimated
+2.9 h on a quiet machine (RATES), 0.80 expected of the linear set's |Spearman| (below).
+Sized by measurement (linear set, cryoscape, zdim 1, |Spearman| of z with the coordinate):
+heterogeneity needs passes: at batch 8 and lr 1e-4 (both tools' defaults) 10 epochs give
+0.09, 30 give 0.61, 45 0.88, 60 0.93 (10.4 min; cryoDRGN, at 43 img/s, ~35 min a run: eight
+such rows of cryoDRGN alone pass 3 h); lr 5e-4 / 1e-3 at batch 8: 0.32 / 0.52 after 20
+epochs; the encoder's input cut to 12 px: 0.02; batch 32 with lr 4e-4: 0.80 after 30 epochs,
+0.90 after 40 (196 img/s; cryoDRGN at batch 32: 39 img/s); D=32 (8 A/px) 60 epochs: 0.25. The
+suite stays under 3 h only below the passes that reach 0.95 on this machine. `--full`: the
+paper's 50k images, 40 epochs (20 with tilt pairs), batch 8, for a GPU. `--plan` prints a
+scale's runs and estimates; `--n` and `--epochs` shrink or grow a scale (its work folder is
+named after them).
 
 Every step is cached under --work (by default a folder named after the scale and a digest of
 its sizes, so a re-sized scale starts afresh): a dataset is simulated once, a run
@@ -90,16 +98,19 @@ PAPER_T1 = {"cryoSPARC": ((0.0009, 0.47), (0.002, 0.64)),
 @dataclass(frozen=True)
 class Scale:
     """Sizes of one scale: images per dataset `n` (pose-search runs on the first `n_search`),
-    box D, epochs with known poses (`tilt_epochs` with tilt pairs), ab initio epochs
-    (`pretrain` random-pose epochs + `search` searched + the rest refined, `search_total`
-    in all), encoder/decoder layers x width, images evaluated, whether zdim 8 runs beside the
-    paper's (with known poses; `search_zdim8`: ab initio too), whether ab initio runs with tilt
-    pairs too, and whether cryoDRGN's ab initio runs."""
+    box D, epochs with known poses (`tilt_epochs` with tilt pairs) at `batch` and learning rate
+    `lr` (None: the tools' default) for both tools, ab initio epochs (`pretrain` random-pose
+    epochs + `search` searched + the rest refined, `search_total` in all; batch 8, cryoscape's
+    defaults otherwise), encoder/decoder layers x width, images evaluated, whether zdim 8 runs
+    beside the paper's (with known poses; `search_zdim8`: ab initio too), whether ab initio
+    runs with tilt pairs too, and whether cryoDRGN's ab initio runs."""
     n: int
     n_search: int
     D: int
     epochs: int
     tilt_epochs: int
+    batch: int
+    lr: float | None
     pretrain: int
     search: int
     search_total: int
@@ -114,35 +125,34 @@ class Scale:
 
 SCALES = {
     # the test: seconds
-    "toy": Scale(n=40, n_search=40, D=16, epochs=1, tilt_epochs=1, pretrain=1, search=1,
-                 search_total=2, layers=1, width=16, eval=6, zdim8=False, search_zdim8=False,
-                 search_tilt=False, cryodrgn_abinit=False),
-    # this 2-core machine in < 3 hours (see RATES and --plan)
+    "toy": Scale(n=40, n_search=40, D=16, epochs=1, tilt_epochs=1, batch=8, lr=None,
+                 pretrain=1, search=1, search_total=2, layers=1, width=16, eval=6,
+                 zdim8=False, search_zdim8=False, search_tilt=False, cryodrgn_abinit=False),
+    # this 2-core machine in < 3 hours (see the module, RATES and --plan)
     # (ab initio as `train` advises for 1500 images: core/train/abinit.schedule_advice; 500
     # images with 1 + 2 epochs gave the search no decoder to align against)
-    "quick": Scale(n=1500, n_search=1500, D=64, epochs=10, tilt_epochs=5, pretrain=2,
-                   search=8, search_total=12, layers=3, width=256, eval=100, zdim8=True,
-                   search_zdim8=False, search_tilt=False, cryodrgn_abinit=False),
+    "quick": Scale(n=1500, n_search=1500, D=64, epochs=30, tilt_epochs=15, batch=32, lr=4e-4,
+                   pretrain=2, search=8, search_total=12, layers=3, width=256, eval=100,
+                   zdim8=False, search_zdim8=False, search_tilt=False, cryodrgn_abinit=False),
     # the paper's sizes (D.3: 40 epochs, 20 with tilt pairs), for a GPU
-    "full": Scale(n=50000, n_search=50000, D=64, epochs=40, tilt_epochs=20, pretrain=1,
-                  search=4, search_total=40, layers=3, width=256, eval=100, zdim8=True,
-                  search_zdim8=True, search_tilt=True, cryodrgn_abinit=True),
+    "full": Scale(n=50000, n_search=50000, D=64, epochs=40, tilt_epochs=20, batch=8, lr=None,
+                  pretrain=1, search=4, search_total=40, layers=3, width=256, eval=100,
+                  zdim8=True, search_zdim8=True, search_tilt=True, cryodrgn_abinit=True),
 }
 
-# Throughput in images (tilt pairs: particles) per second and evaluation cost, measured on
-# this machine (2 CPUs shared with other agents; D=64, 3x256, batch 8, zdim 10, --threads 2,
-# 512 images; benchmarks/_work/paper_timing, 2026-12-07) at a load average of ~4: cryoscape
-# with known poses 17.7 img/s (10.3 at load 8), cryoDRGN train_vae 3.5 (3.0-4.1 at load 5-8),
-# cryoscape ab initio on 256 images: search epochs 0.44x and refinement 0.22x its pretraining
-# speed (at load ~3: 100, 44, 22 img/s; at load 6-8: 4.6, 2.4 (185 ms/image searched), 3.8;
-# with tilt pairs 1.9, 1.3, 1.6 particles/s); per-image evaluation 14 s at load 8 (decoding a 3x256 map on the 64^3 sphere is
-# ~70 GFLOP). At a load of ~1 (BENCHMARKS.md train_throughput): cryoscape 97, cryoDRGN 43 img/s,
-# the rest scaled alike. Tilt pairs are counted as two images per particle.
-RATES = {"load ~4 (measured)": {"cryoscape_known": 17.7, "cryodrgn_known": 3.5,
-                                "cryoscape_search": 7.8, "cryoscape_refine": 3.9,
-                                "start_s": 20.0, "eval_s": 5.0},
-         "load ~1": {"cryoscape_known": 97.0, "cryodrgn_known": 43.0, "cryoscape_search": 43.0,
-                     "cryoscape_refine": 21.0, "start_s": 8.0, "eval_s": 1.0}}
+# Throughput in images (tilt pairs: particles) per second and evaluation cost on this machine
+# (2 CPUs, D=64, 3x256, --threads 2): with known poses at the quick scale's batch 32 and lr
+# 4e-4, cryoscape 196 img/s and cryoDRGN train_vae 39 (1500 images, load ~2, 2026-12-07; at
+# batch 8: 144 and 43); cryoscape ab initio (batch 8) at load ~1: pretraining ~100, search
+# epochs 43 and refinement 21 img/s (with tilt pairs about half, in particles); per-image
+# evaluation ~1 s (decoding a 3x256 map on the 64^3 sphere is ~70 GFLOP). Shared with other
+# work the machine ran 5-8x slower (load ~4-8: benchmarks/_work/paper_timing). Tilt pairs are
+# counted as two images per particle.
+RATES = {"load ~1": {"cryoscape_known": 196.0, "cryodrgn_known": 39.0,
+                     "cryoscape_search": 43.0, "cryoscape_refine": 21.0, "start_s": 8.0,
+                     "eval_s": 1.0},
+         "load ~4": {"cryoscape_known": 35.0, "cryodrgn_known": 7.0, "cryoscape_search": 7.8,
+                     "cryoscape_refine": 3.9, "start_s": 20.0, "eval_s": 5.0}}
 
 
 @dataclass(frozen=True)
@@ -254,7 +264,9 @@ def train_command(spec: Spec, data: Path, out: Path, scale: Scale, threads: int,
         files += ["--poses", str(data / "poses.pkl")]
     tilt = (["--tilt", str(data / "particles_tilt.mrcs"), "--tilt-deg", f"{TILT_DEG:g}"]
             if spec.tilt else [])
-    common = [*files, "--zdim", str(spec.zdim), "-n", str(epochs), "-b", "8", *arch,
+    rate = ["-b", "8"] if spec.search else ["-b", str(scale.batch)] + (
+        ["--lr", f"{scale.lr:g}"] if scale.lr else [])
+    common = [*files, "--zdim", str(spec.zdim), "-n", str(epochs), *rate, *arch,
               "--seed", "0", *tilt, "-o", str(out)]
     if spec.tool == "cryoscape":
         if resume:
@@ -605,8 +617,10 @@ def main(argv=None):
               f"times in the tables). Data: D={scale.D}, {scale.n} images per set "
               f"(ab initio on the first {scale.n_search}), CTF, shifts +-{MAX_SHIFT:g} px, SNR "
               f"{SNR:g}, tilt pairs at {TILT_DEG:g} degrees; {scale.layers}x{scale.width} "
-              f"encoder and decoder, batch 8, {scale.epochs} epochs with known poses "
-              f"({scale.tilt_epochs} with tilt pairs), ab initio {scale.pretrain} + "
+              f"encoder and decoder; known poses: {scale.epochs} epochs ({scale.tilt_epochs}"
+              f" with tilt pairs) at batch {scale.batch}, learning rate "
+              f"{f'{scale.lr:g}' if scale.lr else 'the tools defaults'}; ab initio (batch 8) "
+              f"{scale.pretrain} + "
               f"{scale.search} searched + {scale.search_total - scale.pretrain - scale.search}"
               f" refined epochs; {a.threads} threads per run, one run at a time.")
     text = tables(results, runs, name, scale, notes, figs, rel, header)

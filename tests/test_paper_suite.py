@@ -88,7 +88,10 @@ def test_plan_and_estimate(paper):
     quick = paper.plan(paper.SCALES["quick"], list(paper.KINDS))
     names = {(k, s.name) for k, s in quick}
     assert ("linear", "cryoscape_known_z1") in names and ("2d", "cryodrgn_known_z10") in names
-    assert ("circular", "cryoscape_known_z8_tilt") in names
+    assert ("circular", "cryoscape_known_z10_tilt") in names
+    assert ("circular", "cryoscape_known_z8_tilt") in {
+        (k, s.name) for k, s in paper.plan(paper.SCALES["full"], ["circular"])}
+    assert paper.estimate_s(paper.SCALES["quick"], quick, paper.RATES["load ~1"]) < 3 * 3600
     assert ("homogeneous", "cryoscape_search_z0") in names
     for rates in paper.RATES.values():
         assert 0 < paper.estimate_s(paper.SCALES["quick"], quick, rates)
@@ -135,3 +138,16 @@ def test_toy_suite_writes_tables_and_pictures(paper, tmp_path):
     again = (tmp_path / "BENCHMARKS.md").read_text()
     row = next(x for x in text.splitlines() if x.startswith("| cryoscape, known poses, zdim 1"))
     assert row in again
+
+
+def test_known_pose_runs_take_the_scales_batch_and_rate(paper, tmp_path):
+    """Both tools train with known poses at the scale's batch and learning rate; ab initio
+    at cryoscape's own (batch 8, its default rate)."""
+    quick = paper.SCALES["quick"]
+    for tool in ("cryoscape", "cryodrgn"):
+        cmd = paper.train_command(paper.Spec(tool, False, 1), tmp_path, tmp_path / "out",
+                                  quick, 2, False)
+        assert cmd[cmd.index("-b") + 1] == "32" and cmd[cmd.index("--lr") + 1] == "0.0004"
+    cmd = paper.train_command(paper.Spec("cryoscape", True, 1), tmp_path, tmp_path / "out",
+                              quick, 2, False)
+    assert cmd[cmd.index("-b") + 1] == "8" and "--lr" not in cmd
