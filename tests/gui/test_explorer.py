@@ -378,3 +378,10 @@ def test_a_bug_in_a_slot_is_reported_not_fatal(qtbot, window, monkeypatch, capsy
     assert window.errors[-1].startswith("ZeroDivisionError: a bug") and "bug in cryoscape" in \
         window.errors[-1]
     assert "Traceback" in capsys.readouterr().err and window.isVisible()
+
+
+def test_window_fits_a_laptop_screen(qtbot, window, synthetic_run):
+    """With a run open, every dock and the latent panel fit a 1366 x 768 screen."""
+    open_run(qtbot, window, synthetic_run)
+    hint = window.minimumSizeHint()
+    assert hint.width() <= 1366 and hint.height() <= 768, hint

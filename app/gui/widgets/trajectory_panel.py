@@ -63,9 +63,15 @@ class TrajectoryPanel(QWidget):
         row1 = QHBoxLayout()
         row1.addWidget(QLabel("Waypoints"))
         row1.addWidget(self.waypoints, 1)
-        row2 = QHBoxLayout()
-        for w in (self.kind, QLabel("steps"), self.n, compute, self.pc, along_pc, clear):
+        row2 = QHBoxLayout()                # two rows, not one: the dock stays narrow
+        for w in (self.kind, QLabel("steps"), self.n, compute):
             row2.addWidget(w)
+        row2.addStretch(1)
+        row2b = QHBoxLayout()
+        for w in (self.pc, along_pc):
+            row2b.addWidget(w)
+        row2b.addStretch(1)
+        row2b.addWidget(clear)
         row3 = QHBoxLayout()
         row3.addWidget(self.play_button)
         row3.addWidget(self.scrubber, 1)
@@ -75,7 +81,7 @@ class TrajectoryPanel(QWidget):
         row4.addWidget(export_movie)
         row4.addStretch(1)
         layout = QVBoxLayout(self)
-        for r in (row1, row2, row3, row4):
+        for r in (row1, row2, row2b, row3, row4):
             layout.addLayout(r)
         layout.addStretch(1)
         self.timer = QTimer(self)

@@ -36,6 +36,7 @@ class VolumePanel(QWidget):
         self.view = VolumeView(self)
         self.info = QLabel("Click a point in the latent view to see its volume.")
         self.info.setObjectName("volumeInfo")
+        self.info.setWordWrap(True)          # a long map description wraps, the dock stays narrow
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(-20, 100)                 # tenths of a standard deviation
         self.slider.setValue(round(sigma * 10))
@@ -63,9 +64,9 @@ class VolumePanel(QWidget):
         row.addWidget(QLabel("Threshold"))
         row.addWidget(self.slider, 1)
         row.addWidget(self.level)
-        buttons = QHBoxLayout()
-        for w in (self.save_button, self.chimerax_button, self.reset_button, self.pin_button,
-                  self.side_box):
+        row.addWidget(self.reset_button)
+        buttons = QHBoxLayout()              # four, not five: the window fits a 1366 px screen
+        for w in (self.save_button, self.chimerax_button, self.pin_button, self.side_box):
             buttons.addWidget(w)
         buttons.addStretch(1)
         layout = QVBoxLayout(self)
