@@ -34,6 +34,7 @@ MIN_PER_CENTRE = 10   # a small run gets at most N / 10 centres
 UNITS = {"decoding the sketch": "map"}   # progress stages' units (others: steps)
 # the settings that the sketch's maps depend on (a cached sketch serves the others)
 SKETCH_SETTINGS = ("sketch", "box", "seed", "precision", "weights")
+F16_MAX = 6e4         # the sketch's maps are kept in float16 below this (its largest: 65504)
 
 
 @dataclass
@@ -171,10 +172,10 @@ def decode_sketch(run, z, box: int, epoch=None, report=None,
 
 def sketch_maps(run, centres, box: int, epoch, report, bf16: bool, path: Path | None
                 ) -> tuple[np.ndarray, dict]:
-    """`decode_sketch`'s maps, kept in float16 (rounding 1/2000, under bf16 decoding's 0.3%)
-    and cached at `path` (K box^3 2-byte values: 0.5 GB for 1000 maps of 64^3) with the
-    decoding's statistics, so that another number of states, linkage, mask or PCs decodes
-    nothing again."""
+    """`decode_sketch`'s maps, kept in float16 (rounding 1/2000, under bf16 decoding's 0.3%;
+    float32 where values pass float16's range) and cached at `path` (K box^3 2-byte values:
+    0.5 GB for 1000 maps of 64^3) with the decoding's statistics, so that another number of
+    states, linkage, mask or PCs decodes nothing again."""
     if path is not None and path.exists():
         try:
             with np.load(path, allow_pickle=False) as d:
@@ -184,7 +185,8 @@ def sketch_maps(run, centres, box: int, epoch, report, bf16: bool, path: Path | 
         except (OSError, KeyError, ValueError):
             pass      # unreadable (e.g. cut short): decoded again
     maps, dec = decode_sketch(run, centres, box, epoch, report, bf16)
-    maps = maps.astype(np.float16)
+    if np.abs(maps).max() < F16_MAX:
+        maps = maps.astype(np.float16)
     if path is not None:
         try:
             with atomic_open(path, "wb") as f:
