@@ -12,7 +12,7 @@ def analysis_cache_dir(run) -> Path:
     """Where a run's analyses (UMAP, landscape, per-image fit) are cached: `RUN/analysis_cache`,
     or, when the run directory is not writable (e.g. a run shared read-only),
     `shared_cache_dir()` (created where missing)."""
-    d = Path(run.path) / "analysis_cache"
+    d = own_cache_dir(run)
     try:
         if _writable(d.parent):
             d.mkdir(exist_ok=True)
@@ -23,6 +23,11 @@ def analysis_cache_dir(run) -> Path:
     d = shared_cache_dir()
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+def own_cache_dir(run) -> Path:
+    """`RUN/analysis_cache`, the cache folder of a run whose folder is writable."""
+    return Path(run.path) / "analysis_cache"
 
 
 def shared_cache_dir() -> Path:
@@ -39,7 +44,7 @@ def _writable(path: Path) -> bool:
 
 def cache_dirs(run) -> list[Path]:
     """Where a run's cached analyses may be: its cache folder and the shared one."""
-    return [Path(run.path) / "analysis_cache", shared_cache_dir()]
+    return [own_cache_dir(run), shared_cache_dir()]
 
 
 def cached_file(run, name: str) -> Path | None:

@@ -19,10 +19,10 @@ it fits best, and the decoder is trained at its class's point while the encoder 
 the image there (forward.run_batch's `z_ref`). Each class is reconstructed in a frame, hand
 and position of its own, so at the end of the classes every class's map is superposed onto
 the largest class's on their shared part (core/volalign) and its images' poses and shifts
-follow; the refinement epochs then train the VAE as usual from there. Why: at the start the encoder's z carries
-nothing, so a search at it is a search against one consensus volume, and images of a
-conformation unlike the majority's never find their poses (on the two-conformation benchmark
-the minority's stayed ~90 degrees off, and its z never separated).
+follow; the refinement epochs then train the VAE as usual from there. Why: at the start the
+encoder's z carries nothing, so a search at it is a search against one consensus volume, and
+images of a conformation unlike the majority's never find their poses (on the
+two-conformation benchmark the minority's stayed ~90 degrees off, and its z never separated).
 
 On several processes (core/train/distributed) each rank searches its share of a chunk and
 the poses found are gathered; each rank refines the corrections of the images it trains and
