@@ -13,6 +13,7 @@ from cryoscape.core.run import Run
 from cryoscape.core.train import TrainConfig, train
 from cryoscape.core.train.abinit import random_rotations, skew_exp
 from cryoscape.core.train.checkpoint import load as load_ckpt
+from cryoscape.core.train.rundir import RunDir
 from cryoscape.core.volalign import rotation_angle
 
 N, D = 384, 32
@@ -88,20 +89,67 @@ def test_ab_initio_run_files_and_schedule(homo_run):
     assert 0 < moved < 2
 
 
-def test_schedule_advice_where_images_are_few(homo_run):
-    """Too few images for the pretraining and search epochs: the numbers that would do (the
-    ab initio benchmark's 300 images at SNR 0.1 aligned with them: 3.6 deg, not 117), as a
-    warning in run.log; the defaults stand for 3000 images (1500 with classes: one more
-    pretraining epoch)."""
-    from cryoscape.core.train.abinit import schedule_advice
-    homo = TrainConfig(particles="p.mrcs", pose_search=True)
-    assert schedule_advice(homo, 3000) is None
-    assert schedule_advice(homo, 300).endswith("--pretrain-epochs 10 --search-epochs 40 -n 60")
-    het = TrainConfig(particles="p.mrcs", pose_search=True, zdim=8)
-    assert schedule_advice(het, 3000) is None
-    assert schedule_advice(het, 1500).endswith("--pretrain-epochs 2 --search-epochs 8 -n 20")
+def test_schedule_chosen_from_the_number_of_images():
+    """Epochs left to the data: the paper's 1 + 4 (8 with classes) of 20 from 3000 images on;
+    with fewer, enough for ~3000 images of pretraining and ~12000 before the refinement (the
+    ab initio benchmark's 300 images at SNR 0.1 aligned with 10 + 40 of 60: 3.6 deg, with 1 + 4
+    117 deg off), 10 refinement epochs after them; epochs given are kept."""
+    from cryoscape.core.train.abinit import auto_schedule
+
+    def epochs(n, zdim=0, **kw):
+        c = auto_schedule(TrainConfig(particles="p.mrcs", pose_search=True, zdim=zdim, **kw), n)
+        return c.pretrain_epochs, c.search_epochs, c.num_epochs
+
+    assert epochs(3000) == epochs(10**6) == (1, 4, 20)
+    assert epochs(3000, zdim=8) == (1, 8, 20)
+    assert epochs(300) == (10, 40, 60)
+    assert epochs(1500, zdim=8) == (2, 8, 20)
+    assert epochs(300, search_epochs=5, num_epochs=12) == (10, 5, 12)
+    assert TrainConfig(particles="p.mrcs").num_epochs == 20       # known poses
+
+
+def test_schedule_advice_where_epochs_given_are_few(homo_run):
+    """Epochs given below what the images need, or a run that ends inside the search: a
+    warning naming the defaults, in run.log too; none for the defaults."""
+    from cryoscape.core.train.abinit import auto_schedule, schedule_advice
+    homo = TrainConfig(particles="p.mrcs", pose_search=True, zdim=0)
+    assert schedule_advice(auto_schedule(homo, 300), 300) is None
+    few = TrainConfig(particles="p.mrcs", pose_search=True, zdim=0, pretrain_epochs=1,
+                      search_epochs=4)
+    assert schedule_advice(auto_schedule(few, 3000), 3000) is None
+    assert schedule_advice(auto_schedule(few, 300), 300).endswith(
+        "(--pretrain-epochs 10 --search-epochs 40 -n 60)")
+    short = TrainConfig(particles="p.mrcs", pose_search=True, zdim=0, num_epochs=3)
+    assert "ends before the pose search" in schedule_advice(auto_schedule(short, 3000), 3000)
     log = (homo_run / "run.log").read_text()    # N images, 1 + 5 epochs
     assert f"warning: only {N} images" in log and "--search-epochs" in log
+
+
+def test_auto_schedule_is_recorded_and_resumed(homo_data, tmp_path):
+    """The epochs chosen for the run's images go to config.yaml, and a resume keeps them."""
+    class Killed(Exception):
+        pass
+
+    seen = []
+
+    def kill(event, trainer):
+        if event == "batch" and trainer.batch_i == 2:
+            seen.append(trainer.cfg)
+            raise Killed
+
+    cfg = abinit_config(homo_data, num_epochs=None, pretrain_epochs=None, search_epochs=None,
+                        dec_dim=16, dec_layers=1, checkpoint_minutes=0)
+    with pytest.raises(Killed):
+        train(cfg, tmp_path / "run", callback=kill, progress=False)
+    saved = RunDir(tmp_path / "run").read_config()["cryoscape"]["train_args"]
+    pre, search = -(-3000 // N), -(-12000 // N)
+    assert (saved["pretrain_epochs"], saved["search_epochs"], saved["num_epochs"]) == \
+        (pre, search, pre + search + 10)
+    with pytest.raises(Killed):
+        train(None, tmp_path / "run", resume=True, callback=kill, progress=False)
+    assert all((c.pretrain_epochs, c.search_epochs, c.num_epochs) == (pre, search,
+                                                                     pre + search + 10)
+               for c in seen) and len(seen) == 2
 
 
 def test_resume_mid_search_reproduces_the_run(homo_data, tmp_path):

@@ -19,7 +19,8 @@ def add_args(parser):
     add_pose_ctf_args(parser)
     parser.add_argument("--zdim", type=int, help="latent dimension; 0 = homogeneous "
                         "(default: 8)")
-    parser.add_argument("-n", "--num-epochs", type=int, help="epochs (default: 20)")
+    parser.add_argument("-n", "--num-epochs", type=int, help="epochs (default: 20; with "
+                        "--pose-search at least 10 after the search)")
     parser.add_argument("-b", "--batch-size", type=int, help="minibatch size (default: 8)")
     parser.add_argument("--lr", type=float,
                         help="Adam learning rate (default: 1e-4; 1e-3 with --pose-search)")
@@ -51,10 +52,12 @@ def add_args(parser):
                    help="find the poses (ab initio); poses in a .star/.cs are ignored; the "
                         "architecture defaults to 3x256 (as cryoDRGN's ab initio), --lr to 1e-3")
     g.add_argument("--pretrain-epochs", type=int,
-                   help="epochs with random poses before the first search (default: 1)")
+                   help="epochs with random poses before the first search (default: 1, or as "
+                        "many as 3000 images take where there are fewer)")
     g.add_argument("--search-epochs", type=int,
-                   help="epochs whose poses are searched (default: 4, with --zdim > 0: 8); "
-                        "later epochs refine the poses by gradient descent")
+                   help="epochs whose poses are searched (default: 4, with --zdim > 0: 8, or "
+                        "as many as 12000 images take where there are fewer); later epochs "
+                        "refine the poses by gradient descent")
     g.add_argument("--search-chunk", type=int,
                    help="images searched with one frozen decoder (default: 256)")
     g.add_argument("--search-method", choices=("beam", "bnb"),

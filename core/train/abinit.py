@@ -10,6 +10,11 @@ The schedule (epochs 1-based; each phase switchable in TrainConfig):
 3. the remaining epochs (`pose_sgd`): every image's pose is refined by gradient descent together
    with the decoder (CryoDRGN-AI's approach): a rotation correction exp([w]x) and a shift
    correction per particle, sparse Adam on the images of each batch.
+Epochs left to the data (`auto_schedule`): the paper's 1 pretraining epoch and 4 search epochs
+(8 with classes) for 3000 images or more, more where the images are fewer, so that the decoder
+has seen as many images before it is searched against; 20 epochs in all, or 10 refinement
+epochs after the search. Chosen once the images are counted and written to config.yaml, so a
+resumed run keeps them.
 
 Heterogeneous (zdim > 0), while poses are not yet known (pretraining and search), the latent
 space holds `search_classes` fixed reference points (drawn from the prior, seeded) and each
@@ -38,6 +43,7 @@ run draws the same ones.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import pickle
 import time
@@ -57,20 +63,44 @@ PRETRAIN, SEARCH, REFINE = "pretrain", "search", "refine"
 # and 4 search epochs; 300 images with them stay 117 deg off, and with 10 and 40 epochs of 60
 # reach 3.6 deg)
 PRETRAIN_IMAGES, SEARCH_IMAGES = 3000, 12000
+SEARCH_EPOCHS = (4, 8)      # at least, homogeneous / heterogeneous (classes form first)
+REFINE_EPOCHS = 10          # at least, after the search
+EPOCHS = 20                 # at least, in all
+
+
+def auto_schedule(cfg, n: int):
+    """`cfg` with the pose search's epochs it leaves to the data (None) chosen for n images:
+    enough pretraining and search for `PRETRAIN_IMAGES` and `SEARCH_IMAGES` images, and
+    `REFINE_EPOCHS` after them; the defaults for 3000 images or more."""
+    pre = cfg.pretrain_epochs
+    if pre is None:
+        pre = max(1, math.ceil(PRETRAIN_IMAGES / n))
+    search = cfg.search_epochs
+    if search is None:
+        search = max(SEARCH_EPOCHS[bool(cfg.zdim)], math.ceil(SEARCH_IMAGES / n))
+    epochs = cfg.num_epochs
+    if epochs is None:
+        epochs = max(EPOCHS, pre + search + REFINE_EPOCHS)
+    return dataclasses.replace(cfg, pretrain_epochs=pre, search_epochs=search,
+                               num_epochs=epochs)
 
 
 def schedule_advice(cfg, n: int) -> str | None:
-    """What to pass where n images are too few for the schedule's pretraining and search
-    (`PRETRAIN_IMAGES`, `SEARCH_IMAGES`); None where they suffice."""
-    pre = max(cfg.pretrain_epochs, math.ceil(PRETRAIN_IMAGES / n))
-    search = max(cfg.search_epochs, math.ceil(SEARCH_IMAGES / n))
-    if (pre, search) == (cfg.pretrain_epochs, cfg.search_epochs):
-        return None
-    return (f"only {n} images: {cfg.pretrain_epochs} pretraining and {cfg.search_epochs} search "
-            f"epochs may train the decoder too little for the search to find poses (at D=64, "
-            f"SNR 0.1 it took ~{PRETRAIN_IMAGES} and ~{SEARCH_IMAGES} images); if the poses do "
-            f"not settle, try --pretrain-epochs {pre} --search-epochs {search} -n "
-            f"{pre + search + 10}")
+    """A warning where a scheduled `cfg`'s epochs, as given, are too few for n images (see
+    `auto_schedule`), or end before the search does; None where they suffice."""
+    auto = auto_schedule(dataclasses.replace(cfg, pretrain_epochs=None, search_epochs=None,
+                                             num_epochs=None), n)
+    pre, search = cfg.pretrain_epochs, cfg.search_epochs
+    if pre < auto.pretrain_epochs or search < auto.search_epochs:
+        return (f"only {n} images: {pre} pretraining and {search} search epochs may train the "
+                f"decoder too little for the search to find poses (at D=64, SNR 0.1 it took "
+                f"~{PRETRAIN_IMAGES} and ~{SEARCH_IMAGES} images); if the poses do not settle, "
+                f"leave the epochs to the defaults (--pretrain-epochs {auto.pretrain_epochs} "
+                f"--search-epochs {auto.search_epochs} -n {auto.num_epochs})")
+    if cfg.num_epochs < pre + search:
+        return (f"-n {cfg.num_epochs} ends before the pose search does ({pre} pretraining and "
+                f"{search} search epochs): the poses will not be refined")
+    return None
 
 
 def skew_exp(w: torch.Tensor) -> torch.Tensor:

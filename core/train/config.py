@@ -37,7 +37,7 @@ class TrainConfig:
     workers: int | None = None         # DataLoader workers reading ahead; None: data.default_workers
     downsample: int | None = None      # Fourier-crop the images to this box as they are read
     zdim: int = MODEL_DEFAULTS["zdim"]
-    num_epochs: int = 20
+    num_epochs: int | None = None      # None: 20; with pose search as its schedule needs
     batch_size: int = 8
     lr: float = 1e-4
     wd: float = 0.0
@@ -67,9 +67,10 @@ class TrainConfig:
     preset: str | None = None
     # ab initio (core/train/abinit): no poses given, they are searched and then refined
     pose_search: bool = False
-    pretrain_epochs: int = 1           # random poses (the paper's first epoch)
+    pretrain_epochs: int | None = None  # random poses (the paper's first epoch)
     search_epochs: int | None = None   # epochs whose poses are searched, after the pretraining
-                                       # (None: 4; 8 with zdim > 0, where classes form first)
+                                       # (None of the three: abinit.auto_schedule, once the
+                                       # number of images is known)
     search_chunk: int = 256            # images searched with one frozen decoder
     search_method: str = "beam"        # beam (best K) or bnb (the paper's bound)
     search_classes: int = 2            # heterogeneous: reference volumes each image is
@@ -88,13 +89,14 @@ class TrainConfig:
     def __post_init__(self):
         if self.zdim < 0:
             raise CryoscapeError(f"--zdim must be >= 0, not {self.zdim}")
-        if self.num_epochs < 1 or self.batch_size < 1:
+        if self.num_epochs is None and not self.pose_search:
+            self.num_epochs = 20
+        if (self.num_epochs is not None and self.num_epochs < 1) or self.batch_size < 1:
             raise CryoscapeError("--num-epochs and --batch-size must be >= 1")
         if self.domain not in ("fourier", "hartley"):
             raise CryoscapeError(f"--domain must be fourier or hartley, not {self.domain!r}")
-        if self.search_epochs is None:
-            self.search_epochs = 8 if self.zdim else 4
-        if self.pose_search and (self.pretrain_epochs < 0 or self.search_epochs < 1
+        if self.pose_search and ((self.pretrain_epochs is not None and self.pretrain_epochs < 0)
+                                 or (self.search_epochs is not None and self.search_epochs < 1)
                                  or self.search_chunk < 1 or self.search_classes < 1):
             raise CryoscapeError("pose search needs --pretrain-epochs >= 0, --search-epochs >= 1, "
                                  "--search-chunk >= 1 and --search-classes >= 1")

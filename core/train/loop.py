@@ -169,6 +169,9 @@ class Trainer:
         self.workers = default_workers(cfg.lazy) if cfg.workers is None else cfg.workers
         if cfg.invert_data is None:   # as the data decided: recorded, and kept on --resume
             self.cfg = cfg = dataclasses.replace(cfg, invert_data=self.data.invert)
+        if cfg.pose_search:     # imported here: core.posesearch itself imports core.train
+            from cryoscape.core.train.abinit import AbInitio, auto_schedule
+            self.cfg = cfg = auto_schedule(cfg, self.data.N)     # recorded, kept on --resume
         D = self.data.D
         torch.manual_seed(cfg.seed)
         self.model_args = cfg.model_args(D)
@@ -182,8 +185,7 @@ class Trainer:
         self.tilt_rot = (torch.as_tensor(tilt_rotation(cfg.tilt_deg), device=self.device)
                          if cfg.tilt else None)
         self.abinit = None
-        if cfg.pose_search:     # imported here: core.posesearch itself imports core.train
-            from cryoscape.core.train.abinit import AbInitio
+        if cfg.pose_search:
             self.abinit = AbInitio(cfg, self.data, self.device, self.group)
         self.epoch, self.batch_i, self.elapsed, self.epoch_elapsed = 0, 0, 0.0, 0.0
         self.sums = torch.zeros(4, dtype=torch.float64)   # loss, mse, kl, images

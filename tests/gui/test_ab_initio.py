@@ -52,10 +52,14 @@ def test_pose_search_options_are_the_cli_defaults(window):
     assert tp.pose_mode.currentText() == "known" and not tp.search.isVisible()
     known = _parsed(tp.train_args())
     assert known.poses == "poses.pkl" and not known.pose_search and known.dec_dim == 1024
+    assert tp.epochs.value() == 20
     tp.pose_mode.setCurrentIndex(1)                         # search (ab initio)
     assert tp.search.isVisible() and not tp.poses.isEnabled()
     args = tp.train_args()
     assert "--poses" not in args and "--pose-search" in args
+    # epochs left to the number of images (core/train/abinit.auto_schedule)
+    assert {"-n", "--pretrain-epochs", "--search-epochs"}.isdisjoint(args)
+    assert tp.epochs.text() == tp.search.pretrain_epochs.text() == "auto"
     cli = TrainConfig.with_preset("abinit", particles="p.mrcs", pose_search=True)
     got = _parsed(args)
     for name in ("pose_search", "pretrain_epochs", "search_epochs", "search_chunk",
@@ -68,10 +72,13 @@ def test_pose_search_options_are_the_cli_defaults(window):
     s.t_extent.setValue(3.0)
     s.pose_sgd.setChecked(False)
     s.search_epochs.setValue(7)
+    s.pretrain_epochs.setValue(0)
+    tp.epochs.setValue(30)
     s.search_classes.setValue(2)
     got = _parsed(tp.train_args())
     assert (got.search_method, got.t_extent, got.pose_sgd, got.search_epochs,
-            got.search_classes) == ("bnb", 3.0, False, 7, 2)
+            got.pretrain_epochs, got.num_epochs, got.search_classes) == \
+        ("bnb", 3.0, False, 7, 0, 30, 2)
     assert got.tilt is None
     tp.tilt.setText("tilted.mrcs")                          # tilt pairs
     tp.tilt_deg.setValue(-30)
@@ -79,7 +86,7 @@ def test_pose_search_options_are_the_cli_defaults(window):
     assert (got.tilt, got.tilt_deg) == ("tilted.mrcs", -30.0)
     tp.dec_dim.setValue(128)                                # a chosen width stays
     tp.pose_mode.setCurrentIndex(0)
-    assert (tp.enc_dim.value(), tp.dec_dim.value()) == (1024, 128)
+    assert (tp.enc_dim.value(), tp.dec_dim.value(), tp.epochs.value()) == (1024, 128, 30)
     assert "--pose-search" not in tp.train_args()
 
 

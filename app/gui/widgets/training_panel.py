@@ -72,6 +72,11 @@ class _PathField(QWidget):
         self.edit.setText(str(text))
 
 
+def _or(value, auto: int) -> int:
+    """A spin box's value for a setting, `auto` (its "auto" text) where it is None."""
+    return auto if value is None else int(value)
+
+
 def _spin(lo, hi, value, step=1, tip="") -> QSpinBox:
     s = QSpinBox()
     s.setRange(lo, hi)
@@ -87,11 +92,13 @@ class _SearchOptions(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         d = SEARCH_DEFAULTS
-        self.pretrain_epochs = _spin(0, 1000, d.pretrain_epochs,
-                                     tip="epochs with random poses before the first search")
+        self.pretrain_epochs = _spin(-1, 1000, -1, tip="epochs with random poses before the "
+                                     "first search (auto: 1, more with fewer than 3000 images)")
+        self.pretrain_epochs.setSpecialValueText("auto")
         self.search_epochs = _spin(0, 1000, 0,
                                    tip="epochs whose poses are searched; later epochs refine "
-                                       "them by gradient descent (auto: 4, or 8 with z dim > 0)")
+                                       "them by gradient descent (auto: 4, or 8 with z dim > 0; "
+                                       "more with fewer than 3000 images)")
         self.search_epochs.setSpecialValueText("auto")
         self.search_chunk = _spin(1, 1_000_000, d.search_chunk, 32,
                                   tip="images searched with one frozen decoder")
@@ -135,10 +142,11 @@ class _SearchOptions(QWidget):
         form.addRow("Pose lr", self.pose_lr)
 
     def args(self) -> list[str]:
-        args = ["--pose-search", "--pretrain-epochs", str(self.pretrain_epochs.value()),
-                "--search-chunk", str(self.search_chunk.value()),
+        args = ["--pose-search", "--search-chunk", str(self.search_chunk.value()),
                 "--search-classes", str(self.search_classes.value()),
                 "--search-method", self.method.currentText(), "--beam", str(self.beam.value())]
+        if self.pretrain_epochs.value() >= 0:
+            args += ["--pretrain-epochs", str(self.pretrain_epochs.value())]
         if self.search_epochs.value() > 0:
             args += ["--search-epochs", str(self.search_epochs.value())]
         if self.t_extent.value() > 0:
@@ -150,8 +158,8 @@ class _SearchOptions(QWidget):
     def set_values(self, values: dict) -> None:
         """From TrainConfig field names (missing ones: the defaults)."""
         v = {**SEARCH_DEFAULTS.to_dict(), **{k: x for k, x in values.items() if x is not None}}
-        self.pretrain_epochs.setValue(int(v["pretrain_epochs"]))
-        self.search_epochs.setValue(int(values.get("search_epochs") or 0))     # 0: auto
+        self.pretrain_epochs.setValue(_or(v["pretrain_epochs"], -1))       # -1: auto
+        self.search_epochs.setValue(_or(v["search_epochs"], 0))            # 0: auto
         self.search_chunk.setValue(int(v["search_chunk"]))
         self.search_classes.setValue(int(v["search_classes"]))
         self.method.setCurrentText(v["search_method"])
@@ -190,8 +198,10 @@ class TrainingPanel(QWidget):
         self.zdim = _spin(0, 128, d.zdim)
         self.zdim.setSpecialValueText("0 (homogeneous)")
         self.zdim.setToolTip("Latent dimension; 0 trains one homogeneous map (decoder only)")
-        self.epochs = _spin(1, 1000, d.num_epochs)
-        self.epochs.setToolTip("Epochs to train; raise it to continue a finished run")
+        self.epochs = _spin(0, 1000, d.num_epochs)
+        self.epochs.setSpecialValueText("auto")
+        self.epochs.setToolTip("Epochs to train; raise it to continue a finished run (auto: "
+                               "20, with a pose search as many as its schedule needs)")
         self.batch = _spin(1, 4096, d.batch_size)
         self.downsample = _spin(0, 1024, 0, 2, "Fourier-crop the images to this box as they "
                                 "are read (--downsample; even, smaller than the particles' "
@@ -288,8 +298,9 @@ class TrainingPanel(QWidget):
             args += ["--ctf", self.ctf.text()]
         if self.tilt.text():
             args += ["--tilt", self.tilt.text(), "--tilt-deg", f"{self.tilt_deg.value():g}"]
-        args += ["--zdim", str(self.zdim.value()), "-n", str(self.epochs.value()),
-                 "-b", str(self.batch.value()),
+        if self.epochs.value():
+            args += ["-n", str(self.epochs.value())]
+        args += ["--zdim", str(self.zdim.value()), "-b", str(self.batch.value()),
                  "--enc-layers", str(self.enc_layers.value()),
                  "--enc-dim", str(self.enc_dim.value()),
                  "--dec-layers", str(self.dec_layers.value()),
@@ -303,8 +314,8 @@ class TrainingPanel(QWidget):
         return self.pose_mode.currentIndex() == 1
 
     def _pose_mode_changed(self, mode: int) -> None:
-        """Known poses: the poses file; search: its options, and an architecture left at the
-        other mode's default becomes this mode's (3 x 256 for a search)."""
+        """Known poses: the poses file; search: its options, and an architecture and epochs left
+        at the other mode's default become this mode's (3 x 256 and auto for a search)."""
         self.poses.setEnabled(mode == 0)
         self.search.setVisible(mode == 1)
         old, new = (DEFAULTS, SEARCH_DEFAULTS)[self._mode], (DEFAULTS, SEARCH_DEFAULTS)[mode]
@@ -313,6 +324,8 @@ class TrainingPanel(QWidget):
             spin = getattr(self, name)
             if spin.value() == getattr(old, name):
                 spin.setValue(getattr(new, name))
+        if self.epochs.value() == _or(old.num_epochs, 0):
+            self.epochs.setValue(_or(new.num_epochs, 0))
 
     def configure(self, particles, outdir, poses=None, ctf=None, zdim=DEFAULTS.zdim,
                   epochs=DEFAULTS.num_epochs, batch=DEFAULTS.batch_size,
@@ -331,7 +344,7 @@ class TrainingPanel(QWidget):
         self.tilt.setText(tilt or "")
         self.tilt_deg.setValue(tilt_deg)
         self.zdim.setValue(zdim)
-        self.epochs.setValue(epochs)
+        self.epochs.setValue(_or(epochs, 0))
         self.batch.setValue(batch)
         self.downsample.setValue(downsample or 0)
         self.enc_layers.setValue(enc[0])
