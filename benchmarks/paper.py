@@ -129,7 +129,8 @@ SCALES = {
                  pretrain=1, search=1, search_total=2, layers=1, width=16, eval=6,
                  zdim8=False, search_zdim8=False, search_tilt=False, cryodrgn_abinit=False),
     # this 2-core machine in < 3 hours (see the module, RATES and --plan)
-    # (ab initio as `train` advises for 1500 images: core/train/abinit.schedule_advice; 500
+    # (ab initio: the pretraining and search epochs `train` chooses for 1500 images,
+    # core/train/abinit.auto_schedule, with 2 refinement epochs rather than 10 for time; 500
     # images with 1 + 2 epochs gave the search no decoder to align against)
     "quick": Scale(n=1500, n_search=1500, D=64, epochs=30, tilt_epochs=15, batch=32, lr=4e-4,
                    pretrain=2, search=8, search_total=12, layers=3, width=256, eval=100,
