@@ -52,10 +52,14 @@ the tables and figures from the cached results.
 
     xvfb-run -a python benchmarks/paper.py --quick [--plan] [--tables-only] [--no-cryodrgn]
         [--isosurfaces] [--datasets linear 2d ...] [--n N] [--epochs E] [--threads 2]
-        [--no-write]
+        [--no-write] [--variants CHANGE ...]
 
 Writes tables and pictures into benchmarks/paper/<scale>/ and section `paper_<scale>` of
-BENCHMARKS.md.
+BENCHMARKS.md. `--variants` (issue 11's "then beat it") instead runs cryoscape's known-pose
+runs again with each change of VARIANTS (learning-rate schedules, the paper's positional
+encoding and Hartley domain, more epochs) beside the defaults' and cryoDRGN's runs (cached
+with the suite's), and writes section `paper_<scale>_tried`: every change measured so far,
+whether it wins on all datasets, losers included.
 """
 from __future__ import annotations
 
@@ -157,30 +161,60 @@ RATES = {"load ~1": {"cryoscape_known": 196.0, "cryodrgn_known": 39.0,
 
 
 @dataclass(frozen=True)
+class Variant:
+    """A change to cryoscape's method tried against its defaults (issue 11: "then beat it"):
+    `args` added to its `cryoscape train` with known poses, its epochs times `epochs`."""
+    what: str
+    args: tuple[str, ...] = ()
+    epochs: float = 1.0
+
+
+VARIANTS = {
+    "cosine": Variant("learning rate decayed along a half cosine to 0 by the last epoch",
+                      ("--lr-schedule", "cosine")),
+    "warmup-cosine": Variant("1 epoch of linear warm-up, then the cosine decay",
+                             ("--lr-schedule", "cosine", "--lr-warmup", "1")),
+    "pe-geom-lowf": Variant("the paper's positional encoding (geom_lowf) for the Gaussian "
+                            "features", ("--pe-type", "geom_lowf")),
+    "hartley": Variant("the decoder in the Hartley domain, as the paper", ("--domain",
+                                                                            "hartley")),
+    "epochs2x": Variant("twice the epochs (more epochs in cryoDRGN's wall time)", epochs=2.0),
+}
+
+
+@dataclass(frozen=True)
 class Spec:
-    """One training: tool, poses searched or given, zdim, tilt pairs."""
+    """One training: tool, poses searched or given, zdim, tilt pairs, a `VARIANTS` name."""
     tool: str
     search: bool
     zdim: int
     tilt: bool = False
+    variant: str = ""
 
     @property
     def name(self) -> str:
         return (f"{self.tool}_{'search' if self.search else 'known'}_z{self.zdim}"
-                f"{'_tilt' if self.tilt else ''}")
+                f"{'_tilt' if self.tilt else ''}{'+' + self.variant if self.variant else ''}")
 
     @property
     def label(self) -> str:
         tool = "cryoscape" if self.tool == "cryoscape" else "cryoDRGN 4.3.1"
         how = ("ab initio" if self.search else "known poses") + (" + tilt" if self.tilt else "")
-        return f"{tool}, {how}, zdim {self.zdim}"
+        return f"{tool}, {how}, zdim {self.zdim}" + (f", {self.variant}" if self.variant else "")
 
 
-def plan(scale: Scale, kinds) -> list[tuple[str, Spec]]:
-    """(dataset, run) pairs of a scale, in the order they run."""
+def plan(scale: Scale, kinds, variants=()) -> list[tuple[str, Spec]]:
+    """(dataset, run) pairs of a scale, in the order they run; with `variants` (VARIANTS
+    names) instead: on every heterogeneous dataset, the known-pose runs of both tools (zdim as
+    the paper) and cryoscape's again with each change."""
     out = []
     for kind in kinds:
         zp = KINDS[kind][1]
+        if variants:
+            if kind != "homogeneous":
+                out += [(kind, Spec(tool, False, zp)) for tool in ("cryoscape", "cryodrgn")]
+                out += [(kind, Spec("cryoscape", False, zp, variant=v)) for v in variants]
+            continue
         if kind == "homogeneous":
             out.append((kind, Spec("cryoscape", True, 0)))
             if scale.cryodrgn_abinit:
@@ -214,8 +248,7 @@ def estimate_s(scale: Scale, runs, rates: dict) -> float:
                                            + scale.search / rates["cryoscape_search"]
                                            + refine / rates["cryoscape_refine"])
         else:
-            epochs = scale.tilt_epochs if s.tilt else scale.epochs
-            t += scale.n * epochs * pairs / rates[f"{s.tool}_known"]
+            t += scale.n * known_epochs(s, scale) * pairs / rates[f"{s.tool}_known"]
     return t
 
 
@@ -251,13 +284,18 @@ def unavailable(spec: Spec, has_tilt: bool, has_cryodrgn: bool) -> str | None:
     return None
 
 
+def known_epochs(spec: Spec, scale: Scale) -> int:
+    """Epochs of a known-pose run."""
+    epochs = scale.tilt_epochs if spec.tilt else scale.epochs
+    return round(epochs * VARIANTS[spec.variant].epochs) if spec.variant else epochs
+
+
 def train_command(spec: Spec, data: Path, out: Path, scale: Scale, threads: int,
                   resume: bool) -> list[str]:
     """The training command of `spec` on `data` (resuming an interrupted run)."""
     arch = ["--enc-dim", str(scale.width), "--enc-layers", str(scale.layers),
             "--dec-dim", str(scale.width), "--dec-layers", str(scale.layers)]
-    epochs = (scale.search_total if spec.search else
-              scale.tilt_epochs if spec.tilt else scale.epochs)
+    epochs = scale.search_total if spec.search else known_epochs(spec, scale)
     files = [str(data / "particles.mrcs"), "--ctf", str(data / "ctf.pkl")]
     if spec.search and scale.n_search < scale.n:
         files += ["--ind", str(data / f"ind{scale.n_search}.pkl")]
@@ -275,7 +313,8 @@ def train_command(spec: Spec, data: Path, out: Path, scale: Scale, threads: int,
                     str(out), "-n", str(epochs), "--threads", str(threads), "--no-progress"]
         search = (["--pose-search", "--pretrain-epochs", str(scale.pretrain),
                    "--search-epochs", str(scale.search)] if spec.search else [])
-        return [sys.executable, "-m", "cryoscape.app.cli", "train", *common, *search,
+        change = VARIANTS[spec.variant].args if spec.variant else ()
+        return [sys.executable, "-m", "cryoscape.app.cli", "train", *common, *search, *change,
                 "--threads", str(threads), "--no-progress"]
     load = ["--load", "latest"] if resume else []
     if spec.search and spec.tilt:     # tilt pairs: only cryoDRGN's old ab initio has them
@@ -345,7 +384,8 @@ def evaluate(kind: str, spec: Spec, data: Path, out: Path, scale: Scale, figs: P
     with atomic_open(figs.parent / "curves" / f"{kind}_{spec.name}.npz", "wb") as f:
         np.savez(f, freq=acc["freq"], curves=acc["curves"], res_px=acc["res_px"],
                  auc=acc["auc"])
-    res["figures"] = pictures(kind, spec, z, truth, decode, D * apix, figs, iso)
+    res["figures"] = [] if spec.variant else pictures(kind, spec, z, truth, decode, D * apix,
+                                                      figs, iso)
     return res
 
 
@@ -503,6 +543,49 @@ def tables(results: dict, runs, scale_name: str, scale: Scale, notes: dict, figs
     return "\n".join(lines)
 
 
+def tried(results: dict, header: str) -> str:
+    """BENCHMARKS.md section: every change of VARIANTS measured so far, against cryoscape's
+    defaults on every heterogeneous dataset."""
+    kinds = [k for k in KINDS if k != "homogeneous"]
+    lines = ["## What was tried to beat cryoDRGN (issue 11)", "", header, "",
+             ("Each change is cryoscape's known-pose run (zdim as the paper) made again with one "
+             "setting changed. A cell gives the change of the mean per-image FSC area from the "
+             "defaults' run (the same images), then the recovery of the truth and the wall "
+             "time. A change wins where its area is higher on every dataset and its recovery "
+             "at most 0.05 lower; only a change that wins on all of them becomes a default."),
+             "", "| change | " + " | ".join(KINDS[k][0] for k in kinds) + " | wins on all |",
+             "|---|" + "---|" * (len(kinds) + 1)]
+
+    def measured(r, value):
+        return f"{value}, recovery {_f(r['recovery'], '{:.3f}')}, {r['wall_s'] / 60:.1f} min"
+
+    for tool, label in (("cryoscape", "cryoscape's defaults"),
+                        ("cryodrgn", "cryoDRGN 4.3.1, the same settings")):
+        cells = [results.get((k, Spec(tool, False, KINDS[k][1]).name)) for k in kinds]
+        lines.append(f"| {label} | " + " | ".join(
+            measured(r, f"area {r['mean_auc']:.4f}") if r else "not run yet" for r in cells)
+            + " | |")
+    for v, var in VARIANTS.items():
+        cells, wins = [], []
+        for k in kinds:
+            base = results.get((k, Spec("cryoscape", False, KINDS[k][1]).name))
+            r = results.get((k, Spec("cryoscape", False, KINDS[k][1], variant=v).name))
+            if not (base and r):
+                cells.append("not run yet")
+                wins.append(None)
+                continue
+            gain = r["mean_auc"] - base["mean_auc"]
+            kept = None in (r["recovery"], base["recovery"]) or \
+                r["recovery"] >= base["recovery"] - 0.05
+            wins.append(gain > 0 and kept)
+            cells.append(measured(r, f"{gain:+.4f}"))
+        if all(w is None for w in wins):       # not tried yet
+            continue
+        verdict = ("no" if False in wins else "yes" if all(wins) else "not all measured")
+        lines.append(f"| {v}: {var.what} | " + " | ".join(cells) + f" | {verdict} |")
+    return "\n".join(lines)
+
+
 def goals(results: dict, runs) -> list[tuple[str, str, str]]:
     out = []
     for kind, (title, zp) in KINDS.items():
@@ -552,6 +635,10 @@ def main(argv=None):
     p.add_argument("--tables-only", action="store_true",
                    help="redraw tables and figures from the cached results")
     p.add_argument("--no-cryodrgn", action="store_true")
+    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), metavar="CHANGE",
+                   help="instead of the tables: cryoscape's known-pose runs again with each "
+                        "change (" + ", ".join(VARIANTS) + "), against its defaults and "
+                        "cryoDRGN, in a table of everything tried so far")
     p.add_argument("--isosurfaces", action="store_true",
                    help="also render rows of isosurfaces offscreen (cryoscape's viewer; needs "
                    "a display: run under xvfb-run where there is none)")
@@ -574,7 +661,7 @@ def main(argv=None):
     digest = hashlib.sha1(repr(scale).encode()).hexdigest()[:8]
     work = a.work or HERE / "_work" / "paper" / f"{name}_{digest}"
     out = a.out or HERE / "paper" / name
-    runs = plan(scale, a.datasets)
+    runs = plan(scale, a.datasets, a.variants or ())
     if a.plan:
         for k, s in runs:
             print(f"{k:12s} {s.label}")
@@ -587,13 +674,14 @@ def main(argv=None):
     has_tilt = cryoscape_has_tilt()
     figs, curves = out / "figures", out / "curves"
     results, notes = {}, {}
-    for kind, spec in runs:
+    shown = plan(scale, list(KINDS), list(VARIANTS)) if a.variants else runs
+    for kind, spec in shown:     # with --variants every change tried so far, those asked run
         cache = work / "results" / kind / f"{spec.name}.json"
         if cache.exists():
             results[(kind, spec.name)] = json.loads(cache.read_text())
             continue
         why = unavailable(spec, has_tilt, has_drgn)
-        if why or a.tables_only:
+        if why or a.tables_only or (kind, spec) not in runs:
             notes[(kind, spec.name)] = why or "not run yet"
             continue
         data = dataset(work, kind, scale)
@@ -608,7 +696,7 @@ def main(argv=None):
         results[(kind, spec.name)] = res
         print(f"  {kind} {spec.name}: res {res['mean_res_px']:.2f} px, area "
               f"{res['mean_auc']:.4f}, recovery {_f(res['recovery'], '{:.3f}')}", flush=True)
-    for kind in a.datasets:
+    for kind in [] if a.variants else a.datasets:
         truth_pictures(kind, scale.D, figs, a.isosurfaces)
         fsc_picture(kind, [s for k, s in runs if k == kind], curves, figs)
     rel = os.path.relpath(figs, a.benchmarks.resolve().parent)
@@ -624,13 +712,15 @@ def main(argv=None):
               f"{scale.pretrain} + "
               f"{scale.search} searched + {scale.search_total - scale.pretrain - scale.search}"
               f" refined epochs; {a.threads} threads per run, one run at a time.")
-    text = tables(results, runs, name, scale, notes, figs, rel, header)
+    section = f"paper_{name}" + ("_tried" if a.variants else "")
+    text = (tried(results, header) if a.variants else
+            tables(results, runs, name, scale, notes, figs, rel, header))
     from cryoscape.core.io.atomic import atomic_open
-    with atomic_open(out / "tables.md", "w") as f:
+    with atomic_open(out / ("tried.md" if a.variants else "tables.md"), "w") as f:
         f.write(text + "\n")
     print(text)
     if not a.no_write:
-        write_section(f"paper_{name}", text, a.benchmarks)
+        write_section(section, text, a.benchmarks)
 
 
 if __name__ == "__main__":

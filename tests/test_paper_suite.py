@@ -151,3 +151,30 @@ def test_known_pose_runs_take_the_scales_batch_and_rate(paper, tmp_path):
     cmd = paper.train_command(paper.Spec("cryoscape", True, 1), tmp_path, tmp_path / "out",
                               quick, 2, False)
     assert cmd[cmd.index("-b") + 1] == "8" and "--lr" not in cmd
+
+
+def test_variants_run_and_stay_in_the_tried_table(paper, tmp_path):
+    """--variants: cryoscape's known-pose run again with a change, measured against the
+    defaults' run; a change tried later keeps the earlier one in the table."""
+    import yaml
+    args = ["--toy", "--datasets", "linear", "--no-cryodrgn", "--threads", "1",
+            "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
+            "--benchmarks", str(tmp_path / "BENCHMARKS.md")]
+    paper.main([*args, "--variants", "cosine"])
+    results = tmp_path / "work" / "results" / "linear"
+    base, cos = (json.loads((results / f"{n}.json").read_text())
+                 for n in ("cryoscape_known_z1", "cryoscape_known_z1+cosine"))
+    conf = yaml.safe_load((tmp_path / "work" / "runs" / "linear" / "cryoscape_known_z1+cosine"
+                           / "config.yaml").read_text())
+    assert conf["cryoscape"]["train_args"]["lr_schedule"] == "cosine"
+    paper.main([*args, "--variants", "epochs2x"])
+    text = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "<!-- paper_toy_tried -->" in text and "<!-- paper_toy -->" not in text
+    row = next(x for x in text.splitlines() if x.startswith("| cosine:"))
+    gain = cos["mean_auc"] - base["mean_auc"]
+    assert f"| {gain:+.4f}, recovery " in row        # linear measured, the other sets not
+    assert row.endswith("| no |" if gain <= 0 else "| not all measured |")
+    assert row.count("not run yet") == 3
+    assert any(x.startswith("| epochs2x:") for x in text.splitlines())
+    doubled = json.loads((results / "cryoscape_known_z1+epochs2x.json").read_text())
+    assert len(doubled["epoch_s"]) == 2 * paper.SCALES["toy"].epochs

@@ -1,6 +1,7 @@
 """Training engine: forward model, accuracy (hand, two states), exact resume, stops."""
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -12,6 +13,7 @@ import pytest
 import torch
 import yaml
 from cryoscape.core.ctf import ctf_from_params
+from cryoscape.core.errors import CryoscapeError
 from cryoscape.core.fourier import ht2_center
 from cryoscape.core.io.cryodrgn import save_index
 from cryoscape.core.io.mrc import read_mrc
@@ -234,7 +236,23 @@ def _same_weights(a, b):
     return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-def test_resume_after_kill_mid_epoch_is_exact(small, tmp_path):
+def test_learning_rate_schedule():
+    """Warm-up rises linearly from 0; cosine halves the rate half way through the decay and
+    ends at 0; constant stays."""
+    cfg = TrainConfig(particles="p.mrcs", lr=1e-3, num_epochs=11, lr_warmup=1.0,
+                      lr_schedule="cosine")
+    assert [cfg.lr_at(e) for e in (0.0, 0.25, 1.0, 6.0, 11.0)] == \
+        pytest.approx([0.0, 2.5e-4, 1e-3, 5e-4, 0.0], abs=1e-12)
+    const = TrainConfig(particles="p.mrcs", lr=1e-3, num_epochs=11)
+    assert {const.lr_at(e) for e in (0.0, 5.5, 11.0)} == {1e-3}
+    with pytest.raises(CryoscapeError, match="--lr-schedule"):
+        TrainConfig(particles="p.mrcs", lr_schedule="step")
+
+
+@pytest.mark.parametrize("schedule", [{}, {"lr_schedule": "cosine", "lr_warmup": 1.0}],
+                         ids=["constant", "cosine"])
+def test_resume_after_kill_mid_epoch_is_exact(small, tmp_path, schedule):
+    small = functools.partial(small, **schedule)
     train(small(), tmp_path / "ref", progress=False)
 
     def kill(event, trainer):
@@ -255,7 +273,11 @@ def test_resume_after_kill_mid_epoch_is_exact(small, tmp_path):
                                   load_pickles(tmp_path / "run" / "z.pkl")[0])
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     ref = [json.loads(x) for x in (tmp_path / "ref" / "metrics.jsonl").read_text().splitlines()]
-    assert [(r["epoch"], r["loss"]) for r in rows] == [(r["epoch"], r["loss"]) for r in ref]
+    assert [(r["epoch"], r["loss"], r["lr"]) for r in rows] == \
+        [(r["epoch"], r["loss"], r["lr"]) for r in ref]
+    lr = small().lr      # each epoch's last step: warm-up ends with the first, cosine with 0
+    want = [lr, lr, lr] if not schedule else [lr, lr / 2, 0.0]
+    assert [r["lr"] for r in rows] == pytest.approx(want, abs=1e-12)
 
 
 @pytest.mark.slow
@@ -350,7 +372,6 @@ def test_lazy_loading_trains_identically(small, tmp_path):
 
 
 def test_refuses_to_overwrite_a_run_and_resume_needs_one(small, tmp_path):
-    from cryoscape.core.errors import CryoscapeError
     train(small(num_epochs=1), tmp_path / "run", progress=False)
     with pytest.raises(CryoscapeError, match="already holds a run"):
         train(small(num_epochs=1), tmp_path / "run", progress=False)

@@ -6,6 +6,7 @@ config.yaml under cryoDRGN's key names, so a cryoscape run directory reads like 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -40,6 +41,8 @@ class TrainConfig:
     num_epochs: int | None = None      # None: 20; with pose search as its schedule needs
     batch_size: int = 8
     lr: float = 1e-4
+    lr_schedule: str = "constant"      # constant, or cosine: decayed to 0 by the last epoch
+    lr_warmup: float = 0.0             # epochs of linear warm-up from 0 to lr
     wd: float = 0.0
     beta: float | None = None          # KL weight; None = 1/zdim as cryoDRGN
     enc_layers: int = MODEL_DEFAULTS["qlayers"]
@@ -93,6 +96,9 @@ class TrainConfig:
             self.num_epochs = 20
         if (self.num_epochs is not None and self.num_epochs < 1) or self.batch_size < 1:
             raise CryoscapeError("--num-epochs and --batch-size must be >= 1")
+        if self.lr_schedule not in ("constant", "cosine") or self.lr_warmup < 0:
+            raise CryoscapeError(f"--lr-schedule must be constant or cosine (not "
+                                 f"{self.lr_schedule!r}) and --lr-warmup >= 0")
         if self.domain not in ("fourier", "hartley"):
             raise CryoscapeError(f"--domain must be fourier or hartley, not {self.domain!r}")
         if self.pose_search and ((self.pretrain_epochs is not None and self.pretrain_epochs < 0)
@@ -128,6 +134,17 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         d["norm"] = list(self.norm) if self.norm is not None else None
         return d
+
+    def lr_at(self, epochs: float) -> float:
+        """The learning rate after `epochs` (fractional) epochs of training: `lr_warmup`
+        epochs rising linearly from 0, then `lr` (constant) or `lr` decayed along a half
+        cosine to 0 at `num_epochs` (a resume with a larger -n stretches the decay from there)."""
+        rise = min(1.0, epochs / self.lr_warmup) if self.lr_warmup else 1.0
+        if self.lr_schedule == "constant":
+            return self.lr * rise
+        span = max(self.num_epochs - self.lr_warmup, 1e-9)
+        done = min(max(epochs - self.lr_warmup, 0.0) / span, 1.0)
+        return self.lr * rise * 0.5 * (1.0 + math.cos(math.pi * done))
 
     @property
     def kl_weight(self) -> float:

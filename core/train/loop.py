@@ -330,11 +330,18 @@ class Trainer:
         if (grads and not self.scaler.is_enabled()      # fp16: the scaler skips the step
                 and not bool(torch.stack(grads).all())):      # one device sync, not one each
             self._check(math.nan)
+        lr = self.cfg.lr_at(self.epoch + (self.batch_i + 1) / self.batches_per_epoch)
+        for group in self.optim.param_groups:
+            group["lr"] = lr
         self.scaler.step(self.optim)
         self.scaler.update()
         if self.abinit is not None:
             self.abinit.step(self.epoch)
         return value, mse, kl
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return math.ceil(self.data.N / self.cfg.batch_size)
 
     def _end_epoch(self) -> dict:
         e = self.epoch + 1
@@ -355,9 +362,10 @@ class Trainer:
                       ckpt.weights_dict(self.model, self.optim, e, self.model_args))
         s = self.sums
         n = max(float(s[3]), 1.0)
-        row = {"epoch": e, "step": e * math.ceil(self.data.N / self.cfg.batch_size),
+        row = {"epoch": e, "step": e * self.batches_per_epoch,
                "loss": float(s[0]) / n, "mse": float(s[1]) / n, "kl": float(s[2]) / n,
-               "beta": self.cfg.kl_weight, "time": self.epoch_elapsed,
+               "beta": self.cfg.kl_weight, "lr": self.optim.param_groups[0]["lr"],
+               "time": self.epoch_elapsed,
                "images_per_s": self.data.N / max(self.epoch_elapsed, 1e-9),
                "elapsed": self.elapsed}
         if self.abinit is not None:
@@ -396,7 +404,7 @@ class Trainer:
     def fit(self) -> dict:
         """Train to `num_epochs`; returns dict(state=done|paused|stopped, epoch, batch)."""
         cfg, N, B = self.cfg, self.data.N, self.cfg.batch_size
-        nb = math.ceil(N / B)
+        nb = self.batches_per_epoch
         if self.main and self.rd.pause.exists():
             self.rd.pause.unlink()
         self.model.train()
