@@ -249,8 +249,24 @@ def test_learning_rate_schedule():
         TrainConfig(particles="p.mrcs", lr_schedule="step")
 
 
-@pytest.mark.parametrize("schedule", [{}, {"lr_schedule": "cosine", "lr_warmup": 1.0}],
-                         ids=["constant", "cosine"])
+def test_weight_average_weighs_the_first_steps_more():
+    """After its first copy, the nth update keeps min(1 - 1/steps, (1 + n) / (10 + n)) of the
+    average."""
+    from cryoscape.core.train.loop import weight_average
+    lin = torch.nn.Linear(1, 1, bias=False)
+    avg = weight_average(lin, steps=4)
+    want = None
+    for k, value in enumerate([3.0, 1.0, 0.0, 2.0, 5.0]):
+        lin.weight.data.fill_(value)
+        avg.update_parameters(lin)
+        keep = min(0.75, (1 + k) / (10 + k))
+        want = value if want is None else keep * want + (1 - keep) * value
+        assert avg.module.weight.item() == pytest.approx(want, rel=1e-6)
+
+
+@pytest.mark.parametrize("schedule", [{}, {"lr_schedule": "cosine", "lr_warmup": 1.0},
+                                      {"weight_average": 1.0}],
+                         ids=["constant", "cosine", "weight-average"])
 def test_resume_after_kill_mid_epoch_is_exact(small, tmp_path, schedule):
     small = functools.partial(small, **schedule)
     train(small(), tmp_path / "ref", progress=False)
@@ -276,8 +292,12 @@ def test_resume_after_kill_mid_epoch_is_exact(small, tmp_path, schedule):
     assert [(r["epoch"], r["loss"], r["lr"]) for r in rows] == \
         [(r["epoch"], r["loss"], r["lr"]) for r in ref]
     lr = small().lr      # each epoch's last step: warm-up ends with the first, cosine with 0
-    want = [lr, lr, lr] if not schedule else [lr, lr / 2, 0.0]
+    want = [lr, lr / 2, 0.0] if schedule.get("lr_schedule") else [lr, lr, lr]
     assert [r["lr"] for r in rows] == pytest.approx(want, abs=1e-12)
+    live = load_ckpt(tmp_path / "run" / "checkpoint.pt")["model_state_dict"]
+    saved = load_ckpt(tmp_path / "run" / "weights.pkl")["model_state_dict"]
+    last = [torch.equal(a, b) for a, b in zip(live.values(), saved.values())]
+    assert all(last) != bool(schedule.get("weight_average"))     # saved: the average
 
 
 @pytest.mark.slow

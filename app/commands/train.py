@@ -30,6 +30,10 @@ def add_args(parser):
     parser.add_argument("--lr-warmup", type=float, metavar="EPOCHS",
                         help="epochs over which the learning rate rises linearly from 0 "
                              "(default: 0)")
+    parser.add_argument("--weight-average", type=float, metavar="EPOCHS",
+                        help="save the weights (and the latents they encode) as their moving "
+                             "average over about EPOCHS epochs of steps (default: 0, the last "
+                             "step's weights)")
     parser.add_argument("--wd", type=float, help="Adam weight decay (default: 0)")
     parser.add_argument("--beta", type=float, help="KL weight (default: 1/zdim, as cryoDRGN)")
     parser.add_argument("--preset", choices=("cryodrgn", "paper", "abinit"),
@@ -129,12 +133,12 @@ def add_args(parser):
 
 
 FIELDS = ("poses", "ctf", "zdim", "num_epochs", "batch_size", "lr", "lr_schedule", "lr_warmup",
-          "wd", "beta", "enc_dim", "enc_layers", "dec_dim", "dec_layers", "encode_mode",
-          "enc_mask", "pe_type", "pe_dim", "feat_sigma", "domain", "activation", "ind",
-          "datadir", "lazy", "workers", "downsample", "invert_data", "window", "window_r", "norm",
-          "seed", "checkpoint_minutes", "threads", "device", "amp", "compile", "pose_search",
-          "pretrain_epochs", "search_epochs", "search_chunk", "search_method", "search_classes",
-          "beam", "t_extent", "pose_sgd", "pose_lr", "tilt", "tilt_deg")
+          "weight_average", "wd", "beta", "enc_dim", "enc_layers", "dec_dim", "dec_layers",
+          "encode_mode", "enc_mask", "pe_type", "pe_dim", "feat_sigma", "domain", "activation",
+          "ind", "datadir", "lazy", "workers", "downsample", "invert_data", "window", "window_r",
+          "norm", "seed", "checkpoint_minutes", "threads", "device", "amp", "compile",
+          "pose_search", "pretrain_epochs", "search_epochs", "search_chunk", "search_method",
+          "search_classes", "beam", "t_extent", "pose_sgd", "pose_lr", "tilt", "tilt_deg")
 
 
 def command_line(args) -> list[str]:

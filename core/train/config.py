@@ -43,6 +43,8 @@ class TrainConfig:
     lr: float = 1e-4
     lr_schedule: str = "constant"      # constant, or cosine: decayed to 0 by the last epoch
     lr_warmup: float = 0.0             # epochs of linear warm-up from 0 to lr
+    weight_average: float = 0.0        # epochs: weights saved as their moving average over
+                                       # about this many epochs (0: the last step's)
     wd: float = 0.0
     beta: float | None = None          # KL weight; None = 1/zdim as cryoDRGN
     enc_layers: int = MODEL_DEFAULTS["qlayers"]
@@ -96,9 +98,11 @@ class TrainConfig:
             self.num_epochs = 20
         if (self.num_epochs is not None and self.num_epochs < 1) or self.batch_size < 1:
             raise CryoscapeError("--num-epochs and --batch-size must be >= 1")
-        if self.lr_schedule not in ("constant", "cosine") or self.lr_warmup < 0:
+        if self.lr_schedule not in ("constant", "cosine") or self.lr_warmup < 0 \
+                or self.weight_average < 0:
             raise CryoscapeError(f"--lr-schedule must be constant or cosine (not "
-                                 f"{self.lr_schedule!r}) and --lr-warmup >= 0")
+                                 f"{self.lr_schedule!r}), --lr-warmup and --weight-average "
+                                 ">= 0")
         if self.domain not in ("fourier", "hartley"):
             raise CryoscapeError(f"--domain must be fourier or hartley, not {self.domain!r}")
         if self.pose_search and ((self.pretrain_epochs is not None and self.pretrain_epochs < 0)

@@ -143,6 +143,20 @@ def encode_all(model, data: TrainData, batch_size: int = 256, centre=None,
     return np.concatenate(mus), np.concatenate(logvars)
 
 
+def weight_average(model: torch.nn.Module, steps: float):
+    """An exponential moving average of `model`'s weights over about `steps` optimiser steps
+    (torch's AveragedModel; `update_parameters` after each step). The first steps weigh more
+    ((1 + n) / (10 + n) kept of the average at its nth update, as TensorFlow's
+    ExponentialMovingAverage with num_updates), so the random start fades within tens of
+    steps."""
+    keep = 1.0 - 1.0 / max(steps, 1.0)
+
+    def average(avg: torch.Tensor, new: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        return torch.lerp(avg, new, 1.0 - torch.clamp((1 + n) / (10 + n), max=keep))
+
+    return torch.optim.swa_utils.AveragedModel(model, avg_fn=average, use_buffers=True)
+
+
 class Trainer:
     """One run: data, model, optimiser and the resume state; `fit()` runs the epochs."""
 
@@ -181,6 +195,8 @@ class Trainer:
             raise CryoscapeError(f"model settings: {e}") from None
         self.model.to(self.device)
         self.optim = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.wd)
+        self.average = (weight_average(self.model, cfg.weight_average * self.batches_per_epoch)
+                        if cfg.weight_average else None)
         self.noise = torch.Generator(self.device).manual_seed(cfg.seed + 1)
         self.tilt_rot = (torch.as_tensor(tilt_rotation(cfg.tilt_deg), device=self.device)
                          if cfg.tilt else None)
@@ -253,6 +269,8 @@ class Trainer:
             self.abinit.load_state_dict(s["abinit"])
         if "scaler" in s and self.scaler.is_enabled():
             self.scaler.load_state_dict(s["scaler"])
+        if self.average is not None:
+            self.average.load_state_dict(s["average"])
         if self.main:
             self.rd.remove_partial_files()
             self.rd.write_metrics([r for r in self.rd.read_metrics()
@@ -270,6 +288,8 @@ class Trainer:
             state["abinit"] = self.abinit.state_dict()
         if self.scaler.is_enabled():
             state["scaler"] = self.scaler.state_dict()
+        if self.average is not None:
+            state["average"] = self.average.state_dict()
         if self.main:
             ckpt.save(self.rd.checkpoint, state)
 
@@ -335,6 +355,8 @@ class Trainer:
             group["lr"] = lr
         self.scaler.step(self.optim)
         self.scaler.update()
+        if self.average is not None:
+            self.average.update_parameters(self.model)
         if self.abinit is not None:
             self.abinit.step(self.epoch)
         return value, mse, kl
@@ -343,12 +365,18 @@ class Trainer:
     def batches_per_epoch(self) -> int:
         return math.ceil(self.data.N / self.cfg.batch_size)
 
+    @property
+    def saved_model(self) -> torch.nn.Module:
+        """The model whose weights and latents an epoch saves: the weight average if there is
+        one."""
+        return self.model if self.average is None else self.average.module
+
     def _end_epoch(self) -> dict:
         e = self.epoch + 1
         if self.abinit is not None:
             self.abinit.sync(self.epoch)
         if self.model.zdim:       # on several processes: each encodes a part, rank 0 saves
-            mu, logvar = encode_all(self.model, self.data,
+            mu, logvar = encode_all(self.saved_model, self.data,
                                     centre=self.abinit.centre if self.abinit else None,
                                     part=self.group.part(self.data.N), workers=self.workers)
             mu, logvar = (self.group.gather_rows(torch.from_numpy(a), self.data.N).numpy()
@@ -359,7 +387,7 @@ class Trainer:
             self.abinit.save(self.rd.pose(e))
         if self.main:
             ckpt.save(self.rd.weights(e),
-                      ckpt.weights_dict(self.model, self.optim, e, self.model_args))
+                      ckpt.weights_dict(self.saved_model, self.optim, e, self.model_args))
         s = self.sums
         n = max(float(s[3]), 1.0)
         row = {"epoch": e, "step": e * self.batches_per_epoch,
@@ -393,7 +421,7 @@ class Trainer:
             return
         e = self.epoch
         ckpt.save(self.rd.weights(),
-                  ckpt.weights_dict(self.model, self.optim, e, self.model_args))
+                  ckpt.weights_dict(self.saved_model, self.optim, e, self.model_args))
         last = [(self.rd.z(e), self.rd.z())] if self.model.zdim else []
         if self.abinit is not None:
             last.append((self.rd.pose(e), self.rd.pose()))
