@@ -249,7 +249,7 @@ def test_learning_rate_schedule():
         TrainConfig(particles="p.mrcs", lr_schedule="step")
 
 
-def test_weight_average_weighs_the_first_steps_more():
+def test_weight_average_follows_the_first_steps_closely():
     """After its first copy, the nth update keeps min(1 - 1/steps, (1 + n) / (10 + n)) of the
     average."""
     from cryoscape.core.train.loop import weight_average

@@ -145,10 +145,10 @@ def encode_all(model, data: TrainData, batch_size: int = 256, centre=None,
 
 def weight_average(model: torch.nn.Module, steps: float):
     """An exponential moving average of `model`'s weights over about `steps` optimiser steps
-    (torch's AveragedModel; `update_parameters` after each step). The first steps weigh more
-    ((1 + n) / (10 + n) kept of the average at its nth update, as TensorFlow's
-    ExponentialMovingAverage with num_updates), so the random start fades within tens of
-    steps."""
+    (torch's AveragedModel; `update_parameters` after each step). Early on the average follows
+    the weights closely (it keeps (1 + n) / (10 + n) of itself at its nth update, as
+    TensorFlow's ExponentialMovingAverage with num_updates), so the random start fades within
+    tens of steps."""
     keep = 1.0 - 1.0 / max(steps, 1.0)
 
     def average(avg: torch.Tensor, new: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
