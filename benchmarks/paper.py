@@ -56,8 +56,8 @@ the tables and figures from the cached results.
 
 Writes tables and pictures into benchmarks/paper/<scale>/ and section `paper_<scale>` of
 BENCHMARKS.md. `--variants` (issue 11's "then beat it") instead runs cryoscape's known-pose
-runs again with each change of VARIANTS (learning-rate schedules, weight averaging, the
-paper's positional encoding and Hartley domain, more epochs) beside the defaults' and cryoDRGN's runs (cached
+runs again with each change of VARIANTS (learning-rate schedules, a KL warm-up, weight
+averaging, the paper's positional encoding and Hartley domain, more epochs) beside the defaults' and cryoDRGN's runs (cached
 with the suite's), and writes section `paper_<scale>_tried`: every change measured so far,
 whether it wins on all datasets, losers included.
 """
@@ -174,6 +174,8 @@ VARIANTS = {
                       ("--lr-schedule", "cosine")),
     "warmup-cosine": Variant("1 epoch of linear warm-up, then the cosine decay",
                              ("--lr-schedule", "cosine", "--lr-warmup", "1")),
+    "kl-warmup": Variant("the KL weight rising linearly from 0 over the first 5 epochs",
+                         ("--beta-warmup", "5")),
     "average": Variant("weights (and z) saved as their moving average over ~2 epochs",
                        ("--weight-average", "2")),
     "pe-geom-lowf": Variant("the paper's positional encoding (geom_lowf) for the Gaussian "

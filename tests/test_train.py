@@ -236,9 +236,9 @@ def _same_weights(a, b):
     return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-def test_learning_rate_schedule():
+def test_learning_rate_and_kl_schedules():
     """Warm-up rises linearly from 0; cosine halves the rate half way through the decay and
-    ends at 0; constant stays."""
+    ends at 0; constant stays; the KL weight's warm-up rises to 1/zdim."""
     cfg = TrainConfig(particles="p.mrcs", lr=1e-3, num_epochs=11, lr_warmup=1.0,
                       lr_schedule="cosine")
     assert [cfg.lr_at(e) for e in (0.0, 0.25, 1.0, 6.0, 11.0)] == \
@@ -247,6 +247,8 @@ def test_learning_rate_schedule():
     assert {const.lr_at(e) for e in (0.0, 5.5, 11.0)} == {1e-3}
     with pytest.raises(CryoscapeError, match="--lr-schedule"):
         TrainConfig(particles="p.mrcs", lr_schedule="step")
+    kl = TrainConfig(particles="p.mrcs", zdim=4, beta_warmup=2.0)      # KL weight 1/4
+    assert [kl.kl_weight_at(e) for e in (0.0, 1.0, 2.0, 7.0)] == [0.0, 0.125, 0.25, 0.25]
 
 
 def test_weight_average_follows_the_first_steps_closely():
@@ -265,8 +267,8 @@ def test_weight_average_follows_the_first_steps_closely():
 
 
 @pytest.mark.parametrize("schedule", [{}, {"lr_schedule": "cosine", "lr_warmup": 1.0},
-                                      {"weight_average": 1.0}],
-                         ids=["constant", "cosine", "weight-average"])
+                                      {"weight_average": 1.0, "beta_warmup": 2.0}],
+                         ids=["constant", "cosine", "average-kl-warmup"])
 def test_resume_after_kill_mid_epoch_is_exact(small, tmp_path, schedule):
     small = functools.partial(small, **schedule)
     train(small(), tmp_path / "ref", progress=False)
@@ -294,6 +296,9 @@ def test_resume_after_kill_mid_epoch_is_exact(small, tmp_path, schedule):
     lr = small().lr      # each epoch's last step: warm-up ends with the first, cosine with 0
     want = [lr, lr / 2, 0.0] if schedule.get("lr_schedule") else [lr, lr, lr]
     assert [r["lr"] for r in rows] == pytest.approx(want, abs=1e-12)
+    kl = small().kl_weight
+    assert [r["beta"] for r in rows] == ([kl / 2, kl, kl] if "beta_warmup" in schedule
+                                         else [kl] * 3)
     live = load_ckpt(tmp_path / "run" / "checkpoint.pt")["model_state_dict"]
     saved = load_ckpt(tmp_path / "run" / "weights.pkl")["model_state_dict"]
     last = [torch.equal(a, b) for a, b in zip(live.values(), saved.values())]

@@ -36,6 +36,9 @@ def add_args(parser):
                              "step's weights)")
     parser.add_argument("--wd", type=float, help="Adam weight decay (default: 0)")
     parser.add_argument("--beta", type=float, help="KL weight (default: 1/zdim, as cryoDRGN)")
+    parser.add_argument("--beta-warmup", type=float, metavar="EPOCHS",
+                        help="epochs over which the KL weight rises linearly from 0 (default: "
+                             "0)")
     parser.add_argument("--preset", choices=("cryodrgn", "paper", "abinit"),
                         help="architecture defaults: cryoDRGN 4.3.1's (3x1024, gaussian, "
                         "fourier; the default), the paper's (10x128, geom_lowf, hartley) or "
@@ -133,10 +136,10 @@ def add_args(parser):
 
 
 FIELDS = ("poses", "ctf", "zdim", "num_epochs", "batch_size", "lr", "lr_schedule", "lr_warmup",
-          "weight_average", "wd", "beta", "enc_dim", "enc_layers", "dec_dim", "dec_layers",
-          "encode_mode", "enc_mask", "pe_type", "pe_dim", "feat_sigma", "domain", "activation",
-          "ind", "datadir", "lazy", "workers", "downsample", "invert_data", "window", "window_r",
-          "norm", "seed", "checkpoint_minutes", "threads", "device", "amp", "compile",
+          "weight_average", "wd", "beta", "beta_warmup", "enc_dim", "enc_layers", "dec_dim",
+          "dec_layers", "encode_mode", "enc_mask", "pe_type", "pe_dim", "feat_sigma", "domain",
+          "activation", "ind", "datadir", "lazy", "workers", "downsample", "invert_data", "window",
+          "window_r", "norm", "seed", "checkpoint_minutes", "threads", "device", "amp", "compile",
           "pose_search", "pretrain_epochs", "search_epochs", "search_chunk", "search_method",
           "search_classes", "beam", "t_extent", "pose_sgd", "pose_lr", "tilt", "tilt_deg")
 

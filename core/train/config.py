@@ -47,6 +47,7 @@ class TrainConfig:
                                        # about this many epochs (0: the last step's)
     wd: float = 0.0
     beta: float | None = None          # KL weight; None = 1/zdim as cryoDRGN
+    beta_warmup: float = 0.0           # epochs of linear warm-up of the KL weight from 0
     enc_layers: int = MODEL_DEFAULTS["qlayers"]
     enc_dim: int = MODEL_DEFAULTS["qdim"]
     dec_layers: int = MODEL_DEFAULTS["players"]
@@ -98,11 +99,11 @@ class TrainConfig:
             self.num_epochs = 20
         if (self.num_epochs is not None and self.num_epochs < 1) or self.batch_size < 1:
             raise CryoscapeError("--num-epochs and --batch-size must be >= 1")
-        if self.lr_schedule not in ("constant", "cosine") or self.lr_warmup < 0 \
-                or self.weight_average < 0:
+        if self.lr_schedule not in ("constant", "cosine") or \
+                min(self.lr_warmup, self.weight_average, self.beta_warmup) < 0:
             raise CryoscapeError(f"--lr-schedule must be constant or cosine (not "
-                                 f"{self.lr_schedule!r}), --lr-warmup and --weight-average "
-                                 ">= 0")
+                                 f"{self.lr_schedule!r}), --lr-warmup, --weight-average and "
+                                 "--beta-warmup >= 0")
         if self.domain not in ("fourier", "hartley"):
             raise CryoscapeError(f"--domain must be fourier or hartley, not {self.domain!r}")
         if self.pose_search and ((self.pretrain_epochs is not None and self.pretrain_epochs < 0)
@@ -153,6 +154,12 @@ class TrainConfig:
     @property
     def kl_weight(self) -> float:
         return self.beta if self.beta is not None else (1.0 / self.zdim if self.zdim else 0.0)
+
+    def kl_weight_at(self, epochs: float) -> float:
+        """The KL weight after `epochs` (fractional) epochs: rising linearly from 0 over
+        `beta_warmup` epochs, then `kl_weight`."""
+        return self.kl_weight * (min(1.0, epochs / self.beta_warmup) if self.beta_warmup
+                                 else 1.0)
 
     def abspaths(self) -> TrainConfig:
         """A copy with the input paths made absolute (as cryoDRGN records them)."""

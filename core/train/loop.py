@@ -332,9 +332,10 @@ class Trainer:
                                             within=(first, n_batch))
         tilt = None if y_t is None else (y_t, ctf_t, self.tilt_rot)
         z_ref = None if self.abinit is None else self.abinit.z_ref(idx, self.epoch)
+        at = self.epoch + (self.batch_i + 1) / self.batches_per_epoch    # epochs done after
         self.optim.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
-            loss, mse, kl = self.batch_loss(y, rot, ctf, self.cfg.kl_weight, self.noise,
+            loss, mse, kl = self.batch_loss(y, rot, ctf, self.cfg.kl_weight_at(at), self.noise,
                                             tilt=tilt, z_ref=z_ref)
         value, mse, kl = loss.detach().item(), mse.detach().item(), kl.detach().item()
         if self.group.active:     # the global batch's means, the same on every rank
@@ -350,9 +351,8 @@ class Trainer:
         if (grads and not self.scaler.is_enabled()      # fp16: the scaler skips the step
                 and not bool(torch.stack(grads).all())):      # one device sync, not one each
             self._check(math.nan)
-        lr = self.cfg.lr_at(self.epoch + (self.batch_i + 1) / self.batches_per_epoch)
         for group in self.optim.param_groups:
-            group["lr"] = lr
+            group["lr"] = self.cfg.lr_at(at)
         self.scaler.step(self.optim)
         self.scaler.update()
         if self.average is not None:
@@ -392,7 +392,7 @@ class Trainer:
         n = max(float(s[3]), 1.0)
         row = {"epoch": e, "step": e * self.batches_per_epoch,
                "loss": float(s[0]) / n, "mse": float(s[1]) / n, "kl": float(s[2]) / n,
-               "beta": self.cfg.kl_weight, "lr": self.optim.param_groups[0]["lr"],
+               "beta": self.cfg.kl_weight_at(e), "lr": self.optim.param_groups[0]["lr"],
                "time": self.epoch_elapsed,
                "images_per_s": self.data.N / max(self.epoch_elapsed, 1e-9),
                "elapsed": self.elapsed}
