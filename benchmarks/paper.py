@@ -170,6 +170,8 @@ class Variant:
 
 
 VARIANTS = {
+    "seed1": Variant("nothing changed but the seed: how far a change must move to count",
+                     ("--seed", "1")),
     "cosine": Variant("learning rate decayed along a half cosine to 0 by the last epoch",
                       ("--lr-schedule", "cosine")),
     "warmup-cosine": Variant("1 epoch of linear warm-up, then the cosine decay",
