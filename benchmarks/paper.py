@@ -29,8 +29,9 @@ images, no CTF, its own BNB pose search).
 Scales (SCALES): `--toy` for the test (D=16, 40 images, 1-2 epochs, 1x16 networks);
 `--quick` for this 2-core machine: D=64, 1500 images per set, 30 epochs with known poses (15
 with tilt pairs) at batch 32 and learning rate 4e-4 for both tools, ab initio on the 1500
-images at cryoscape's defaults (batch 8; 2 random-pose + 8 searched + 2 refined epochs, as
-`train` advises for 1500 images; with tilt pairs only in --full), zdim as the paper only (zdim
+images at cryoscape's defaults (batch 8; the 2 random-pose + 8 searched epochs `train`
+chooses for 1500 images, then 2 refined rather than 10, for time; with tilt pairs only in
+--full), zdim as the paper only (zdim
 8 in --full), 100 images evaluated: 21 rows (17 runs: cryoDRGN has no tilt pairs), estimated
 2.9 h on a quiet machine (RATES), 0.80 expected of the linear set's |Spearman| (below).
 Sized by measurement (linear set, cryoscape, zdim 1, |Spearman| of z with the coordinate):
@@ -57,9 +58,10 @@ the tables and figures from the cached results.
 Writes tables and pictures into benchmarks/paper/<scale>/ and section `paper_<scale>` of
 BENCHMARKS.md. `--variants` (issue 11's "then beat it") instead runs cryoscape's known-pose
 runs again with each change of VARIANTS (learning-rate schedules, a KL warm-up, weight
-averaging, the paper's positional encoding and Hartley domain, more epochs) beside the defaults' and cryoDRGN's runs (cached
-with the suite's), and writes section `paper_<scale>_tried`: every change measured so far,
-whether it wins on all datasets, losers included.
+averaging, the paper's positional encoding and Hartley domain, more epochs; seed1 changes
+only the seed, the noise floor) beside the defaults' and cryoDRGN's runs (cached with the
+suite's), and writes section `paper_<scale>_tried`: every change measured so far, whether it
+wins on all datasets, losers included.
 """
 from __future__ import annotations
 
