@@ -31,9 +31,9 @@ Scales (SCALES): `--toy` for the test (D=16, 40 images, 1-2 epochs, 1x16 network
 with tilt pairs) at batch 32 and learning rate 4e-4 for both tools, ab initio on the 1500
 images at cryoscape's defaults (batch 8; the 2 random-pose + 8 searched epochs `train`
 chooses for 1500 images, then 2 refined rather than 10, for time; with tilt pairs only in
---full), zdim as the paper only (zdim
-8 in --full), 100 images evaluated: 21 rows (17 runs: cryoDRGN has no tilt pairs), estimated
-2.9 h on a quiet machine (RATES), 0.80 expected of the linear set's |Spearman| (below).
+--full), zdim as the paper only (zdim 8 in --full), 100 images evaluated: 21 rows (17 runs:
+cryoDRGN has no tilt pairs), estimated 2.9 h on a quiet machine (RATES), 0.80 expected of
+the linear set's |Spearman| (below).
 Sized by measurement (linear set, cryoscape, zdim 1, |Spearman| of z with the coordinate):
 heterogeneity needs passes: at batch 8 and lr 1e-4 (both tools' defaults) 10 epochs give
 0.09, 30 give 0.61, 45 0.88, 60 0.93 (10.4 min; cryoDRGN, at 43 img/s, ~35 min a run: eight
