@@ -53,6 +53,7 @@ import torch
 from cryoscape.core.io.atomic import atomic_open
 from cryoscape.core.poses import shifts_to_cryodrgn, tilt_rotation
 from cryoscape.core.posesearch import PoseSearch, SearchConfig, TiltPairs
+from cryoscape.core.train.config import EPOCHS
 from cryoscape.core.train.distributed import Group
 from cryoscape.core.train.forward import center_hartley, encoder_input
 from cryoscape.core.volalign import moved_poses, moved_shifts, superpose_maps
@@ -65,7 +66,6 @@ PRETRAIN, SEARCH, REFINE = "pretrain", "search", "refine"
 PRETRAIN_IMAGES, SEARCH_IMAGES = 3000, 12000
 SEARCH_EPOCHS = (4, 8)      # at least, homogeneous / heterogeneous (classes form first)
 REFINE_EPOCHS = 10          # at least, after the search
-EPOCHS = 20                 # at least, in all
 
 
 def auto_schedule(cfg, n: int):

@@ -23,6 +23,7 @@ PRESETS = {name: {MODEL_ARG_FIELDS.get(k, k): v for k, v in preset.items()}
 # ab initio needs a decoder that follows the poses it finds: at cryoDRGN's 1e-4, 3000 images
 # (D=64, SNR 0.1) were still unaligned (112 deg) after two search epochs, at 1e-3 within 12 deg
 PRESETS["abinit"]["lr"] = 1e-3
+EPOCHS = 20     # epochs when -n is not given (cryoDRGN's; with a pose search, at least)
 
 
 @dataclass
@@ -96,7 +97,7 @@ class TrainConfig:
         if self.zdim < 0:
             raise CryoscapeError(f"--zdim must be >= 0, not {self.zdim}")
         if self.num_epochs is None and not self.pose_search:
-            self.num_epochs = 20
+            self.num_epochs = EPOCHS
         if (self.num_epochs is not None and self.num_epochs < 1) or self.batch_size < 1:
             raise CryoscapeError("--num-epochs and --batch-size must be >= 1")
         if self.lr_schedule not in ("constant", "cosine") or \
