@@ -183,7 +183,7 @@ def test_torchrun_cli_run_directory(tmp_path, tiny_data):
     data = load_data(tiny_config(str(tiny_data / "particles.star")), "cpu",
                      conf["dataset_args"]["norm"])
     model = build_model(conf["model_args"], data.D + 1, data.lattice.n_enc)
-    model.load_state_dict(load(out / "checkpoint.pt")["model_state_dict"])
+    model.load_state_dict(load(out / "weights.1.pkl")["model_state_dict"])
     mine, _ = encode_all(model, data)
     np.testing.assert_allclose(mu, mine, rtol=1e-4, atol=1e-5)
     assert train(None, out, resume=True, progress=False,

@@ -266,9 +266,10 @@ def test_weight_average_follows_the_first_steps_closely():
         assert avg.module.weight.item() == pytest.approx(want, rel=1e-6)
 
 
-@pytest.mark.parametrize("schedule", [{}, {"lr_schedule": "cosine", "lr_warmup": 1.0},
+@pytest.mark.parametrize("schedule", [{}, {"lr_schedule": "cosine", "lr_warmup": 1.0,
+                                           "weight_average": 0.0},
                                       {"weight_average": 1.0, "beta_warmup": 2.0}],
-                         ids=["constant", "cosine", "average-kl-warmup"])
+                         ids=["defaults", "cosine-no-average", "average-kl-warmup"])
 def test_resume_after_kill_mid_epoch_is_exact(small, tmp_path, schedule):
     small = functools.partial(small, **schedule)
     train(small(), tmp_path / "ref", progress=False)
@@ -302,7 +303,28 @@ def test_resume_after_kill_mid_epoch_is_exact(small, tmp_path, schedule):
     live = load_ckpt(tmp_path / "run" / "checkpoint.pt")["model_state_dict"]
     saved = load_ckpt(tmp_path / "run" / "weights.pkl")["model_state_dict"]
     last = [torch.equal(a, b) for a, b in zip(live.values(), saved.values())]
-    assert all(last) != bool(schedule.get("weight_average"))     # saved: the average
+    assert all(last) == (small(**schedule).weight_average == 0)    # saved: the average
+
+
+def test_resume_of_a_run_from_before_weight_averaging_starts_the_average(small, tmp_path):
+    """A checkpoint without a weight average (config.yaml without the setting: a run from
+    before it existed) resumes with the default average, started from the restored weights."""
+    def kill(event, trainer):
+        if event == "batch" and trainer.epoch == 1 and trainer.batch_i == 4:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(small(weight_average=0.0, checkpoint_minutes=0), tmp_path, callback=kill,
+              progress=False)
+    conf = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    del conf["cryoscape"]["train_args"]["weight_average"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(conf))
+    assert "average" not in load_ckpt(tmp_path / "checkpoint.pt")
+    assert train(None, tmp_path, resume=True, progress=False)["state"] == "done"
+    state = load_ckpt(tmp_path / "checkpoint.pt")
+    assert "average" in state
+    saved = load_ckpt(tmp_path / "weights.pkl")["model_state_dict"]
+    assert not all(torch.equal(state["model_state_dict"][k], saved[k]) for k in saved)
 
 
 @pytest.mark.slow

@@ -24,11 +24,16 @@ PRESETS = {name: {MODEL_ARG_FIELDS.get(k, k): v for k, v in preset.items()}
 # (D=64, SNR 0.1) were still unaligned (112 deg) after two search epochs, at 1e-3 within 12 deg
 PRESETS["abinit"]["lr"] = 1e-3
 EPOCHS = 20     # epochs when -n is not given (cryoDRGN's; with a pose search, at least)
+# weights saved as their average over ~2 epochs of steps: with known poses it raised the
+# per-image FSC area on all four of the paper's datasets (BENCHMARKS.md, paper_quick_tried);
+# with a pose search, unmeasured, they are the last step's
+WEIGHT_AVERAGE = 2.0
 
 
 @dataclass
 class TrainConfig:
-    """Everything a training run needs; defaults are cryoDRGN 4.3.1's `train_vae` ones."""
+    """Everything a training run needs; defaults are cryoDRGN 4.3.1's `train_vae` ones, but
+    for the weight average (WEIGHT_AVERAGE)."""
 
     particles: str
     poses: str | None = None
@@ -44,8 +49,9 @@ class TrainConfig:
     lr: float = 1e-4
     lr_schedule: str = "constant"      # constant, or cosine: decayed to 0 by the last epoch
     lr_warmup: float = 0.0             # epochs of linear warm-up from 0 to lr
-    weight_average: float = 0.0        # epochs: weights saved as their moving average over
-                                       # about this many epochs (0: the last step's)
+    weight_average: float | None = None  # epochs: weights saved as their moving average over
+                                       # about this many epochs (0: the last step's); None:
+                                       # WEIGHT_AVERAGE with known poses, 0 with pose search
     wd: float = 0.0
     beta: float | None = None          # KL weight; None = 1/zdim as cryoDRGN
     beta_warmup: float = 0.0           # epochs of linear warm-up of the KL weight from 0
@@ -98,6 +104,8 @@ class TrainConfig:
             raise CryoscapeError(f"--zdim must be >= 0, not {self.zdim}")
         if self.num_epochs is None and not self.pose_search:
             self.num_epochs = EPOCHS
+        if self.weight_average is None:
+            self.weight_average = 0.0 if self.pose_search else WEIGHT_AVERAGE
         if (self.num_epochs is not None and self.num_epochs < 1) or self.batch_size < 1:
             raise CryoscapeError("--num-epochs and --batch-size must be >= 1")
         if self.lr_schedule not in ("constant", "cosine") or \
