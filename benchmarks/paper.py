@@ -58,8 +58,8 @@ the tables and figures from the cached results.
 Writes tables and pictures into benchmarks/paper/<scale>/ and section `paper_<scale>` of
 BENCHMARKS.md. `--variants` (issue 11's "then beat it") instead runs cryoscape's known-pose
 runs again with each change of VARIANTS (learning-rate schedules, a KL warm-up, no weight
-averaging, the paper's positional encoding and Hartley domain, more epochs; seed1 changes
-only the seed, the noise floor) beside the defaults' and cryoDRGN's runs (cached with the
+averaging, the paper's positional encoding and Hartley domain, more epochs, a larger batch,
+the encoder's input radius; seed1 changes only the seed, the noise floor) beside the defaults' and cryoDRGN's runs (cached with the
 suite's), and writes section `paper_<scale>_tried`: every change measured so far, whether it
 wins on all datasets, losers included.
 """
@@ -188,6 +188,10 @@ VARIANTS = {
     "hartley": Variant("the decoder in the Hartley domain, as the paper", ("--domain",
                                                                             "hartley")),
     "epochs2x": Variant("twice the epochs (more epochs in cryoDRGN's wall time)", epochs=2.0),
+    "batch64": Variant("batch 64 at twice the learning rate (8e-4): half the steps",
+                       ("-b", "64", "--lr", "8e-4")),
+    "enc-mask24": Variant("the encoder sees the image within 24 px of the centre, not 32",
+                          ("--enc-mask", "24")),
 }
 
 
@@ -720,7 +724,9 @@ def main(argv=None):
               f"{f'{scale.lr:g}' if scale.lr else 'the tools defaults'}; ab initio (batch 8) "
               f"{scale.pretrain} + "
               f"{scale.search} searched + {scale.search_total - scale.pretrain - scale.search}"
-              f" refined epochs; {a.threads} threads per run, one run at a time.")
+              f" refined epochs; otherwise each tool's defaults (cryoscape's known-pose "
+              f"weights saved as their average over ~2 epochs, cryoDRGN's as the last step's); "
+              f"{a.threads} threads per run, one run at a time.")
     section = f"paper_{name}" + ("_tried" if a.variants else "")
     text = (tried(results, header) if a.variants else
             tables(results, runs, name, scale, notes, figs, rel, header))
