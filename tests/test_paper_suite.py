@@ -178,3 +178,30 @@ def test_variants_run_and_stay_in_the_tried_table(paper, tmp_path):
     assert any(x.startswith("| epochs2x:") for x in text.splitlines())
     doubled = json.loads((results / "cryoscape_known_z1+epochs2x.json").read_text())
     assert len(doubled["epoch_s"]) == 2 * paper.SCALES["toy"].epochs
+
+
+def test_a_change_wins_only_beyond_the_seed_noise(paper):
+    """The tried table's verdict: area higher by more than another seed moves it on every
+    dataset, recovery at most 0.05 lower."""
+    kinds = [k for k in paper.KINDS if k != "homogeneous"]
+
+    def row(auc, recovery=0.5):
+        return {"mean_auc": auc, "recovery": recovery, "wall_s": 60.0}
+
+    def verdict(results, v):
+        line = next(x for x in paper.tried(results, "").splitlines() if x.startswith(f"| {v}:"))
+        return line.rsplit("|", 2)[1].strip()
+
+    results = {}
+    for k in kinds:
+        z = paper.KINDS[k][1]
+        results[(k, paper.Spec("cryoscape", False, z).name)] = row(0.20)
+        results[(k, paper.Spec("cryoscape", False, z, variant="seed1").name)] = row(0.198)
+        results[(k, paper.Spec("cryoscape", False, z, variant="cosine").name)] = row(0.203)
+        results[(k, paper.Spec("cryoscape", False, z, variant="kl-warmup").name)] = row(0.201)
+        results[(k, paper.Spec("cryoscape", False, z, variant="hartley").name)] = row(0.203,
+                                                                                      0.4)
+    assert verdict(results, "cosine") == "yes"          # +0.003 beyond the seed's 0.002
+    assert verdict(results, "kl-warmup") == "no"        # +0.001: within the seed's
+    assert verdict(results, "hartley") == "no"          # recovery 0.1 lower
+    assert verdict(results, "seed1") == "no"
