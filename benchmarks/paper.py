@@ -59,9 +59,10 @@ Writes tables and pictures into benchmarks/paper/<scale>/ and section `paper_<sc
 BENCHMARKS.md. `--variants` (issue 11's "then beat it") instead runs cryoscape's known-pose
 runs again with each change of VARIANTS (learning-rate schedules, a KL warm-up, no weight
 averaging, the paper's positional encoding and Hartley domain, more epochs, a larger batch,
-the encoder's input radius; seed1 changes only the seed, the noise floor) beside the defaults' and cryoDRGN's runs (cached with the
-suite's), and writes section `paper_<scale>_tried`: every change measured so far, whether it
-wins on all datasets, losers included.
+the encoder's input radius; seed1 changes only the seed, the noise floor) beside the
+defaults' and cryoDRGN's runs (cached with the suite's), and writes section
+`paper_<scale>_tried`: every change measured so far, whether it wins on all datasets (by more
+than another seed moves the area), losers included.
 """
 from __future__ import annotations
 
