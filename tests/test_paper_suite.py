@@ -182,7 +182,7 @@ def test_variants_run_and_stay_in_the_tried_table(paper, tmp_path):
 
 def test_a_change_wins_only_beyond_the_seed_noise(paper):
     """The tried table's verdict: area higher by more than another seed moves it on every
-    dataset, recovery at most 0.05 lower."""
+    dataset, recovery lower by at most 0.05 or what another seed moves it."""
     kinds = [k for k in paper.KINDS if k != "homogeneous"]
 
     def row(auc, recovery=0.5):
@@ -196,12 +196,16 @@ def test_a_change_wins_only_beyond_the_seed_noise(paper):
     for k in kinds:
         z = paper.KINDS[k][1]
         results[(k, paper.Spec("cryoscape", False, z).name)] = row(0.20)
-        results[(k, paper.Spec("cryoscape", False, z, variant="seed1").name)] = row(0.198)
+        results[(k, paper.Spec("cryoscape", False, z, variant="seed1").name)] = row(
+            0.198, 0.42 if k == "linear" else 0.5)
         results[(k, paper.Spec("cryoscape", False, z, variant="cosine").name)] = row(0.203)
         results[(k, paper.Spec("cryoscape", False, z, variant="kl-warmup").name)] = row(0.201)
         results[(k, paper.Spec("cryoscape", False, z, variant="hartley").name)] = row(0.203,
                                                                                       0.4)
+        results[(k, paper.Spec("cryoscape", False, z, variant="batch64").name)] = row(
+            0.203, 0.43 if k == "linear" else 0.5)
     assert verdict(results, "cosine") == "yes"          # +0.003 beyond the seed's 0.002
     assert verdict(results, "kl-warmup") == "no"        # +0.001: within the seed's
     assert verdict(results, "hartley") == "no"          # recovery 0.1 lower
+    assert verdict(results, "batch64") == "yes"         # recovery 0.07 lower, the seed's 0.08
     assert verdict(results, "seed1") == "no"
