@@ -582,10 +582,12 @@ def tried(results: dict, header: str) -> str:
             measured(r, f"area {r['mean_auc']:.4f}") if r else "not run yet" for r in cells)
             + " | |")
 
+    def row(k, v=""):
+        return results.get((k, Spec("cryoscape", False, KINDS[k][1], variant=v).name))
+
     def change(k, v, key):
         """Variant v's change of `key` from the defaults' on dataset k (None: not measured)."""
-        base = results.get((k, Spec("cryoscape", False, KINDS[k][1]).name))
-        r = results.get((k, Spec("cryoscape", False, KINDS[k][1], variant=v).name))
+        base, r = row(k), row(k, v)
         return None if None in (base, r) or None in (base[key], r[key]) else r[key] - base[key]
 
     for v, var in VARIANTS.items():
@@ -599,8 +601,7 @@ def tried(results: dict, header: str) -> str:
             rec = change(k, v, "recovery")
             kept = rec is None or rec >= -max(0.05, abs(change(k, "seed1", "recovery") or 0))
             wins.append(g > abs(change(k, "seed1", "mean_auc") or 0.0) and kept)
-            r = results[(k, Spec("cryoscape", False, KINDS[k][1], variant=v).name)]
-            cells.append(measured(r, f"{g:+.4f}"))
+            cells.append(measured(row(k, v), f"{g:+.4f}"))
         if all(w is None for w in wins):       # not tried yet
             continue
         verdict = ("no" if False in wins else "yes" if all(wins) else "not all measured")

@@ -231,6 +231,11 @@ class Killed(Exception):
     pass
 
 
+def _kill_mid_epoch_2(event, trainer):
+    if event == "batch" and trainer.epoch == 1 and trainer.batch_i == 4:
+        raise Killed
+
+
 def _same_weights(a, b):
     wa, wb = load_ckpt(a)["model_state_dict"], load_ckpt(b)["model_state_dict"]
     return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
@@ -274,12 +279,9 @@ def test_resume_after_kill_mid_epoch_is_exact(small, tmp_path, schedule):
     small = functools.partial(small, **schedule)
     train(small(), tmp_path / "ref", progress=False)
 
-    def kill(event, trainer):
-        if event == "batch" and trainer.epoch == 1 and trainer.batch_i == 4:
-            raise Killed
-
     with pytest.raises(Killed):
-        train(small(checkpoint_minutes=0), tmp_path / "run", callback=kill, progress=False)
+        train(small(checkpoint_minutes=0), tmp_path / "run", callback=_kill_mid_epoch_2,
+              progress=False)
     state = load_ckpt(tmp_path / "run" / "checkpoint.pt")
     assert (state["epoch"], state["batch"]) == (1, 3)          # mid-epoch 2
     assert not (tmp_path / "run" / "weights.2.pkl").exists()
@@ -309,13 +311,9 @@ def test_resume_after_kill_mid_epoch_is_exact(small, tmp_path, schedule):
 def test_resume_of_a_run_from_before_weight_averaging_starts_the_average(small, tmp_path):
     """A checkpoint without a weight average (config.yaml without the setting: a run from
     before it existed) resumes with the default average, started from the restored weights."""
-    def kill(event, trainer):
-        if event == "batch" and trainer.epoch == 1 and trainer.batch_i == 4:
-            raise Killed
-
     with pytest.raises(Killed):
-        train(small(weight_average=0.0, checkpoint_minutes=0), tmp_path, callback=kill,
-              progress=False)
+        train(small(weight_average=0.0, checkpoint_minutes=0), tmp_path,
+              callback=_kill_mid_epoch_2, progress=False)
     conf = yaml.safe_load((tmp_path / "config.yaml").read_text())
     del conf["cryoscape"]["train_args"]["weight_average"]
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(conf))

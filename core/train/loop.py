@@ -269,11 +269,8 @@ class Trainer:
             self.abinit.load_state_dict(s["abinit"])
         if "scaler" in s and self.scaler.is_enabled():
             self.scaler.load_state_dict(s["scaler"])
-        if self.average is not None and "average" in s:
-            self.average.load_state_dict(s["average"])
-        elif self.average is not None:    # a run from before averaging: it starts here
-            self.average = weight_average(self.model, self.cfg.weight_average
-                                          * self.batches_per_epoch)
+        if self.average is not None and "average" in s:   # else (a run from before averaging)
+            self.average.load_state_dict(s["average"])     # its first update copies the weights
         if self.main:
             self.rd.remove_partial_files()
             self.rd.write_metrics([r for r in self.rd.read_metrics()
