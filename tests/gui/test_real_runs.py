@@ -120,7 +120,7 @@ def _configure_hand_training(window, fixtures_dir, rundir, zdim, epochs, batch, 
 @pytest.mark.slow
 def test_training_from_panel_updates_loss_and_scatter(qtbot, window, fixtures_dir, tmp_path):
     rundir = tmp_path / "run"
-    tp = _configure_hand_training(window, fixtures_dir, rundir, zdim=1, epochs=50, batch=20,
+    tp = _configure_hand_training(window, fixtures_dir, rundir, zdim=1, epochs=100000, batch=20,
                                   pe_dim=8)
     qtbot.mouseClick(tp.start_button, Qt.MouseButton.LeftButton)
     training = window.explorer.training
