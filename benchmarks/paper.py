@@ -58,11 +58,12 @@ the tables and figures from the cached results.
 Writes tables and pictures into benchmarks/paper/<scale>/ and section `paper_<scale>` of
 BENCHMARKS.md. `--variants` (issue 11's "then beat it") instead runs cryoscape's known-pose
 runs again with each change of VARIANTS (learning-rate schedules, a KL warm-up, no weight
-averaging, the paper's positional encoding and Hartley domain, more epochs, a larger batch,
-the encoder's input radius; seed1 changes only the seed, the noise floor) beside the
-defaults' and cryoDRGN's runs (cached with the suite's), and writes section
-`paper_<scale>_tried`: every change measured so far, whether it wins on all datasets (beyond
-what another seed moves), losers included.
+averaging or a longer one, the paper's positional encoding and Hartley domain, more epochs, a
+larger batch, the encoder's input radius; seed1 changes only the seed, the noise floor) beside
+the defaults' and cryoDRGN's runs (cached with the suite's), and the search-* changes
+cryoscape's ab initio runs on every dataset (weight averaging; search-seed1 the noise floor),
+and writes section `paper_<scale>_tried`: every change measured so far, whether it wins on all
+datasets (beyond what another seed moves), losers included.
 """
 from __future__ import annotations
 
@@ -166,10 +167,12 @@ RATES = {"load ~1": {"cryoscape_known": 196.0, "cryodrgn_known": 39.0,
 @dataclass(frozen=True)
 class Variant:
     """A change to cryoscape's method tried against its defaults (issue 11: "then beat it"):
-    `args` added to its `cryoscape train` with known poses, its epochs times `epochs`."""
+    `args` added to its `cryoscape train` with known poses (`search`: to its ab initio runs,
+    on every dataset), its epochs times `epochs`."""
     what: str
     args: tuple[str, ...] = ()
     epochs: float = 1.0
+    search: bool = False
 
 
 VARIANTS = {
@@ -184,6 +187,8 @@ VARIANTS = {
     "no-average": Variant("weights (and z) saved as the last step's, not as their moving "
                           "average over ~2 epochs (the default since it won here)",
                           ("--weight-average", "0")),
+    "average5": Variant("the moving average of the weights over ~5 epochs, not ~2",
+                        ("--weight-average", "5")),
     "pe-geom-lowf": Variant("the paper's positional encoding (geom_lowf) for the Gaussian "
                             "features", ("--pe-type", "geom_lowf")),
     "hartley": Variant("the decoder in the Hartley domain, as the paper", ("--domain",
@@ -193,7 +198,14 @@ VARIANTS = {
                        ("-b", "64", "--lr", "8e-4")),
     "enc-mask24": Variant("the encoder sees the image within 24 px of the centre, not 32",
                           ("--enc-mask", "24")),
+    "search-seed1": Variant("ab initio, nothing changed but the seed", ("--seed", "1"),
+                            search=True),
+    "search-average": Variant("ab initio with the weights saved as their moving average over "
+                              "~2 epochs (the default with known poses)",
+                              ("--weight-average", "2"), search=True),
 }
+# per kind of run (pose search or not): the variant that changes only the seed
+SEED_VARIANT = {False: "seed1", True: "search-seed1"}
 
 
 @dataclass(frozen=True)
@@ -220,14 +232,19 @@ class Spec:
 def plan(scale: Scale, kinds, variants=()) -> list[tuple[str, Spec]]:
     """(dataset, run) pairs of a scale, in the order they run; with `variants` (VARIANTS
     names) instead: on every heterogeneous dataset, the known-pose runs of both tools (zdim as
-    the paper) and cryoscape's again with each change."""
+    the paper) and cryoscape's again with each change; for changes to ab initio, on every
+    dataset, cryoscape's ab initio run and again with each change."""
     out = []
     for kind in kinds:
         zp = KINDS[kind][1]
         if variants:
-            if kind != "homogeneous":
+            known = [v for v in variants if not VARIANTS[v].search]
+            search = [v for v in variants if VARIANTS[v].search]
+            if known and kind != "homogeneous":
                 out += [(kind, Spec(tool, False, zp)) for tool in ("cryoscape", "cryodrgn")]
-                out += [(kind, Spec("cryoscape", False, zp, variant=v)) for v in variants]
+                out += [(kind, Spec("cryoscape", False, zp, variant=v)) for v in known]
+            if search:
+                out += [(kind, Spec("cryoscape", True, zp, variant=v)) for v in ["", *search]]
             continue
         if kind == "homogeneous":
             out.append((kind, Spec("cryoscape", True, 0)))
@@ -558,55 +575,88 @@ def tables(results: dict, runs, scale_name: str, scale: Scale, notes: dict, figs
 
 
 def tried(results: dict, header: str) -> str:
-    """BENCHMARKS.md section: every change of VARIANTS measured so far, against cryoscape's
-    defaults on every heterogeneous dataset."""
-    kinds = [k for k in KINDS if k != "homogeneous"]
+    """BENCHMARKS.md section: every change of VARIANTS measured so far against cryoscape's
+    defaults, known-pose changes on every heterogeneous dataset, then ab initio changes on
+    every dataset."""
     lines = ["## What was tried to beat cryoDRGN (issue 11)", "", header, "",
              ("Each change is cryoscape's known-pose run (zdim as the paper) made again with one "
-             "setting changed. A cell gives the change of the mean per-image FSC area from the "
-             "defaults' run (the same images), then the recovery of the truth and the wall "
-             "time. A change wins on a dataset where its area is higher by more than another "
-             "seed moves it (seed1) and its recovery lower by at most 0.05 or what another "
-             "seed moves it, the larger; only a change that wins on all of them becomes a "
-             "default."),
-             "", "| change | " + " | ".join(KINDS[k][0] for k in kinds) + " | wins on all |",
+              "setting changed. A cell gives the change of the mean per-image FSC area from the "
+              "defaults' run (the same images), then the recovery of the truth and the wall "
+              "time. A change wins on a dataset where its area is higher by more than another "
+              "seed moves it (seed1) and its recovery lower by at most 0.05 or what another "
+              "seed moves it, the larger; only a change that wins on all of them becomes a "
+              "default."), "", *_tried_table(results, search=False)]
+    search = _tried_table(results, search=True)
+    if len(search) > 3:                           # an ab initio change was measured
+        lines += ["", "### Changes to ab initio", "",
+                  ("The same for cryoscape's ab initio runs (pose search, zdim as the paper; "
+                   "homogeneous: zdim 0), each cell also giving the median rotation error; a "
+                   "change wins on a dataset where, besides, that error is higher by at most "
+                   "0.1 degrees or what another seed (search-seed1) moves it, the larger."),
+                  "", *search]
+    return "\n".join(lines)
+
+
+# what a tried table compares, per run's results
+MEASURES = {"area": lambda r: r["mean_auc"], "recovery": lambda r: r["recovery"],
+            "angle": lambda r: (r.get("pose") or {}).get("median_angle_deg")}
+
+
+def _tried_table(results: dict, search: bool) -> list[str]:
+    """The rows of the tried table of known-pose (or ab initio) changes: the defaults', then
+    every change measured."""
+    kinds = [k for k in KINDS if search or k != "homogeneous"]
+    lines = ["| change | " + " | ".join(KINDS[k][0] for k in kinds) + " | wins on all |",
              "|---|" + "---|" * (len(kinds) + 1)]
 
     def measured(r, value):
-        return f"{value}, recovery {_f(r['recovery'], '{:.3f}')}, {r['wall_s'] / 60:.1f} min"
+        angle = MEASURES["angle"](r)
+        return (f"{value}" + ("" if r["recovery"] is None and search else
+                              f", recovery {_f(r['recovery'], '{:.3f}')}")
+                + ("" if angle is None else f", {angle:.2f} deg")
+                + f", {r['wall_s'] / 60:.1f} min")
 
-    for tool, label in (("cryoscape", "cryoscape's defaults"),
-                        ("cryodrgn", "cryoDRGN 4.3.1, the same settings")):
-        cells = [results.get((k, Spec(tool, False, KINDS[k][1]).name)) for k in kinds]
+    bases = ([("cryoscape", "cryoscape's ab initio defaults")] if search else
+             [("cryoscape", "cryoscape's defaults"),
+              ("cryodrgn", "cryoDRGN 4.3.1, the same settings")])
+    for tool, label in bases:
+        cells = [results.get((k, Spec(tool, search, KINDS[k][1]).name)) for k in kinds]
         lines.append(f"| {label} | " + " | ".join(
             measured(r, f"area {r['mean_auc']:.4f}") if r else "not run yet" for r in cells)
             + " | |")
 
     def row(k, v=""):
-        return results.get((k, Spec("cryoscape", False, KINDS[k][1], variant=v).name))
+        return results.get((k, Spec("cryoscape", search, KINDS[k][1], variant=v).name))
 
     def change(k, v, key):
-        """Variant v's change of `key` from the defaults' on dataset k (None: not measured)."""
+        """Variant v's change of `key` (MEASURES) from the defaults' on dataset k (None: not
+        measured)."""
         base, r = row(k), row(k, v)
-        return None if None in (base, r) or None in (base[key], r[key]) else r[key] - base[key]
+        if None in (base, r) or None in (MEASURES[key](base), MEASURES[key](r)):
+            return None
+        return MEASURES[key](r) - MEASURES[key](base)
 
+    seed = SEED_VARIANT[search]
     for v, var in VARIANTS.items():
+        if var.search != search:
+            continue
         cells, wins = [], []
         for k in kinds:
-            g = change(k, v, "mean_auc")
+            g = change(k, v, "area")
             if g is None:
                 cells.append("not run yet")
                 wins.append(None)
                 continue
-            rec = change(k, v, "recovery")
-            kept = rec is None or rec >= -max(0.05, abs(change(k, "seed1", "recovery") or 0))
-            wins.append(g > abs(change(k, "seed1", "mean_auc") or 0.0) and kept)
+            rec, angle = change(k, v, "recovery"), change(k, v, "angle")
+            kept = rec is None or rec >= -max(0.05, abs(change(k, seed, "recovery") or 0))
+            aligned = angle is None or angle <= max(0.1, abs(change(k, seed, "angle") or 0))
+            wins.append(g > abs(change(k, seed, "area") or 0.0) and kept and aligned)
             cells.append(measured(row(k, v), f"{g:+.4f}"))
         if all(w is None for w in wins):       # not tried yet
             continue
         verdict = ("no" if False in wins else "yes" if all(wins) else "not all measured")
         lines.append(f"| {v}: {var.what} | " + " | ".join(cells) + f" | {verdict} |")
-    return "\n".join(lines)
+    return lines
 
 
 def goals(results: dict, runs) -> list[tuple[str, str, str]]:
@@ -659,9 +709,10 @@ def main(argv=None):
                    help="redraw tables and figures from the cached results")
     p.add_argument("--no-cryodrgn", action="store_true")
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), metavar="CHANGE",
-                   help="instead of the tables: cryoscape's known-pose runs again with each "
-                        "change (" + ", ".join(VARIANTS) + "), against its defaults and "
-                        "cryoDRGN, in a table of everything tried so far")
+                   help="instead of the tables: cryoscape's known-pose (search-*: ab "
+                        "initio) runs again with each change (" + ", ".join(VARIANTS) + "), "
+                        "against its defaults and cryoDRGN, in a table of everything tried "
+                        "so far")
     p.add_argument("--isosurfaces", action="store_true",
                    help="also render rows of isosurfaces offscreen (cryoscape's viewer; needs "
                    "a display: run under xvfb-run where there is none)")
