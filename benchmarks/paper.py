@@ -201,7 +201,7 @@ VARIANTS = {
     "search-seed1": Variant("ab initio, nothing changed but the seed", ("--seed", "1"),
                             search=True),
     "search-average": Variant("ab initio with the weights saved as their moving average over "
-                              "~2 epochs (the default with known poses)",
+                              "~2 epochs after the search (the default with known poses)",
                               ("--weight-average", "2"), search=True),
 }
 # per kind of run (pose search or not): the variant that changes only the seed

@@ -178,6 +178,22 @@ def test_resume_mid_search_reproduces_the_run(homo_data, tmp_path):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+def test_ab_initio_weight_average_begins_after_the_search(homo_data, tmp_path):
+    """With --weight-average and pose search, the average covers the epochs after the search
+    only (its steps counted in the checkpoint), and the final weights are that average."""
+    cfg = abinit_config(homo_data, num_epochs=3, search_epochs=1, search_chunk=64,
+                        batch_size=16, dec_dim=32, dec_layers=2, weight_average=1.0)
+    train(cfg, tmp_path / "run", progress=False)
+    average = load_ckpt(tmp_path / "run" / "checkpoint.pt")["average"]
+    assert int(average["n_averaged"]) == N // 16          # the third epoch's steps
+    final = load_ckpt(tmp_path / "run" / "weights.pkl")["model_state_dict"]
+    for k, w in final.items():             # cryoDRGN's names: the decoder's, shortened
+        twin, = (a for a in average if a.endswith(f".{k}"))
+        assert torch.equal(w, average[twin]), k
+    searched = load_ckpt(tmp_path / "run" / "weights.2.pkl")["model_state_dict"]
+    assert not all(torch.equal(final[k], searched[k]) for k in final)
+
+
 def test_run_reads_found_and_given_poses(homo_run, tiny_run):
     run = Run.open(homo_run)
     assert sorted(e for e in run.pose_files() if e is not None) == list(range(1, 8))

@@ -32,8 +32,9 @@ def add_args(parser):
                              "(default: 0)")
     parser.add_argument("--weight-average", type=float, metavar="EPOCHS",
                         help="save the weights (and the latents they encode) as their moving "
-                             "average over about EPOCHS epochs of steps; 0: the last step's "
-                             "weights (default: 2 with known poses, 0 with --pose-search)")
+                             "average over about EPOCHS epochs of steps (with --pose-search, "
+                             "of the epochs after the search); 0: the last step's weights "
+                             "(default: 2 with known poses, 0 with --pose-search)")
     parser.add_argument("--wd", type=float, help="Adam weight decay (default: 0)")
     parser.add_argument("--beta", type=float, help="KL weight (default: 1/zdim, as cryoDRGN)")
     parser.add_argument("--beta-warmup", type=float, metavar="EPOCHS",

@@ -50,7 +50,8 @@ class TrainConfig:
     lr_schedule: str = "constant"      # constant, or cosine: decayed to 0 by the last epoch
     lr_warmup: float = 0.0             # epochs of linear warm-up from 0 to lr
     weight_average: float | None = None  # epochs: weights saved as their moving average over
-                                       # about this many epochs (0: the last step's); None:
+                                       # about this many epochs (0: the last step's; pose
+                                       # search: of the epochs after the search); None:
                                        # WEIGHT_AVERAGE with known poses, 0 with pose search
     wd: float = 0.0
     beta: float | None = None          # KL weight; None = 1/zdim as cryoDRGN

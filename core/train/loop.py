@@ -355,7 +355,8 @@ class Trainer:
             group["lr"] = self.cfg.lr_at(at)
         self.scaler.step(self.optim)
         self.scaler.update()
-        if self.average is not None:
+        if self.average is not None and (self.abinit is None
+                                         or self.epoch >= self.abinit.search_end):
             self.average.update_parameters(self.model)
         if self.abinit is not None:
             self.abinit.step(self.epoch)
@@ -367,9 +368,12 @@ class Trainer:
 
     @property
     def saved_model(self) -> torch.nn.Module:
-        """The model whose weights and latents an epoch saves: the weight average if there is
-        one."""
-        return self.model if self.average is None else self.average.module
+        """The model whose weights and latents an epoch saves: the weight average once it has
+        begun. With pose search it begins after the search epochs: until then the poses (and
+        with classes the maps' frames) change, and an average would blend decoders of
+        different poses."""
+        averaged = self.average is not None and int(self.average.n_averaged) > 0
+        return self.average.module if averaged else self.model
 
     def _end_epoch(self) -> dict:
         e = self.epoch + 1
