@@ -611,8 +611,8 @@ def _tried_table(results: dict, search: bool) -> list[str]:
 
     def measured(r, value):
         angle = MEASURES["angle"](r)
-        return (f"{value}" + ("" if r["recovery"] is None and search else
-                              f", recovery {_f(r['recovery'], '{:.3f}')}")
+        return (f"{value}" + ("" if r["recovery"] is None else
+                              f", recovery {r['recovery']:.3f}")
                 + ("" if angle is None else f", {angle:.2f} deg")
                 + f", {r['wall_s'] / 60:.1f} min")
 
