@@ -168,11 +168,16 @@ RATES = {"load ~1": {"cryoscape_known": 196.0, "cryodrgn_known": 39.0,
 class Variant:
     """A change to cryoscape's method tried against its defaults (issue 11: "then beat it"):
     `args` added to its `cryoscape train` with known poses (`search`: to its ab initio runs,
-    on every dataset), its epochs times `epochs`."""
+    on every dataset; `heterogeneous`: on those with classes), its epochs times `epochs` (ab
+    initio: `search_epochs` searched, the refinement's unchanged), measured against the runs of
+    the variant `against` (default: of the defaults)."""
     what: str
     args: tuple[str, ...] = ()
     epochs: float = 1.0
     search: bool = False
+    search_epochs: int | None = None
+    heterogeneous: bool = False
+    against: str = ""
 
 
 VARIANTS = {
@@ -203,6 +208,12 @@ VARIANTS = {
     "search-average": Variant("ab initio with the weights saved as their moving average over "
                               "~2 epochs after the search (the default with known poses)",
                               ("--weight-average", "2"), search=True),
+    "search-16": Variant("ab initio with 16 search epochs, not 8: each of the 2 classes' maps "
+                         "trained on ~12000 images before the refinement, as one map needed",
+                         search=True, heterogeneous=True, search_epochs=16),
+    "search-16-seed1": Variant("search-16 at seed 1, against search-seed1", ("--seed", "1"),
+                               search=True, heterogeneous=True, search_epochs=16,
+                               against="search-seed1"),
 }
 # per kind of run (pose search or not): the variant that changes only the seed
 SEED_VARIANT = {False: "seed1", True: "search-seed1"}
@@ -239,12 +250,14 @@ def plan(scale: Scale, kinds, variants=()) -> list[tuple[str, Spec]]:
         zp = KINDS[kind][1]
         if variants:
             known = [v for v in variants if not VARIANTS[v].search]
-            search = [v for v in variants if VARIANTS[v].search]
+            search = [v for v in variants if VARIANTS[v].search
+                      and not (VARIANTS[v].heterogeneous and kind == "homogeneous")]
             if known and kind != "homogeneous":
                 out += [(kind, Spec(tool, False, zp)) for tool in ("cryoscape", "cryodrgn")]
                 out += [(kind, Spec("cryoscape", False, zp, variant=v)) for v in known]
             if search:
-                out += [(kind, Spec("cryoscape", True, zp, variant=v)) for v in ["", *search]]
+                rows = dict.fromkeys(["", *(VARIANTS[v].against for v in search), *search])
+                out += [(kind, Spec("cryoscape", True, zp, variant=v)) for v in rows]
             continue
         if kind == "homogeneous":
             out.append((kind, Spec("cryoscape", True, 0)))
@@ -274,9 +287,10 @@ def estimate_s(scale: Scale, runs, rates: dict) -> float:
         pairs = 2 if s.tilt else 1
         t += rates["start_s"] + scale.eval * rates["eval_s"]
         if s.search:
-            refine = scale.search_total - scale.pretrain - scale.search
+            searched, epochs = search_epochs(s, scale)
+            refine = epochs - scale.pretrain - searched
             t += scale.n_search * pairs * (scale.pretrain / rates["cryoscape_known"]
-                                           + scale.search / rates["cryoscape_search"]
+                                           + searched / rates["cryoscape_search"]
                                            + refine / rates["cryoscape_refine"])
         else:
             t += scale.n * known_epochs(s, scale) * pairs / rates[f"{s.tool}_known"]
@@ -321,12 +335,18 @@ def known_epochs(spec: Spec, scale: Scale) -> int:
     return round(epochs * VARIANTS[spec.variant].epochs) if spec.variant else epochs
 
 
+def search_epochs(spec: Spec, scale: Scale) -> tuple[int, int]:
+    """(searched, in all) epochs of an ab initio run."""
+    searched = (spec.variant and VARIANTS[spec.variant].search_epochs) or scale.search
+    return searched, scale.search_total + searched - scale.search
+
+
 def train_command(spec: Spec, data: Path, out: Path, scale: Scale, threads: int,
                   resume: bool) -> list[str]:
     """The training command of `spec` on `data` (resuming an interrupted run)."""
     arch = ["--enc-dim", str(scale.width), "--enc-layers", str(scale.layers),
             "--dec-dim", str(scale.width), "--dec-layers", str(scale.layers)]
-    epochs = scale.search_total if spec.search else known_epochs(spec, scale)
+    epochs = search_epochs(spec, scale)[1] if spec.search else known_epochs(spec, scale)
     files = [str(data / "particles.mrcs"), "--ctf", str(data / "ctf.pkl")]
     if spec.search and scale.n_search < scale.n:
         files += ["--ind", str(data / f"ind{scale.n_search}.pkl")]
@@ -343,7 +363,8 @@ def train_command(spec: Spec, data: Path, out: Path, scale: Scale, threads: int,
             return [sys.executable, "-m", "cryoscape.app.cli", "train", "--resume", "-o",
                     str(out), "-n", str(epochs), "--threads", str(threads), "--no-progress"]
         search = (["--pose-search", "--pretrain-epochs", str(scale.pretrain),
-                   "--search-epochs", str(scale.search)] if spec.search else [])
+                   "--search-epochs", str(search_epochs(spec, scale)[0])] if spec.search
+                  else [])
         change = VARIANTS[spec.variant].args if spec.variant else ()
         return [sys.executable, "-m", "cryoscape.app.cli", "train", *common, *search, *change,
                 "--threads", str(threads), "--no-progress"]
@@ -629,9 +650,9 @@ def _tried_table(results: dict, search: bool) -> list[str]:
         return results.get((k, Spec("cryoscape", search, KINDS[k][1], variant=v).name))
 
     def change(k, v, key):
-        """Variant v's change of `key` (MEASURES) from the defaults' on dataset k (None: not
-        measured)."""
-        base, r = row(k), row(k, v)
+        """Variant v's change of `key` (MEASURES) on dataset k from the defaults' (or its
+        `against` variant's) run (None: not measured)."""
+        base, r = row(k, VARIANTS[v].against), row(k, v)
         if None in (base, r) or None in (MEASURES[key](base), MEASURES[key](r)):
             return None
         return MEASURES[key](r) - MEASURES[key](base)
@@ -642,6 +663,9 @@ def _tried_table(results: dict, search: bool) -> list[str]:
             continue
         cells, wins = [], []
         for k in kinds:
+            if var.heterogeneous and k == "homogeneous":
+                cells.append("no classes")
+                continue
             g = change(k, v, "area")
             if g is None:
                 cells.append("not run yet")
