@@ -91,9 +91,10 @@ def test_ab_initio_run_files_and_schedule(homo_run):
 
 def test_schedule_chosen_from_the_number_of_images():
     """Epochs left to the data: the paper's 1 + 4 (8 with classes) of 20 from 3000 images on;
-    with fewer, enough for ~3000 images of pretraining and ~12000 before the refinement (the
-    ab initio benchmark's 300 images at SNR 0.1 aligned with 10 + 40 of 60: 3.6 deg, with 1 + 4
-    117 deg off), 10 refinement epochs after them; epochs given are kept."""
+    with fewer, enough for ~3000 images of pretraining and ~12000 before the refinement, per
+    class with classes (the ab initio benchmark's 300 images at SNR 0.1 aligned with 10 + 40 of
+    60: 3.6 deg, with 1 + 4 117 deg off), 10 refinement epochs after them; epochs given are
+    kept."""
     from cryoscape.core.train.abinit import auto_schedule
 
     def epochs(n, zdim=0, **kw):
@@ -103,7 +104,9 @@ def test_schedule_chosen_from_the_number_of_images():
     assert epochs(3000) == epochs(10**6) == (1, 4, 20)
     assert epochs(3000, zdim=8) == (1, 8, 20)
     assert epochs(300) == (10, 40, 60)
-    assert epochs(1500, zdim=8) == (2, 8, 20)
+    assert epochs(1500, zdim=8) == (2, 16, 28)                       # 2 classes
+    assert epochs(1500, zdim=8, search_classes=3) == (2, 24, 36)
+    assert epochs(6000, zdim=8) == (1, 8, 20)
     assert epochs(300, search_epochs=5, num_epochs=12) == (10, 5, 12)
     assert TrainConfig(particles="p.mrcs").num_epochs == 20       # known poses
 

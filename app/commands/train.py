@@ -70,8 +70,8 @@ def add_args(parser):
                         "many as 3000 images take where there are fewer)")
     g.add_argument("--search-epochs", type=int,
                    help="epochs whose poses are searched (default: 4, with --zdim > 0: 8, or "
-                        "as many as 12000 images take where there are fewer); later epochs "
-                        "refine the poses by gradient descent")
+                        "as many as 12000 images take where there are fewer, with --zdim > 0 "
+                        "12000 per class); later epochs refine the poses by gradient descent")
     g.add_argument("--search-chunk", type=int,
                    help="images searched with one frozen decoder (default: 256)")
     g.add_argument("--search-method", choices=("beam", "bnb"),

@@ -12,9 +12,9 @@ The schedule (epochs 1-based; each phase switchable in TrainConfig):
    correction per particle, sparse Adam on the images of each batch.
 Epochs left to the data (`auto_schedule`): the paper's 1 pretraining epoch and 4 search epochs
 (8 with classes) for 3000 images or more, more where the images are fewer, so that the decoder
-has seen as many images before it is searched against; 20 epochs in all, or 10 refinement
-epochs after the search. Chosen once the images are counted and written to config.yaml, so a
-resumed run keeps them.
+has seen as many images before it is searched against (with classes, each class's map as many
+as one map needs); 20 epochs in all, or 10 refinement epochs after the search. Chosen once the
+images are counted and written to config.yaml, so a resumed run keeps them.
 
 Heterogeneous (zdim > 0), while poses are not yet known (pretraining and search), the latent
 space holds `search_classes` fixed reference points (drawn from the prior, seeded) and each
@@ -62,7 +62,10 @@ PRETRAIN, SEARCH, REFINE = "pretrain", "search", "refine"
 # images trained on before the refinement: a decoder that has seen fewer gives the search
 # nothing to find poses against (measured, D=64, SNR 0.1: 3000 images align with 1 pretraining
 # and 4 search epochs; 300 images with them stay 117 deg off, and with 10 and 40 epochs of 60
-# reach 3.6 deg)
+# reach 3.6 deg). With classes each class's map is trained on its own images only and needs
+# as many (benchmarks/paper.py --quick, 1500 images in 2 classes: with 2 + 8 epochs circular
+# motion ended 4.7 / 48 deg off at seeds 0 / 1, 10 discrete states 24 / 113; with 2 + 16:
+# 4.6 / 4.6 and 6.9 / 110, the last search still failed)
 PRETRAIN_IMAGES, SEARCH_IMAGES = 3000, 12000
 SEARCH_EPOCHS = (4, 8)      # at least, homogeneous / heterogeneous (classes form first)
 REFINE_EPOCHS = 10          # at least, after the search
@@ -70,14 +73,15 @@ REFINE_EPOCHS = 10          # at least, after the search
 
 def auto_schedule(cfg, n: int):
     """`cfg` with the pose search's epochs it leaves to the data (None) chosen for n images:
-    enough pretraining and search for `PRETRAIN_IMAGES` and `SEARCH_IMAGES` images, and
-    `REFINE_EPOCHS` after them; the defaults for 3000 images or more."""
+    enough pretraining for `PRETRAIN_IMAGES` images and search for `SEARCH_IMAGES` per
+    class, and `REFINE_EPOCHS` after them; the defaults for 3000 images or more."""
     pre = cfg.pretrain_epochs
     if pre is None:
         pre = max(1, math.ceil(PRETRAIN_IMAGES / n))
     search = cfg.search_epochs
     if search is None:
-        search = max(SEARCH_EPOCHS[bool(cfg.zdim)], math.ceil(SEARCH_IMAGES / n))
+        classes = cfg.search_classes if cfg.zdim else 1
+        search = max(SEARCH_EPOCHS[bool(cfg.zdim)], math.ceil(SEARCH_IMAGES * classes / n))
     epochs = cfg.num_epochs
     if epochs is None:
         epochs = max(EPOCHS, pre + search + REFINE_EPOCHS)
@@ -92,11 +96,13 @@ def schedule_advice(cfg, n: int) -> str | None:
                                              num_epochs=None), n)
     pre, search = cfg.pretrain_epochs, cfg.search_epochs
     if pre < auto.pretrain_epochs or search < auto.search_epochs:
+        per_class = " per class" if cfg.zdim else ""
         return (f"only {n} images: {pre} pretraining and {search} search epochs may train the "
                 f"decoder too little for the search to find poses (at D=64, SNR 0.1 it took "
-                f"~{PRETRAIN_IMAGES} and ~{SEARCH_IMAGES} images); if the poses do not settle, "
-                f"leave the epochs to the defaults (--pretrain-epochs {auto.pretrain_epochs} "
-                f"--search-epochs {auto.search_epochs} -n {auto.num_epochs})")
+                f"~{PRETRAIN_IMAGES} and ~{SEARCH_IMAGES} images{per_class}); if the poses do "
+                f"not settle, leave the epochs to the defaults (--pretrain-epochs "
+                f"{auto.pretrain_epochs} --search-epochs {auto.search_epochs} -n "
+                f"{auto.num_epochs})")
     if cfg.num_epochs < pre + search:
         return (f"-n {cfg.num_epochs} ends before the pose search does ({pre} pretraining and "
                 f"{search} search epochs): the poses will not be refined")
