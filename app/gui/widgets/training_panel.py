@@ -98,7 +98,8 @@ class _SearchOptions(QWidget):
         self.search_epochs = _spin(0, 1000, 0,
                                    tip="epochs whose poses are searched; later epochs refine "
                                        "them by gradient descent (auto: 4, or 8 with z dim > 0; "
-                                       "more with fewer than 3000 images)")
+                                       "more with fewer than 3000 images, with z dim > 0 than "
+                                       "1500 per class)")
         self.search_epochs.setSpecialValueText("auto")
         self.search_chunk = _spin(1, 1_000_000, d.search_chunk, 32,
                                   tip="images searched with one frozen decoder")
