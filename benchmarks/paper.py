@@ -179,6 +179,11 @@ class Variant:
     heterogeneous: bool = False
     against: str = ""
 
+    def runs_on(self, kind: str) -> bool:
+        """Whether the change applies to dataset `kind` (a change to the classes: not to
+        homogeneous data)."""
+        return not (self.heterogeneous and kind == "homogeneous")
+
 
 VARIANTS = {
     "seed1": Variant("nothing changed but the seed: how far a change must move to count",
@@ -250,8 +255,7 @@ def plan(scale: Scale, kinds, variants=()) -> list[tuple[str, Spec]]:
         zp = KINDS[kind][1]
         if variants:
             known = [v for v in variants if not VARIANTS[v].search]
-            search = [v for v in variants if VARIANTS[v].search
-                      and not (VARIANTS[v].heterogeneous and kind == "homogeneous")]
+            search = [v for v in variants if VARIANTS[v].search and VARIANTS[v].runs_on(kind)]
             if known and kind != "homogeneous":
                 out += [(kind, Spec(tool, False, zp)) for tool in ("cryoscape", "cryodrgn")]
                 out += [(kind, Spec("cryoscape", False, zp, variant=v)) for v in known]
@@ -663,7 +667,7 @@ def _tried_table(results: dict, search: bool) -> list[str]:
             continue
         cells, wins = [], []
         for k in kinds:
-            if var.heterogeneous and k == "homogeneous":
+            if not var.runs_on(k):
                 cells.append("no classes")
                 continue
             g = change(k, v, "area")
