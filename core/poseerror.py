@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 from cryoscape.core.errors import CryoscapeError, InputFileError
-from cryoscape.core.poses import mirrored_poses
+from cryoscape.core.poses import angle_from_frob2, mirrored_poses
 
 HANDS = ("same", "mirrored")
 _CANDIDATES = 200     # images whose single-image alignment is tried as the global rotation
@@ -109,7 +109,7 @@ def pose_error(R_found, R_true, t_found=None, t_true=None) -> dict:
         fits[hand] = (float(np.median(err)), B, err, ref)
     hand = min(HANDS, key=lambda h: fits[h][0])
     med, B, err, ref = fits[hand]
-    angles = np.degrees(2 * np.arcsin(np.clip(np.sqrt(err / 8), 0.0, 1.0)))  # frob2 = 8 sin^2
+    angles = angle_from_frob2(err)
     out = {"n": len(err), "hand": hand, "alignment": B, "angles_deg": angles, "frob2": err,
            "median_angle_deg": float(np.median(angles)),
            "p90_angle_deg": float(np.percentile(angles, 90)),

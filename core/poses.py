@@ -12,6 +12,10 @@ cryoDRGN: the specimen, as posed in the untilted image, turned by +deg about x (
 y towards z) before it is projected along z. Both images share the particle's shift, as
 cryoDRGN's tilt-pair training assumes.
 
+How far apart two poses of a particle are: the geodesic angle between the rotations,
+`rotation_angles_deg`, from their chordal distance ||R_a - R_b||_F^2 = 8 sin^2(angle / 2)
+(`angle_from_frob2`), which stays exact near 0 where arccos of the trace does not.
+
 The other hand: projections cannot tell a map from its mirror image (z -> -z, `FLIP`); the
 poses that give the mirror map the same projections are `mirrored_poses(R)` = FLIP @ R @ FLIP.
 """
@@ -38,6 +42,18 @@ def shifts_from_origin(origin_px) -> np.ndarray:
 def shifts_to_origin(shifts) -> np.ndarray:
     """Displacement in pixels -> RELION origin / cryoSPARC shift in pixels."""
     return -np.asarray(shifts, dtype=np.float32)
+
+
+def angle_from_frob2(frob2) -> np.ndarray:
+    """Geodesic angles (degrees) of rotation differences with squared chordal distances
+    ||R_a - R_b||_F^2 `frob2`."""
+    return np.degrees(2 * np.arcsin(np.clip(np.sqrt(np.asarray(frob2) / 8), 0.0, 1.0)))
+
+
+def rotation_angles_deg(R_a, R_b) -> np.ndarray:
+    """Geodesic angles (degrees) [N] between paired rotations R_a, R_b [N, 3, 3]."""
+    d = np.asarray(R_a, np.float64) - np.asarray(R_b, np.float64)
+    return angle_from_frob2((d * d).sum(axis=(-2, -1)))
 
 
 FLIP = np.diag([1.0, 1.0, -1.0])

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from cryoscape.core.analysis.posechanges import UNSETTLED_DEG, run_pose_changes
 from cryoscape.core.io.pickles import load_pickles
 from cryoscape.core.poseerror import pose_error
 from cryoscape.core.poses import shifts_from_cryodrgn
@@ -87,6 +88,16 @@ def test_ab_initio_run_files_and_schedule(homo_run):
     # the refinement moves the poses it was given, a little
     moved = pose_error(_found(homo_run, 7)[0], _found(homo_run, 6)[0])["median_angle_deg"]
     assert 0 < moved < 2
+    # how much the poses changed, from the second search epoch on (RELION's "changes in
+    # optimal orientations"): as the pose files say, large while the search finds the poses,
+    # then settled; the last search epoch's change raised no warning
+    changes = [r.get("pose_change_deg") for r in rows]
+    assert changes[:2] == [None, None] and None not in changes[2:]
+    for r, c in zip(rows[2:], run_pose_changes(Run.open(homo_run))[1:]):
+        assert r["pose_change_deg"] == pytest.approx(c["pose_change_deg"], abs=1e-3)
+        assert r["shift_change_px"] == pytest.approx(c["shift_change_px"], abs=1e-3)
+    assert changes[2] > 10 * changes[5] and changes[5] < UNSETTLED_DEG
+    assert "has not settled" not in (homo_run / "run.log").read_text()
 
 
 def test_schedule_chosen_from_the_number_of_images():
@@ -156,15 +167,15 @@ def test_auto_schedule_is_recorded_and_resumed(homo_data, tmp_path):
 
 
 def test_resume_mid_search_reproduces_the_run(homo_data, tmp_path):
-    cfg = {"num_epochs": 3, "search_epochs": 1, "search_chunk": 64, "batch_size": 16,
+    cfg = {"num_epochs": 4, "search_epochs": 2, "search_chunk": 64, "batch_size": 16,
            "dec_dim": 32, "dec_layers": 2}
     train(abinit_config(homo_data, **cfg), tmp_path / "ref", progress=False)
 
     class Killed(Exception):
         pass
 
-    def kill(event, trainer):     # epoch 2 is the search epoch: 24 batches, chunks of 4
-        if event == "batch" and trainer.epoch == 1 and trainer.batch_i == 7:
+    def kill(event, trainer):     # epoch 3 is the second search epoch: 24 batches, chunks of 4
+        if event == "batch" and trainer.epoch == 2 and trainer.batch_i == 7:
             raise Killed
 
     with pytest.raises(Killed):
@@ -172,7 +183,10 @@ def test_resume_mid_search_reproduces_the_run(homo_data, tmp_path):
               callback=kill, progress=False)
     assert (load_ckpt(tmp_path / "run" / "checkpoint.pt")["batch"]) == 6
     assert train(None, tmp_path / "run", resume=True, progress=False)["state"] == "done"
-    for e in (2, 3):
+    metrics = [RunDir(tmp_path / r).read_metrics() for r in ("ref", "run")]
+    assert [m.get("pose_change_deg") for m in metrics[0]] == \
+        [m.get("pose_change_deg") for m in metrics[1]]
+    for e in (3, 4):
         a, b = (load_pickles(tmp_path / r / f"pose.{e}.pkl")[0] for r in ("ref", "run"))
         np.testing.assert_array_equal(a[0], b[0])
         np.testing.assert_array_equal(a[1], b[1])
@@ -233,6 +247,10 @@ def test_heterogeneous_ab_initio_separates_two_conformations(tmp_path):
     assert all(len(r["classes"]) == 2 and sum(r["classes"]) == n for r in rows[1:9])
     classes = load_ckpt(tmp_path / "run" / "checkpoint.pt")["abinit"]["ref"].numpy()
     assert adjusted_rand_score(truth["state"], classes) >= 0.9
+    # classes change while they form, then hardly; the superposition moved the poses' last
+    # state too, so the first refinement epoch's change is the refinement's alone
+    assert all(0 <= r["class_change"] <= 1 for r in rows[2:9]) and rows[8]["class_change"] < 0.05
+    assert "class_change" not in rows[9] and rows[9]["pose_change_deg"] < 2.0
     sizes = rows[8]["classes"]
     assert [(f["class"], f["onto"]) for f in rows[9]["class_frames"]] == \
         [(int(np.argmin(sizes)), int(np.argmax(sizes)))]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from cryoscape.core.analysis import convergence, report, trajectory
 from cryoscape.core.analysis.maps import write_maps
+from cryoscape.core.analysis.posechanges import run_pose_changes
 from cryoscape.core.io.mrc import read_mrc
 
 
@@ -192,6 +193,11 @@ def test_analyze_plots_viewing_directions_of_an_ab_initio_run(tmp_path):
     spread, top = (imread(tmp_path / "rep" / n)[..., :3] for n in names[:2])
     assert spread.shape == top.shape and np.abs(spread - top).max() > 0.1   # plots differ
     assert names[0] in (tmp_path / "rep" / "index.html").read_text()
+    # how much the poses changed: from random to one view, then not at all
+    assert s["figures"]["pose changes"] == ["pose_changes.png"]
+    changes = run_pose_changes(FakeAbInitioRun(tmp_path / "run"))
+    assert [c["epoch"] for c in changes] == [2, 3]
+    assert changes[0]["pose_change_deg"] > 90 and changes[1]["pose_change_deg"] == 0
 
 
 def test_analysis_cache_leaves_a_read_only_run_alone(tmp_path, monkeypatch):

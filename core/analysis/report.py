@@ -11,6 +11,7 @@ import numpy as np
 from cryoscape.core.analysis import embed, plots, sampling, trajectory
 from cryoscape.core.analysis.cache import analysis_cache_dir
 from cryoscape.core.analysis.maps import write_maps
+from cryoscape.core.analysis.posechanges import plot_pose_changes, run_pose_changes
 from cryoscape.core.export import make_outdir
 from cryoscape.core.io.atomic import atomic_open
 
@@ -115,6 +116,11 @@ def analyze(run, outdir: str | os.PathLike, epoch: int | None = None, k: int = 2
         plots.plot_curves(out / "loss.png", curve[0], curve[1], "training loss", "epoch",
                           "loss", logy=bool(np.all(curve[1]["loss"] > 0)))
         summary["figures"]["loss"] = ["loss.png"]
+    changes = run_pose_changes(run)
+    if changes:                 # ab initio: how much the poses still changed, per epoch
+        phases = {m["epoch"]: m["poses"] for m in run.metrics() if "poses" in m}
+        plot_pose_changes(out / "pose_changes.png", changes, phases)
+        summary["figures"]["pose changes"] = ["pose_changes.png"]
     pose_epochs = sorted(e for e in run.pose_files() if e is not None)
     if pose_epochs:             # ab initio: how the views spread over the sphere, per epoch
         from cryoscape.core.analysis.viewing import plot_viewing_directions

@@ -50,6 +50,7 @@ import time
 
 import numpy as np
 import torch
+from cryoscape.core.analysis.posechanges import pose_change_advice, pose_changes
 from cryoscape.core.io.atomic import atomic_open
 from cryoscape.core.poses import shifts_to_cryodrgn, tilt_rotation
 from cryoscape.core.posesearch import PoseSearch, SearchConfig, TiltPairs
@@ -148,6 +149,7 @@ class AbInitio:
         self.tilt_rot = torch.as_tensor(tilt_rotation(cfg.tilt_deg)) if data.has_tilt else None
         self.refs = self.ref = None       # heterogeneous: the classes' points, each image's class
         self.frames = None                # how _superpose_classes moved each class
+        self.last = None                  # (rot, shift, class) after the epoch before, if posed
         if cfg.zdim:
             g = torch.Generator().manual_seed(cfg.seed)
             self.refs = torch.randn(cfg.search_classes, cfg.zdim, generator=g)
@@ -253,8 +255,9 @@ class AbInitio:
             Q, mirrored, p, corr = superpose_maps(ref, volume(j), self.D // 4,
                                                   hands=self.tilt_rot is None)
             mine = self.ref == j
-            self.shift[mine] = moved_shifts(self.rot[mine], self.shift[mine], p)
-            self.rot[mine] = moved_poses(self.rot[mine], Q, mirrored)
+            for rot, shift in [(self.rot, self.shift)] + ([self.last[:2]] if self.last else []):
+                shift[mine] = moved_shifts(rot[mine], shift[mine], p)
+                rot[mine] = moved_poses(rot[mine], Q, mirrored)
             self.frames.append({"class": j, "onto": order[0], "mirrored": mirrored,
                                 "offset_px": [round(float(x), 2) for x in p],
                                 "correlation": round(corr, 4)})
@@ -346,10 +349,19 @@ class AbInitio:
             pickle.dump((rot.numpy().astype(np.float32),
                          shifts_to_cryodrgn(shift.numpy(), self.D)), f, protocol=4)
 
-    def epoch_summary(self) -> dict:
-        """For metrics.jsonl: search time per image since the last summary (ms); while
-        classifying, the images per class; after superposing the classes, how each was moved."""
+    def epoch_summary(self, epoch: int) -> dict:
+        """For metrics.jsonl, after 0-based `epoch`: search time per image since the last
+        summary (ms); while classifying, the images per class; after superposing the classes,
+        how each was moved; after a search or refinement epoch that followed one, how much
+        the poses changed (core/analysis/posechanges)."""
         out = {}
+        rot, shift = self.poses()
+        ref = self.ref.clone() if self.classifying(epoch) else None
+        if self.last is not None:
+            rot0, shift0, ref0 = self.last
+            out.update(pose_changes(rot0.numpy(), shift0.numpy(), rot.numpy(), shift.numpy(),
+                                    ref0, ref))
+        self.last = None if self.phase(epoch) == PRETRAIN else (rot, shift, ref)
         if self.ref is not None and self.searched_images and self.frames is None:
             out["classes"] = torch.bincount(self.ref, minlength=len(self.refs)).tolist()
         if self.frames:
@@ -359,15 +371,24 @@ class AbInitio:
         self.search_seconds, self.searched_images = 0.0, 0
         return out
 
+    def settle_advice(self, epoch: int, summary: dict) -> str | None:
+        """After the last search epoch (0-based `epoch`, its `epoch_summary`): a warning where
+        its poses still changed too much to call the search settled."""
+        if epoch != self.search_end - 1 or "pose_change_deg" not in summary:
+            return None
+        return pose_change_advice(summary["pose_change_deg"],
+                                  1 if self.refs is None else len(self.refs))
+
     def state_dict(self) -> dict:
         return {"rot": self.rot.clone(), "shift": self.shift.clone(),
-                "ref": None if self.ref is None else self.ref.clone(),
+                "ref": None if self.ref is None else self.ref.clone(), "last": self.last,
                 "delta": self.delta.weight.detach().cpu(), "optim": self.optim.state_dict()}
 
     def load_state_dict(self, s: dict) -> None:
         self.rot, self.shift = s["rot"], s["shift"]
         if s.get("ref") is not None:
             self.ref = s["ref"]
+        self.last = s.get("last")
         with torch.no_grad():
             self.delta.weight.copy_(s["delta"])
         self.optim.load_state_dict(s["optim"])

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from cryoscape.core.analysis.posechanges import phase_text
 from cryoscape.core.device import amp_dtype, native_bf16, needs_scaler, select_device
 from cryoscape.core.errors import CryoscapeError, warn
 from cryoscape.core.io.atomic import atomic_path
@@ -218,8 +219,7 @@ class Trainer:
             self.rd.append_log(f"cryoscape {conf['version']}: {' '.join(cfg.command_line)}")
             advice = self.abinit and self.abinit.schedule_advice()
             if advice:
-                warn(advice)
-                self.rd.append_log(f"warning: {advice}")
+                self._warn(advice)
             self.rd.append_log(f"{self.data.N} images of {D} px"
                                + (" (Fourier-cropped as read)" if cfg.downsample else "")
                                + f", norm {self.data.norm}, "
@@ -400,14 +400,24 @@ class Trainer:
                "time": self.epoch_elapsed,
                "images_per_s": self.data.N / max(self.epoch_elapsed, 1e-9),
                "elapsed": self.elapsed}
+        advice = None
         if self.abinit is not None:
-            row.update(poses=self.abinit.phase(self.epoch), **self.abinit.epoch_summary())
+            summary = self.abinit.epoch_summary(self.epoch)
+            row.update(poses=self.abinit.phase(self.epoch), **summary)
+            advice = self.abinit.settle_advice(self.epoch, summary)
         if self.main:
             self._write_epoch(row)
+            if advice:
+                self._warn(advice)
         self.epoch, self.batch_i, self.epoch_elapsed = e, 0, 0.0
         self.sums = torch.zeros(4, dtype=torch.float64)
         self._save_resume_point()
         return row
+
+    def _warn(self, message: str) -> None:
+        """A warning on stderr and in run.log."""
+        warn(message)
+        self.rd.append_log(f"warning: {message}")
 
     def _write_epoch(self, row: dict) -> None:
         e = row["epoch"]
@@ -415,9 +425,7 @@ class Trainer:
         self.rd.append_log(f"epoch {e}: loss {row['loss']:.6g} mse {row['mse']:.6g} "
                            f"kl {row['kl']:.4g} in {row['time']:.1f} s "
                            f"({row['images_per_s']:.0f} images/s)"
-                           + (f", poses: {row['poses']}" if "poses" in row else "")
-                           + (f" ({row['search_ms_per_image']:.1f} ms/image)"
-                              if "search_ms_per_image" in row else ""))
+                           + (f", poses: {phase_text(row)}" if "poses" in row else ""))
 
     def _finish(self) -> None:
         """Final unnumbered weights.pkl, z.pkl and pose.pkl, as cryoDRGN leaves them."""

@@ -96,8 +96,9 @@ def test_epoch_lines_say_the_pose_phase():
     assert epoch_line({"epoch": 2, "loss": 0.85211, "poses": "search",
                        "search_ms_per_image": 15.404}) == \
         "epoch 2: loss 0.8521, poses: search (15.4 ms/image)"
-    assert epoch_line({"epoch": 3, "loss": 1.5, "poses": "refine"}) == \
-        "epoch 3: loss 1.5, poses: refine"
+    assert epoch_line({"epoch": 3, "loss": 1.5, "poses": "refine", "pose_change_deg": 0.834,
+                       "shift_change_px": 0.0512}) == \
+        "epoch 3: loss 1.5, poses: refine (poses moved 0.83 deg, 0.051 px)"
     assert epoch_line({"epoch": 4, "loss": 2.0}) == "epoch 4: loss 2"
 
 
@@ -108,6 +109,7 @@ def _wait_directions(qtbot, window, epoch):
 
 
 def test_viewing_directions_follow_the_epoch(qtbot, window, abinit_run, moved_run):
+    from cryoscape.core.analysis.posechanges import pose_changes
     from cryoscape.core.analysis.viewing import direction_histogram
     from cryoscape.core.run import Run
 
@@ -119,7 +121,11 @@ def test_viewing_directions_follow_the_epoch(qtbot, window, abinit_run, moved_ru
     assert np.array_equal(d.counts, direction_histogram(run.poses(3)[0])[0])
     img = window.viewing.plot.image.image
     assert img.shape == (36, 72) and img.sum() == 96             # elevation x azimuth
-    assert window.viewing.info.text() == "poses found (ab initio), epoch 3: 96 particles"
+    moved = pose_changes(*run.poses(2), *run.poses(3))        # since the epoch before
+    assert d.change == {"since": 2, **moved}
+    assert window.viewing.info.text() == (
+        f"poses found (ab initio), epoch 3: 96 particles; since epoch 2 moved a median "
+        f"{moved['pose_change_deg']:.2g}° and {moved['shift_change_px']:.2g} px")
     assert not window.docks["Viewing directions"].visibleRegion().isEmpty()   # raised
     # the slider back to epoch 1: its random poses, its map
     shown = window.explorer.volumes.shown
@@ -129,7 +135,7 @@ def test_viewing_directions_follow_the_epoch(qtbot, window, abinit_run, moved_ru
     window.latent_panel.epoch_slider.setValue(0)
     d = _wait_directions(qtbot, window, 1)
     first = direction_histogram(run.poses(1)[0])[0]
-    assert np.array_equal(d.counts, first)
+    assert np.array_equal(d.counts, first) and d.change is None
     assert not np.array_equal(first, direction_histogram(run.poses(3)[0])[0])
     qtbot.waitUntil(lambda: shown.current is not before and shown.current.source == "exact",
                     timeout=WAIT_MS)

@@ -1,6 +1,7 @@
 """Poses: the viewing-direction histogram of the epoch shown, computed off the GUI thread: the
-poses an ab initio run found by that epoch (its pose.N.pkl; the newest while it trains), or
-those a known-pose run was given (read once per run)."""
+poses an ab initio run found by that epoch (its pose.N.pkl; the newest while it trains, with how
+much they moved since the pose file before), or those a known-pose run was given (read once per
+run)."""
 from __future__ import annotations
 
 from cryoscape.app.gui.models.viewing import ViewingDirections
@@ -17,6 +18,15 @@ def pose_epoch(files: dict, epoch: int | None) -> int | None:
     return max(earlier) if earlier else None
 
 
+def previous_epoch(files: dict, shown: int | None) -> int | None:
+    """The numbered pose file before the one shown (None: there is none)."""
+    numbered = sorted(k for k in files if k is not None)
+    before = [k for k in numbered if shown is None or k < shown]
+    if shown is None and before:
+        before = before[:-1]          # the final pose.pkl is a copy of the last numbered one
+    return before[-1] if before else None
+
+
 class PoseService(Service):
     """Keeps `directions` (a ViewingDirections model) at the state's run and epoch."""
 
@@ -31,6 +41,7 @@ class PoseService(Service):
 
     def update(self) -> None:
         """Compute the histogram for the state's run and epoch in the worker."""
+        from cryoscape.core.analysis.posechanges import pose_changes
         from cryoscape.core.analysis.viewing import direction_histogram
 
         st, model = self.state, self.directions
@@ -41,11 +52,16 @@ class PoseService(Service):
         given = self._given
 
         def job(emit, is_stale):
+            change = None
             try:
                 files = run.pose_files()
                 if files:
                     shown = pose_epoch(files, epoch)
-                    hist = direction_histogram(run.poses(shown)[0])
+                    poses = run.poses(shown)
+                    hist = direction_histogram(poses[0])
+                    before = previous_epoch(files, shown)
+                    if before is not None:
+                        change = {"since": before, **pose_changes(*run.poses(before), *poses)}
                 elif given is not None and given[0] is run:
                     shown, hist = None, given[1]
                 else:
@@ -60,6 +76,6 @@ class PoseService(Service):
                     return                    # superseded: a newer update follows
                 if not files:
                     self._given = run, hist
-                model.set_histogram(*hist, shown if files else None, bool(files))
+                model.set_histogram(*hist, shown if files else None, bool(files), change)
             emit(apply)
         self.thread.submit(job, "Reading the poses")

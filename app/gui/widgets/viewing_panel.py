@@ -32,6 +32,9 @@ class ViewingPanel(QWidget):
         self.plot.set_histogram(d.counts, d.az_edges, d.s_edges)
         if d.found:
             when = "final" if d.epoch is None else f"epoch {d.epoch}"
-            self.info.setText(f"poses found (ab initio), {when}: {d.n} particles")
+            moved = "" if d.change is None else (
+                f"; since epoch {d.change['since']} moved a median "
+                f"{d.change['pose_change_deg']:.2g}° and {d.change['shift_change_px']:.2g} px")
+            self.info.setText(f"poses found (ab initio), {when}: {d.n} particles{moved}")
         else:
             self.info.setText(f"poses given to the run: {d.n} particles")
