@@ -75,9 +75,13 @@ def run_pose_changes(run) -> list[dict]:
 def plot_pose_changes(path: str | os.PathLike, rows: list[dict], phases: dict | None = None
                       ) -> Path:
     """PNG: the median pose change (deg, log scale) and shift change (px) per epoch, with the
-    epochs' pose phases (`phases`: {epoch: "search" | "refine" | ...}) where known."""
+    epochs' pose phases (`phases`: {epoch: "pretrain" | "search" | "refine"}) where known (the
+    changes from and within the pretraining's random poses left out)."""
     from cryoscape.core.analysis.plots import _figure, _save
 
+    phases = phases or {}
+    pretrain = {e for e, phase in phases.items() if phase == "pretrain"}
+    rows = [r for r in rows if not {r["epoch"], r["epoch"] - 1} & pretrain]   # random poses
     ep = np.array([r["epoch"] for r in rows])
     fig = _figure(6.4, 3.6)
     ax = fig.add_subplot(1, 1, 1)
@@ -85,8 +89,8 @@ def plot_pose_changes(path: str | os.PathLike, rows: list[dict], phases: dict | 
                 label="rotation (deg)")
     ax.semilogy(ep, [max(r["shift_change_px"], 1e-3) for r in rows], "s--", color="C1",
                 label="shift (px)")
-    ax.axhline(UNSETTLED_DEG, color="0.6", lw=0.8, ls=":")
-    refine = sorted(e for e, phase in (phases or {}).items() if phase == "refine")
+    ax.axhline(UNSETTLED_DEG, color="0.6", lw=0.8, ls=":", label="not settled above")
+    refine = sorted(e for e, phase in phases.items() if phase == "refine")
     if refine:
         ax.axvline(refine[0] - 0.5, color="0.3", lw=0.8)
         ax.text(refine[0] - 0.4, ax.get_ylim()[1], " refinement", va="top", fontsize=8)
